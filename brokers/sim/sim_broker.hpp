@@ -1,0 +1,75 @@
+#pragma once
+// SimBroker: the simulated venue behind the Broker interface, in process, on the event loop.
+// It drives the venue's market from price paths, delivers venue events as order events, and
+// applies the delivery faults of its profile (ack delays, dropped events, disconnects with lost
+// replies, stale position reports), logging each one.
+#include <memory>
+#include <vector>
+
+#include "brokers/broker.hpp"
+#include "brokers/sim/fault_injector.hpp"
+#include "brokers/sim/price_path.hpp"
+#include "brokers/sim/venue.hpp"
+#include "core/event_loop.hpp"
+
+namespace backstop {
+
+struct SimBrokerOptions {
+  std::string name = "sim";
+  std::string account = "SIM0001";
+  Duration tick_interval{std::chrono::milliseconds(100)};
+};
+
+class SimBroker final : public Broker {
+ public:
+  SimBroker(SimBrokerOptions options, EventLoop& loop, Venue& venue);
+
+  void add_price_path(std::unique_ptr<PricePath> path) { paths_.push_back(std::move(path)); }
+
+  const std::string& name() const override { return options_.name; }
+  BrokerCapabilities capabilities() const override;
+  void start() override;
+  void stop() override;
+
+  void submit(const OrderSpec& order, CommandCallback done) override;
+  void submit_bracket(const BracketSpec& bracket, BracketCallback done) override;
+  void cancel(const std::string& broker_order_id, CommandCallback done) override;
+  void replace(const std::string& broker_order_id, const OrderSpec& updated, CommandCallback done) override;
+  void query_order(const std::string& broker_order_id, OrderQueryCallback done) override;
+  void query_by_client_id(const std::string& client_order_id, OrderQueryCallback done) override;
+  void list_open_orders(OrdersCallback done) override;
+  void list_positions(PositionsCallback done) override;
+  void list_fills(FillsCallback done) override;
+  void subscribe_order_events(OrderEventHandler handler) override { order_handler_ = std::move(handler); }
+  void subscribe_quotes(const std::vector<std::string>& symbols, QuoteHandler handler) override;
+  BrokerHealthReport health() const override;
+
+  Venue& venue() { return venue_; }
+  static BrokerOrder to_broker_order(const VenueOrder& v);
+
+ private:
+  enum class Link { up, down };
+  Duration ack_delay();
+  // Runs `request` at the venue after the ack delay, unless the link is down (failed locally)
+  // or the reply is lost on the way back (unknown: the venue did act).
+  void transmit(const char* what, std::function<void()> request, std::function<void()> reply,
+                std::function<void(const std::string&)> lost, std::function<void(const std::string&)> not_sent);
+  void on_venue_event(const VenueEvent& ev);
+  void tick();
+
+  SimBrokerOptions options_;
+  EventLoop& loop_;
+  Venue& venue_;
+  std::vector<std::unique_ptr<PricePath>> paths_;
+  OrderEventHandler order_handler_;
+  QuoteHandler quote_handler_;
+  std::vector<std::string> quote_symbols_;
+  std::vector<VenuePosition> last_positions_;
+  Link link_ = Link::up;
+  Timestamp link_down_until_ = 0;
+  Timestamp last_message_at_ = 0;
+  bool running_ = false;
+  EventLoop::TimerId tick_timer_ = 0;
+};
+
+}  // namespace backstop

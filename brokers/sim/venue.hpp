@@ -1,0 +1,162 @@
+#pragma once
+// A deterministic simulated exchange: it matches market, limit, stop and stop-limit orders and
+// brackets (entry plus OCO exits) against a price path, with partial fills limited by displayed
+// size. SimBroker and the protocol emulators put their own faces on it; the venue itself knows
+// nothing about any wire format.
+//
+// Not thread-safe: its owner serializes calls (SimBroker on its event loop, emulators with a
+// mutex). Listeners are called synchronously from submit/cancel/on_quote.
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "brokers/sim/fault_injector.hpp"
+#include "core/fill.hpp"
+#include "core/market_data.hpp"
+#include "core/order.hpp"
+
+namespace backstop {
+
+enum class VenueStatus {
+  held,       // bracket exit waiting for its entry to fill
+  working,    // resting; for stops, not yet triggered
+  triggered,  // a stop whose price was reached, now working as market/limit
+  filled,
+  cancelled,
+  rejected,
+};
+const char* to_string(VenueStatus s);
+bool is_open(VenueStatus s);
+
+struct VenueOrder {
+  std::string id;  // venue-assigned, numeric text
+  std::string client_order_id;
+  std::string account;
+  std::string symbol;
+  Side side = Side::buy;
+  std::int64_t quantity = 0;
+  OrderType type = OrderType::market;
+  std::optional<Price> limit_price;
+  std::optional<Price> stop_price;
+  TimeInForce tif = TimeInForce::day;
+  bool outside_rth = false;
+  std::string parent_id;  // bracket exits: the entry's id
+  std::string oco_group;  // members cancel each other
+  VenueStatus status = VenueStatus::working;
+  std::int64_t filled_quantity = 0;
+  Price average_fill_price;
+  std::string reason;  // reject or cancel reason
+  bool ghost = false;  // fault: listed as working, never triggers
+  bool ghost_crossed_logged = false;
+  Timestamp created_at = 0;
+  Timestamp updated_at = 0;
+  Timestamp triggered_at = 0;
+};
+
+struct VenueFill {
+  std::string execution_id;
+  std::string order_id;
+  std::int64_t quantity = 0;
+  Price price;
+  Timestamp at = 0;
+};
+
+struct VenueEvent {
+  enum class Kind { accepted, rejected, activated, triggered, fill, cancelled, replaced };
+  Kind kind;
+  VenueOrder order;  // snapshot after the event
+  std::optional<VenueFill> fill;
+};
+const char* to_string(VenueEvent::Kind k);
+
+// One line per request that reached the venue, kept so tests can prove no order arrived twice.
+struct VenueArrival {
+  Timestamp at = 0;
+  std::string client_order_id;
+  std::string order_id;  // empty when refused
+  bool duplicate = false;
+};
+
+struct VenueSubmitResult {
+  bool accepted = false;
+  std::string order_id;
+  std::string reason;  // when refused
+};
+
+struct VenueBracketResult {
+  bool accepted = false;
+  std::string reason;
+  std::string entry_id, take_profit_id, stop_id;
+};
+
+struct VenuePosition {
+  std::string symbol;
+  std::int64_t quantity = 0;
+  Price average_price;
+};
+
+class Venue {
+ public:
+  using Listener = std::function<void(const VenueEvent&)>;
+
+  Venue(Clock& clock, FaultInjector& faults) : clock_(clock), faults_(faults) {}
+
+  void add_instrument(const std::string& symbol, TickSize tick);
+  bool has_instrument(const std::string& symbol) const { return ticks_.count(symbol) != 0; }
+  void set_listener(Listener l) { listener_ = std::move(l); }
+
+  VenueSubmitResult submit(const OrderSpec& order, const std::string& account = {});
+  // Entry plus take-profit and stop, the exits held until the entry fills and linked OCO.
+  VenueBracketResult submit_bracket(const BracketSpec& bracket, const std::string& account = {});
+  // Exits given as an OCO pair (no entry), e.g. protecting an existing position.
+  VenueBracketResult submit_oco(const OrderSpec& a, const OrderSpec& b, const std::string& account = {});
+  // Returns an empty string on success, else why not.
+  std::string cancel(const std::string& order_id, const std::string& reason = "cancelled by user");
+  std::string replace(const std::string& order_id, std::int64_t quantity,
+                      std::optional<Price> limit_price, std::optional<Price> stop_price,
+                      std::optional<TimeInForce> tif = std::nullopt);
+
+  // Matches resting orders of the quote's symbol against it.
+  void on_quote(const Quote& quote);
+
+  const VenueOrder* find(const std::string& order_id) const;
+  const VenueOrder* find_by_client_id(const std::string& client_order_id) const;
+  std::vector<VenueOrder> orders() const;        // all, in arrival order
+  std::vector<VenueOrder> open_orders() const;   // held, working, triggered
+  std::vector<VenuePosition> positions() const;  // non-zero only
+  const std::vector<VenueArrival>& arrivals() const { return arrivals_; }
+  const std::vector<VenueFill>& fills() const { return fills_; }
+  std::optional<Quote> last_quote(const std::string& symbol) const;
+  FaultInjector& faults() { return faults_; }
+  Clock& clock() { return clock_; }
+
+ private:
+  std::string check(const OrderSpec& o) const;
+  VenueOrder& create(const OrderSpec& o, const std::string& account, VenueStatus status);
+  void emit(VenueEvent::Kind kind, const VenueOrder& o, std::optional<VenueFill> fill = std::nullopt);
+  void try_match(VenueOrder& o, const Quote& q, std::map<Side, std::int64_t>& liquidity);
+  void execute(VenueOrder& o, std::int64_t qty, Price price);
+  void on_order_filled(VenueOrder& o);
+  void reduce_oco_siblings(const VenueOrder& o, std::int64_t qty);
+  void arm_ghost(VenueOrder& o);
+
+  Clock& clock_;
+  FaultInjector& faults_;
+  Listener listener_;
+  std::map<std::string, TickSize> ticks_;
+  std::map<std::string, Quote> last_quotes_;
+  std::deque<VenueOrder> orders_;  // arrival order; deque keeps references valid on growth
+  std::map<std::string, std::size_t> by_id_;             // id -> index
+  std::map<std::string, std::size_t> by_client_id_;      // client order id -> index
+  std::map<std::string, VenuePosition> positions_;
+  std::vector<VenueArrival> arrivals_;
+  std::vector<VenueFill> fills_;
+  std::uint64_t next_order_id_ = 1'000'001;
+  std::uint64_t next_execution_id_ = 1;
+};
+
+}  // namespace backstop

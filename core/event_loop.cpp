@@ -1,0 +1,122 @@
+#include "core/event_loop.hpp"
+
+#include <limits>
+
+namespace backstop {
+
+void EventLoop::post(Task task) {
+  {
+    std::lock_guard lock(mutex_);
+    posted_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+}
+
+EventLoop::TimerId EventLoop::call_at(Timestamp when, Task task) {
+  std::lock_guard lock(mutex_);
+  const TimerId id = next_timer_++;
+  timers_.emplace(when, std::make_pair(id, std::move(task)));
+  return id;
+}
+
+void EventLoop::cancel(TimerId id) {
+  std::lock_guard lock(mutex_);
+  for (auto it = timers_.begin(); it != timers_.end(); ++it) {
+    if (it->second.first == id) {
+      timers_.erase(it);
+      return;
+    }
+  }
+}
+
+void EventLoop::add_external_work() {
+  std::lock_guard lock(mutex_);
+  ++external_work_;
+}
+
+void EventLoop::finish_external_work() {
+  {
+    std::lock_guard lock(mutex_);
+    --external_work_;
+  }
+  wake_.notify_one();
+}
+
+bool EventLoop::run_one_ready() {
+  Task task;
+  {
+    std::lock_guard lock(mutex_);
+    if (!posted_.empty()) {
+      task = std::move(posted_.front());
+      posted_.pop_front();
+    } else if (!timers_.empty() && timers_.begin()->first <= clock_.now()) {
+      task = std::move(timers_.begin()->second.second);
+      timers_.erase(timers_.begin());
+    } else {
+      return false;
+    }
+  }
+  task();
+  return true;
+}
+
+std::size_t EventLoop::run_ready() {
+  std::size_t n = 0;
+  while (run_one_ready()) ++n;
+  return n;
+}
+
+void EventLoop::run_until(Timestamp deadline) {
+  for (;;) {
+    while (run_one_ready()) {
+      std::lock_guard lock(mutex_);
+      if (stopped_) break;
+    }
+    std::unique_lock lock(mutex_);
+    if (stopped_) return;
+    if (!posted_.empty()) continue;
+    const Timestamp now = clock_.now();
+    if (now >= deadline) return;
+    const bool has_timer = !timers_.empty();
+    const Timestamp next = has_timer ? std::min(deadline, timers_.begin()->first) : deadline;
+    if (has_timer && next <= now) continue;
+    if (clock_.advances_by_itself()) {
+      // Real time: sleep until the next timer, woken early by post() or finish_external_work().
+      wake_.wait_for(lock, std::chrono::nanoseconds(next - now));
+    } else if (external_work_ > 0) {
+      // Another thread will post back; wait for it rather than jumping time past its result.
+      wake_.wait_for(lock, std::chrono::milliseconds(20));
+    } else if (!has_timer && deadline == std::numeric_limits<Timestamp>::max()) {
+      return;  // nothing left that could ever run
+    } else {
+      lock.unlock();
+      clock_.sleep_until(next);
+    }
+  }
+}
+
+void EventLoop::run() {
+  // With a real clock an idle loop would otherwise wait forever.
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopped_ || (posted_.empty() && timers_.empty() && external_work_ == 0)) return;
+    }
+    run_until(clock_.now() + 10'000'000);
+  }
+}
+
+void EventLoop::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopped_ = true;
+  }
+  wake_.notify_one();
+}
+
+void EventLoop::restart() {
+  std::lock_guard lock(mutex_);
+  stopped_ = false;
+}
+
+}  // namespace backstop

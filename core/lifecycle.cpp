@@ -1,0 +1,78 @@
+#include "core/lifecycle.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace backstop {
+
+namespace {
+using S = OrderState;
+constexpr std::array<const char*, kOrderStateCount> kNames = {
+    "pre_sent", "pending", "submitted", "partially_filled", "filled",
+    "pending_cancel", "cancelled", "rejected", "failed"};
+
+constexpr std::size_t idx(S s) { return static_cast<std::size_t>(s); }
+
+// kAllowed[from][to]. After a crash an order in pre_sent or pending may turn out to be in any
+// state at the broker, so those rows allow every resolution.
+constexpr auto make_table() {
+  std::array<std::array<bool, kOrderStateCount>, kOrderStateCount> t{};
+  auto allow = [&t](S from, std::initializer_list<S> tos) {
+    for (S to : tos) t[idx(from)][idx(to)] = true;
+  };
+  allow(S::pre_sent, {S::pending, S::submitted, S::partially_filled, S::filled, S::cancelled,
+                      S::rejected, S::failed});
+  allow(S::pending, {S::submitted, S::partially_filled, S::filled, S::pending_cancel,
+                     S::cancelled, S::rejected, S::failed});
+  allow(S::submitted, {S::partially_filled, S::filled, S::pending_cancel, S::cancelled,
+                       S::rejected});
+  allow(S::partially_filled, {S::partially_filled, S::filled, S::pending_cancel, S::cancelled});
+  // A cancel can lose the race with a fill, or be refused (order goes back to working).
+  allow(S::pending_cancel, {S::cancelled, S::filled, S::partially_filled, S::submitted});
+  return t;
+}
+constexpr auto kAllowed = make_table();
+}  // namespace
+
+const char* to_string(OrderState s) { return kNames[idx(s)]; }
+
+std::optional<OrderState> order_state_from_string(const std::string& s) {
+  for (std::size_t i = 0; i < kNames.size(); ++i)
+    if (s == kNames[i]) return static_cast<OrderState>(i);
+  return std::nullopt;
+}
+
+bool is_terminal(OrderState s) {
+  return s == S::filled || s == S::cancelled || s == S::rejected || s == S::failed;
+}
+
+bool is_working(OrderState s) {
+  return s == S::submitted || s == S::partially_filled || s == S::pending_cancel;
+}
+
+bool is_legal_transition(OrderState from, OrderState to) { return kAllowed[idx(from)][idx(to)]; }
+
+std::string timestamp_name(OrderState s) {
+  if (s == S::pre_sent) return "created_at";
+  if (s == S::pending) return "sent_at";
+  return std::string(to_string(s)) + "_at";
+}
+
+TransitionEvent OrderRecord::transition(OrderState to, Timestamp at, std::string reason) {
+  TransitionEvent ev{spec.client_order_id, state, to, at, std::move(reason), false};
+  if (!is_legal_transition(state, to)) {
+    spdlog::warn("order {}: refused illegal transition {} -> {} ({})", spec.client_order_id,
+                 to_string(state), to_string(to), ev.reason);
+    return ev;
+  }
+  state = to;
+  if (state_times[idx(to)] == 0) state_times[idx(to)] = at;
+  ev.applied = true;
+  return ev;
+}
+
+void OrderRecord::add_fill(std::int64_t quantity, Price price) {
+  average_fill_price = weighted_average(average_fill_price, filled_quantity, price, quantity);
+  filled_quantity += quantity;
+}
+
+}  // namespace backstop
