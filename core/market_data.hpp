@@ -20,4 +20,13 @@ struct Quote {
   std::string source;  // which feed produced it (a broker name, "sim", ...)
 };
 
+// An aggregated interval of trades.
+struct Bar {
+  std::string symbol;
+  Timestamp start = 0;
+  Duration length{0};
+  Price open, high, low, close;
+  std::int64_t volume = 0;
+};
+
 }  // namespace backstop

@@ -47,6 +47,30 @@ std::optional<TimeInForce> tif_from_string(const std::string& s) {
   return std::nullopt;
 }
 
+OrderSpec market_order(std::string symbol, Side side, std::int64_t qty, TimeInForce tif) {
+  OrderSpec o;
+  o.symbol = std::move(symbol);
+  o.side = side;
+  o.quantity = qty;
+  o.type = OrderType::market;
+  o.tif = tif;
+  return o;
+}
+
+OrderSpec limit_order(std::string symbol, Side side, std::int64_t qty, Price limit, TimeInForce tif) {
+  OrderSpec o = market_order(std::move(symbol), side, qty, tif);
+  o.type = OrderType::limit;
+  o.limit_price = limit;
+  return o;
+}
+
+OrderSpec stop_order(std::string symbol, Side side, std::int64_t qty, Price stop, TimeInForce tif) {
+  OrderSpec o = market_order(std::move(symbol), side, qty, tif);
+  o.type = OrderType::stop;
+  o.stop_price = stop;
+  return o;
+}
+
 std::string validate(const OrderSpec& o) {
   const std::string who = "order " + (o.client_order_id.empty() ? "(no id)" : o.client_order_id);
   if (o.client_order_id.empty()) return who + ": client_order_id is empty";

@@ -42,6 +42,16 @@ struct BracketSpec {
   OrderSpec protective_stop; // stop on the opposite side
 };
 
+// Builders for the common shapes; the client order id is left empty for the router to assign.
+OrderSpec market_order(std::string symbol, Side side, std::int64_t qty, TimeInForce tif = TimeInForce::day);
+OrderSpec limit_order(std::string symbol, Side side, std::int64_t qty, Price limit, TimeInForce tif = TimeInForce::day);
+OrderSpec stop_order(std::string symbol, Side side, std::int64_t qty, Price stop, TimeInForce tif = TimeInForce::gtc);
+
+// Client order ids of a bracket's three legs.
+struct BracketIds {
+  std::string entry, take_profit, protective_stop;
+};
+
 // Checks the spec is complete and consistent; returns an empty string when it is, or the
 // first problem, naming the field ("order X: stop_price is required for a stop order").
 std::string validate(const OrderSpec& spec);

@@ -1,0 +1,47 @@
+// The `backstop` command line.
+#include <iostream>
+#include <map>
+
+#include "apps/cli.hpp"
+#include "apps/commands.hpp"
+#include "core/error.hpp"
+
+namespace {
+constexpr const char* kUsage = R"(usage: backstop COMMAND [OPTIONS]
+
+Commands:
+  demo      run a bracket strategy on the simulated venue with faults and print a summary
+  orders    list the orders of a journal (--json for scripts)
+
+Run `backstop COMMAND --help` for a command's options.
+)";
+}  // namespace
+
+int main(int argc, char** argv) {
+  using Command = int (*)(backstop::cli::Args&);
+  const std::map<std::string, Command> commands = {
+      {"demo", backstop::demo_main},
+      {"orders", backstop::orders_main},
+  };
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
+      std::string(argv[1]) == "help") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string name = argv[1];
+  auto it = commands.find(name);
+  if (it == commands.end()) {
+    std::cerr << "backstop: unknown command \"" << name << "\" (run backstop --help)\n";
+    return 2;
+  }
+  backstop::cli::Args args(argc, argv, 2);
+  try {
+    return it->second(args);
+  } catch (const backstop::cli::UsageError& e) {
+    std::cerr << "backstop " << name << ": " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "backstop " << name << ": " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,493 @@
+#include "routing/order_manager.hpp"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace backstop {
+
+OrderManager::OrderManager(EventLoop& loop, Journal& journal, ClientOrderIdGenerator& ids,
+                           OrderManagerOptions options)
+    : loop_(loop), journal_(journal), ids_(ids), options_(options) {}
+
+void OrderManager::add_broker(Broker& broker) {
+  brokers_[broker.name()] = &broker;
+  const std::string name = broker.name();
+  broker.subscribe_order_events([this, name](const OrderEvent& ev) { on_event(name, ev); });
+}
+
+Broker* OrderManager::broker(const std::string& name) const {
+  auto it = brokers_.find(name);
+  return it == brokers_.end() ? nullptr : it->second;
+}
+
+OrderRecord& OrderManager::create(const std::string& broker_name, OrderSpec spec) {
+  auto rec = std::make_unique<OrderRecord>();
+  rec->spec = std::move(spec);
+  rec->broker = broker_name;
+  rec->state = OrderState::pre_sent;
+  rec->state_times[static_cast<std::size_t>(OrderState::pre_sent)] = loop_.now();
+  OrderRecord& ref = *rec;
+  order_sequence_.push_back(ref.spec.client_order_id);
+  orders_[ref.spec.client_order_id] = std::move(rec);
+  return ref;
+}
+
+void OrderManager::journal_then(const OrderRecord& order, std::function<void(const std::string&)> next) {
+  // The commit completes on the journal's thread; continue on the loop. The external-work mark
+  // keeps a manual clock from jumping past the commit in tests.
+  loop_.add_external_work();
+  journal_.record_order(order, [this, next = std::move(next)](const std::string& error) {
+    loop_.post([next, error] { next(error); });
+    loop_.finish_external_work();
+  });
+}
+
+void OrderManager::notify(const OrderRecord& o) {
+  for (auto& l : order_listeners_) l(o);
+}
+
+void OrderManager::apply_state(OrderRecord& order, OrderState to, const std::string& reason) {
+  if (order.state == to && to != OrderState::partially_filled) return;  // repeated report: nothing new
+  const TransitionEvent ev = order.transition(to, loop_.now(), reason);
+  journal_.record_transition(ev, order);
+  if (ev.applied) notify(order);
+}
+
+std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec, SubmitCallback done) {
+  if (spec.client_order_id.empty()) spec.client_order_id = ids_.next();
+  const std::string coid = spec.client_order_id;
+  if (orders_.count(coid)) {
+    if (done) done(CommandResult::failed("client order id " + coid + " is already in use"));
+    return coid;
+  }
+  OrderRecord& rec = create(broker_name, std::move(spec));
+  journal_then(rec, [this, coid, broker_name, done](const std::string& error) {
+    OrderRecord& o = *orders_.at(coid);
+    auto fail = [&](const std::string& why) {
+      o.last_message = why;
+      apply_state(o, OrderState::failed, why);
+      if (done) done(CommandResult::failed(why));
+    };
+    if (!error.empty()) return fail("not sent: journal write failed: " + error);
+    Broker* b = broker(broker_name);
+    if (!b) return fail("not sent: no broker named " + broker_name);
+    if (auto why = validate(o.spec); !why.empty()) return fail("not sent: " + why);
+    apply_state(o, OrderState::pending, "sent to " + broker_name);
+    b->submit(o.spec, [this, coid, done](CommandResult r) { handle_submit_result(coid, r, done); });
+  });
+  return coid;
+}
+
+BracketIds OrderManager::submit_bracket(const std::string& broker_name, BracketSpec b, SubmitCallback done) {
+  for (OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop})
+    if (leg->client_order_id.empty()) leg->client_order_id = ids_.next();
+  const std::string coid = b.entry.client_order_id;
+  const BracketIds ids{coid, b.take_profit.client_order_id, b.protective_stop.client_order_id};
+  for (const OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop}) {
+    if (orders_.count(leg->client_order_id)) {
+      if (done) done(CommandResult::failed("client order id " + leg->client_order_id + " is already in use"));
+      return ids;
+    }
+  }
+  b.take_profit.parent_client_order_id = b.protective_stop.parent_client_order_id = coid;
+  b.take_profit.oco_group = b.protective_stop.oco_group = "OCO-" + coid;
+  const std::vector<std::string> legs = {coid, b.take_profit.client_order_id, b.protective_stop.client_order_id};
+  create(broker_name, b.entry);
+  create(broker_name, b.take_profit);
+  OrderRecord& last = create(broker_name, b.protective_stop);
+  journal_.record_order(*orders_.at(legs[0]));
+  journal_.record_order(*orders_.at(legs[1]));
+  // The three legs share one group commit; waiting for the last one covers all of them.
+  journal_then(last, [this, b, legs, broker_name, done](const std::string& error) {
+    auto fail_all = [&](const std::string& why) {
+      for (const auto& id : legs) {
+        orders_.at(id)->last_message = why;
+        apply_state(*orders_.at(id), OrderState::failed, why);
+      }
+      if (done) done(CommandResult::failed(why));
+    };
+    if (!error.empty()) return fail_all("not sent: journal write failed: " + error);
+    Broker* br = broker(broker_name);
+    if (!br) return fail_all("not sent: no broker named " + broker_name);
+    if (auto why = validate(b); !why.empty()) return fail_all("not sent: " + why);
+    for (const auto& id : legs) apply_state(*orders_.at(id), OrderState::pending, "bracket sent to " + broker_name);
+    br->submit_bracket(b, [this, legs, done](BracketResult r) {
+      const std::vector<std::string> broker_ids = {r.entry_id, r.take_profit_id, r.stop_id};
+      CommandResult leg_result{r.outcome, {}, r.message, 0};
+      for (std::size_t i = 0; i < legs.size(); ++i) {
+        leg_result.broker_order_id = broker_ids[i];
+        handle_submit_result(legs[i], leg_result, {});
+      }
+      if (done) done({r.outcome, r.entry_id, r.message, 0});
+    });
+  });
+  return ids;
+}
+
+void OrderManager::handle_submit_result(const std::string& coid, const CommandResult& r, const SubmitCallback& done) {
+  OrderRecord& o = *orders_.at(coid);
+  if (!r.broker_order_id.empty() && o.broker_order_id.empty()) {
+    o.broker_order_id = r.broker_order_id;
+    by_broker_id_[{o.broker, o.broker_order_id}] = coid;
+  }
+  switch (r.outcome) {
+    case Outcome::failed_locally:
+      o.last_message = r.message;
+      apply_state(o, OrderState::failed, r.message);
+      break;
+    case Outcome::accepted:
+      // The stream may already have moved it further (a fill before the ack's callback).
+      if (o.state == OrderState::pending || o.state == OrderState::pre_sent)
+        apply_state(o, OrderState::submitted, "acknowledged as " + r.broker_order_id);
+      else
+        journal_.record_order(o);  // keep the broker id
+      break;
+    case Outcome::rejected:
+      o.last_message = r.message;
+      apply_state(o, OrderState::rejected, r.message);
+      break;
+    case Outcome::unknown:
+      // Never treated as failed, never resent: find out what the broker has.
+      o.last_message = r.message;
+      journal_.record_event({loop_.now(), o.broker, "unknown_outcome", coid,
+                             nlohmann::json{{"message", r.message}}.dump()});
+      spdlog::warn("order {}: outcome unknown ({}); resolving by client order id", coid, r.message);
+      loop_.call_after(options_.resolve_retry_interval, [this, coid] { resolve_unknown(coid, 1, {}); });
+      break;
+  }
+  if (done) done(r);
+}
+
+void OrderManager::resolve_unknown(const std::string& coid, int attempt, std::function<void(bool)> done) {
+  OrderRecord& o = *orders_.at(coid);
+  Broker* b = broker(o.broker);
+  if (!b) {
+    spdlog::error("order {}: cannot resolve, broker {} is not configured", coid, o.broker);
+    if (done) done(false);
+    return;
+  }
+  b->query_by_client_id(coid, [this, coid, attempt, done](OrderQueryResult r) {
+    OrderRecord& ord = *orders_.at(coid);
+    if (ord.state != OrderState::pending && ord.state != OrderState::pre_sent) {
+      if (done) done(true);  // the stream answered meanwhile
+      return;
+    }
+    if (r.outcome == Outcome::accepted && r.order) {
+      apply_broker_view(ord, *r.order, "resolved by query");
+      if (done) done(true);
+      return;
+    }
+    const bool last = attempt >= options_.resolve_attempts;
+    if (r.outcome == Outcome::accepted && last) {
+      // Asked repeatedly, the broker never had it: the request did not reach it.
+      ord.last_message = "broker has no order with this client order id after " + std::to_string(attempt) + " queries";
+      apply_state(ord, OrderState::failed, ord.last_message);
+      if (done) done(true);
+      return;
+    }
+    if (last) {
+      spdlog::error("order {}: outcome still unknown after {} queries ({}); it stays pending and is not resent",
+                    coid, attempt, r.message);
+      if (done) done(false);
+      return;
+    }
+    loop_.call_after(options_.resolve_retry_interval,
+                     [this, coid, attempt, done] { resolve_unknown(coid, attempt + 1, done); });
+  });
+}
+
+void OrderManager::cancel(const std::string& coid, SubmitCallback done) {
+  auto it = orders_.find(coid);
+  if (it == orders_.end()) {
+    if (done) done(CommandResult::failed("no order " + coid));
+    return;
+  }
+  OrderRecord& o = *it->second;
+  Broker* b = broker(o.broker);
+  if (!b || o.broker_order_id.empty() || !is_working(o.state)) {
+    if (done) done(CommandResult::failed("order " + coid + " is not working (" + to_string(o.state) + ")"));
+    return;
+  }
+  const OrderState before = o.state;
+  apply_state(o, OrderState::pending_cancel, "cancel requested");
+  b->cancel(o.broker_order_id, [this, coid, before, done](CommandResult r) {
+    OrderRecord& ord = *orders_.at(coid);
+    if ((r.outcome == Outcome::failed_locally || r.outcome == Outcome::rejected) &&
+        ord.state == OrderState::pending_cancel) {
+      apply_state(ord, before, "cancel " + std::string(to_string(r.outcome)) + ": " + r.message);
+    }
+    // accepted: the broker confirms asynchronously (event or resync); unknown: resync decides.
+    if (done) done(r);
+  });
+}
+
+void OrderManager::replace(const std::string& coid, const OrderSpec& updated, SubmitCallback done) {
+  auto it = orders_.find(coid);
+  if (it == orders_.end() || !is_working(it->second->state)) {
+    if (done) done(CommandResult::failed("order " + coid + " is not working"));
+    return;
+  }
+  OrderRecord& o = *it->second;
+  OrderSpec next = o.spec;
+  next.quantity = updated.quantity;
+  next.limit_price = updated.limit_price;
+  next.stop_price = updated.stop_price;
+  next.tif = updated.tif;
+  if (auto why = validate(next); !why.empty()) {
+    if (done) done(CommandResult::failed(why));
+    return;
+  }
+  journal_.record_event({loop_.now(), o.broker, "replace_requested", coid,
+                         nlohmann::json{{"quantity", next.quantity},
+                                        {"limit_price", next.limit_price ? next.limit_price->to_string() : ""},
+                                        {"stop_price", next.stop_price ? next.stop_price->to_string() : ""}}
+                             .dump()});
+  broker(o.broker)->replace(o.broker_order_id, next, [this, coid, next, done](CommandResult r) {
+    OrderRecord& ord = *orders_.at(coid);
+    if (r.outcome == Outcome::accepted) {
+      ord.spec = next;
+      journal_.record_order(ord);
+      notify(ord);
+    } else {
+      journal_.record_event({loop_.now(), ord.broker, "replace_" + std::string(to_string(r.outcome)), coid,
+                             nlohmann::json{{"message", r.message}}.dump()});
+    }
+    if (done) done(r);
+  });
+}
+
+void OrderManager::on_event(const std::string& broker_name, const OrderEvent& ev) {
+  OrderRecord* o = nullptr;
+  if (!ev.client_order_id.empty()) {
+    auto it = orders_.find(ev.client_order_id);
+    if (it != orders_.end()) o = it->second.get();
+  }
+  if (!o && !ev.broker_order_id.empty()) {
+    auto it = by_broker_id_.find({broker_name, ev.broker_order_id});
+    if (it != by_broker_id_.end()) o = orders_.at(it->second).get();
+  }
+  if (!o) {
+    // Not ours, or placed outside Backstop: a divergence worth recording, not applying.
+    journal_.record_event({loop_.now(), broker_name, "unknown_order_event", ev.client_order_id,
+                           nlohmann::json{{"broker_order_id", ev.broker_order_id}, {"status", ev.broker_status}}.dump()});
+    return;
+  }
+  if (o->broker_order_id.empty() && !ev.broker_order_id.empty()) {
+    o->broker_order_id = ev.broker_order_id;
+    by_broker_id_[{broker_name, ev.broker_order_id}] = o->spec.client_order_id;
+  }
+  switch (ev.kind) {
+    case OrderEvent::Kind::fill:
+      if (ev.fill) apply_fill(*ev.fill);
+      break;
+    case OrderEvent::Kind::rejected:
+      o->last_message = ev.message;
+      apply_state(*o, OrderState::rejected, "broker: " + ev.message);
+      break;
+    case OrderEvent::Kind::cancelled:
+      o->last_message = ev.message;
+      apply_state(*o, OrderState::cancelled, "broker: " + (ev.message.empty() ? ev.broker_status : ev.message));
+      break;
+    case OrderEvent::Kind::triggered:
+      journal_.record_event({ev.at, broker_name, "stop_triggered", o->spec.client_order_id,
+                             nlohmann::json{{"broker_status", ev.broker_status}}.dump()});
+      [[fallthrough]];
+    case OrderEvent::Kind::status:
+      if (o->state == OrderState::pending || o->state == OrderState::pre_sent)
+        apply_state(*o, OrderState::submitted, "broker status " + ev.broker_status);
+      break;
+  }
+}
+
+bool OrderManager::apply_fill(const Fill& fill) {
+  OrderRecord* o = nullptr;
+  if (auto it = orders_.find(fill.client_order_id); it != orders_.end()) o = it->second.get();
+  if (!o) {
+    if (auto it = by_broker_id_.find({fill.broker, fill.broker_order_id}); it != by_broker_id_.end())
+      o = orders_.at(it->second).get();
+  }
+  if (!ledger_.record(fill)) return false;  // this execution was already counted
+  journal_.record_fill(fill);
+  if (!o) {
+    journal_.record_event({loop_.now(), fill.broker, "unknown_fill", fill.client_order_id,
+                           nlohmann::json{{"execution_id", fill.execution_id}}.dump()});
+    return true;
+  }
+  if (fill.quantity > o->remaining_quantity())
+    journal_.record_event({loop_.now(), fill.broker, "overfill", o->spec.client_order_id,
+                           nlohmann::json{{"execution_id", fill.execution_id}, {"quantity", fill.quantity},
+                                          {"remaining", o->remaining_quantity()}}
+                               .dump()});
+  o->add_fill(fill.quantity, fill.price);
+  auto& pos = positions_[{fill.broker, o->spec.symbol}];
+  pos.broker = fill.broker;
+  pos.symbol = o->spec.symbol;
+  pos.apply(o->spec.side, fill.quantity, fill.price);
+  apply_state(*o, o->remaining_quantity() <= 0 ? OrderState::filled : OrderState::partially_filled,
+              "fill " + fill.execution_id + " " + std::to_string(fill.quantity) + " @ " + fill.price.to_string());
+  for (auto& l : fill_listeners_) l(fill, *o);
+  return true;
+}
+
+void OrderManager::apply_broker_view(OrderRecord& o, const BrokerOrder& v, const std::string& why) {
+  if (o.broker_order_id.empty() && !v.broker_order_id.empty()) {
+    o.broker_order_id = v.broker_order_id;
+    by_broker_id_[{o.broker, v.broker_order_id}] = o.spec.client_order_id;
+  }
+  if (v.filled_quantity > o.filled_quantity && v.average_fill_price) {
+    // The broker reports more filled than we have seen, and its execution list was not available
+    // (or did not have them): book the difference under an id derived from the cumulative
+    // quantity, so that repeating this never counts it twice.
+    const std::int64_t delta = v.filled_quantity - o.filled_quantity;
+    const Price price = Price::from_units(
+        (v.average_fill_price->units() * v.filled_quantity - o.average_fill_price.units() * o.filled_quantity) / delta);
+    apply_fill({"query:" + v.broker_order_id + ":" + std::to_string(v.filled_quantity), o.broker,
+                o.spec.client_order_id, v.broker_order_id, o.spec.symbol, o.spec.side, delta, price, loop_.now()});
+  }
+  switch (v.state) {
+    case OrderState::cancelled:
+    case OrderState::rejected:
+      if (!o.is_terminal()) {
+        o.last_message = v.broker_status;
+        apply_state(o, v.state, why + ": broker says " + v.broker_status);
+      }
+      break;
+    case OrderState::submitted:
+    case OrderState::partially_filled:
+      if (o.state == OrderState::pending || o.state == OrderState::pre_sent)
+        apply_state(o, OrderState::submitted, why + ": broker says " + v.broker_status);
+      break;
+    default:
+      break;
+  }
+}
+
+void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
+  for (auto& rec : journal_.orders()) {
+    const std::string coid = rec.spec.client_order_id;
+    if (!rec.broker_order_id.empty()) by_broker_id_[{rec.broker, rec.broker_order_id}] = coid;
+    order_sequence_.push_back(coid);
+    orders_[coid] = std::make_unique<OrderRecord>(std::move(rec));
+  }
+  for (const auto& f : journal_.fills()) {
+    ledger_.record(f);
+    auto it = orders_.find(f.client_order_id);
+    if (it == orders_.end()) continue;
+    auto& pos = positions_[{f.broker, it->second->spec.symbol}];
+    pos.broker = f.broker;
+    pos.symbol = it->second->spec.symbol;
+    pos.apply(it->second->spec.side, f.quantity, f.price);
+  }
+  std::vector<std::string> open;
+  for (const auto& [coid, o] : orders_)
+    if (!o->is_terminal()) open.push_back(coid);
+  spdlog::info("journal recovered: {} orders, {} not terminal to resolve", orders_.size(), open.size());
+  if (open.empty()) {
+    if (done) done(0, 0);
+    return;
+  }
+  struct Tally {
+    std::size_t remaining, resolved = 0, unresolved = 0;
+  };
+  auto tally = std::make_shared<Tally>(Tally{open.size()});
+  auto finish_one = [tally, done](bool ok) {
+    (ok ? tally->resolved : tally->unresolved)++;
+    if (--tally->remaining == 0 && done) done(tally->resolved, tally->unresolved);
+  };
+  for (const auto& coid : open) {
+    OrderRecord& o = *orders_.at(coid);
+    spdlog::info("resolving order {} ({} at {})", coid, to_string(o.state), o.broker);
+    if (o.state == OrderState::pre_sent || o.state == OrderState::pending) {
+      resolve_unknown(coid, 1, finish_one);
+    } else {
+      Broker* b = broker(o.broker);
+      if (!b) {
+        finish_one(false);
+        continue;
+      }
+      b->query_by_client_id(coid, [this, coid, finish_one](OrderQueryResult r) {
+        if (r.outcome == Outcome::accepted && r.order) apply_broker_view(*orders_.at(coid), *r.order, "recovery");
+        finish_one(r.outcome == Outcome::accepted);
+      });
+    }
+  }
+}
+
+void OrderManager::resync(std::function<void()> done) {
+  // Fills first (the broker's execution record is the truth), then each open order's state.
+  auto outstanding = std::make_shared<int>(1);
+  auto finish = [outstanding, done] {
+    if (--*outstanding == 0 && done) done();
+  };
+  for (auto& [name, b] : brokers_) {
+    if (!b->capabilities().fill_query) continue;
+    ++*outstanding;
+    b->list_fills([this, finish](FillsResult r) {
+      if (r.outcome == Outcome::accepted)
+        for (const auto& f : r.fills) {
+          if (!ledger_.seen(f.broker, f.execution_id) && (orders_.count(f.client_order_id) || f.client_order_id.empty()))
+            apply_fill(f);
+        }
+      finish();
+    });
+  }
+  for (const auto& coid : order_sequence_) {
+    OrderRecord& o = *orders_.at(coid);
+    if (o.is_terminal()) continue;
+    Broker* b = broker(o.broker);
+    if (!b) continue;
+    ++*outstanding;
+    auto apply = [this, coid, finish](OrderQueryResult r) {
+      OrderRecord& ord = *orders_.at(coid);
+      if (r.outcome == Outcome::accepted && r.order) apply_broker_view(ord, *r.order, "resync");
+      finish();
+    };
+    if (!o.broker_order_id.empty())
+      b->query_order(o.broker_order_id, apply);
+    else
+      b->query_by_client_id(coid, apply);
+  }
+  finish();
+}
+
+const OrderRecord* OrderManager::find(const std::string& coid) const {
+  auto it = orders_.find(coid);
+  return it == orders_.end() ? nullptr : it->second.get();
+}
+
+const OrderRecord* OrderManager::find_by_broker_id(const std::string& b, const std::string& id) const {
+  auto it = by_broker_id_.find({b, id});
+  return it == by_broker_id_.end() ? nullptr : find(it->second);
+}
+
+std::vector<const OrderRecord*> OrderManager::orders() const {
+  std::vector<const OrderRecord*> out;
+  for (const auto& coid : order_sequence_) out.push_back(orders_.at(coid).get());
+  return out;
+}
+
+std::vector<const OrderRecord*> OrderManager::working_orders() const {
+  std::vector<const OrderRecord*> out;
+  for (const auto& coid : order_sequence_)
+    if (is_working(orders_.at(coid)->state)) out.push_back(orders_.at(coid).get());
+  return out;
+}
+
+std::vector<const OrderRecord*> OrderManager::stuck_orders() const {
+  std::vector<const OrderRecord*> out;
+  const Timestamp now = loop_.now();
+  for (const auto& coid : order_sequence_) {
+    const OrderRecord& o = *orders_.at(coid);
+    if ((o.state == OrderState::pre_sent || o.state == OrderState::pending) &&
+        now - o.time_of(o.state) > options_.stuck_threshold.count())
+      out.push_back(&o);
+  }
+  return out;
+}
+
+std::int64_t OrderManager::position(const std::string& b, const std::string& symbol) const {
+  auto it = positions_.find({b, symbol});
+  return it == positions_.end() ? 0 : it->second.quantity;
+}
+
+}  // namespace backstop

@@ -1,0 +1,103 @@
+#pragma once
+// OrderManager owns every order's record and is the only place that changes it. It enforces
+// the semantics of DESIGN.md for every broker alike:
+//  - durable before send: an order is journaled (pre_sent) and the commit awaited before the
+//    request is handed to the broker;
+//  - three outcomes: failed locally -> failed; broker answer -> submitted/rejected; unknown ->
+//    stays pending and is resolved by querying the broker for its client order id, never resent;
+//  - every state change goes through the transition table and is journaled, refused ones too;
+//  - fills count once per execution id, whether they come from the stream or a query.
+// Runs on the EventLoop thread.
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "brokers/broker.hpp"
+#include "core/event_loop.hpp"
+#include "core/journal.hpp"
+
+namespace backstop {
+
+struct OrderManagerOptions {
+  // How often, and how many times, an unknown outcome is re-queried before the order is declared
+  // failed ("the broker has never seen it").
+  Duration resolve_retry_interval{std::chrono::seconds(1)};
+  int resolve_attempts = 5;
+  // An order in pre_sent or pending longer than this is reported as stuck.
+  Duration stuck_threshold{std::chrono::seconds(10)};
+};
+
+class OrderManager {
+ public:
+  using SubmitCallback = std::function<void(const CommandResult&)>;
+  using OrderListener = std::function<void(const OrderRecord&)>;
+  using FillListener = std::function<void(const Fill&, const OrderRecord&)>;
+
+  OrderManager(EventLoop& loop, Journal& journal, ClientOrderIdGenerator& ids,
+               OrderManagerOptions options = {});
+
+  // Registers a broker and subscribes to its order events. The broker must outlive the manager.
+  void add_broker(Broker& broker);
+  Broker* broker(const std::string& name) const;
+
+  // Assigns a client order id if the spec has none, journals, then sends to `broker`.
+  // `done` receives the command's outcome (after the journal write for it).
+  std::string submit(const std::string& broker, OrderSpec spec, SubmitCallback done = {});
+  // Entry, take-profit and stop journaled together, then sent as one bracket.
+  BracketIds submit_bracket(const std::string& broker, BracketSpec bracket, SubmitCallback done = {});
+  void cancel(const std::string& client_order_id, SubmitCallback done = {});
+  void replace(const std::string& client_order_id, const OrderSpec& updated, SubmitCallback done = {});
+
+  // Loads every non-terminal order from the journal and resolves it with its broker by client
+  // order id. Call before sending anything new; `done` runs when every order is resolved or
+  // still unknown after the retries.
+  void recover(std::function<void(std::size_t resolved, std::size_t unresolved)> done);
+  // Reads every non-terminal order back from its broker and applies what it says, and applies
+  // fills the broker records that the stream did not deliver. Streams are lossy; this is the
+  // repair. `done` runs after every answer has been applied.
+  void resync(std::function<void()> done = {});
+
+  const OrderRecord* find(const std::string& client_order_id) const;
+  const OrderRecord* find_by_broker_id(const std::string& broker, const std::string& broker_order_id) const;
+  std::vector<const OrderRecord*> orders() const;
+  std::vector<const OrderRecord*> working_orders() const;
+  // Orders past the stuck threshold in pre_sent or pending.
+  std::vector<const OrderRecord*> stuck_orders() const;
+  // Net position per (broker, symbol) from the fills applied so far.
+  const std::map<std::pair<std::string, std::string>, Position>& positions() const { return positions_; }
+  std::int64_t position(const std::string& broker, const std::string& symbol) const;
+
+  void on_order_update(OrderListener l) { order_listeners_.push_back(std::move(l)); }
+  void on_fill(FillListener l) { fill_listeners_.push_back(std::move(l)); }
+
+  // Applies a fill from any source (stream, query, reconciliation): deduplicated by execution id.
+  bool apply_fill(const Fill& fill);
+  // Moves an order to `to` (if legal) and journals the attempt either way.
+  void apply_state(OrderRecord& order, OrderState to, const std::string& reason);
+
+ private:
+  OrderRecord& create(const std::string& broker, OrderSpec spec);
+  void journal_then(const OrderRecord& order, std::function<void(const std::string& error)> next);
+  void handle_submit_result(const std::string& coid, const CommandResult& r, const SubmitCallback& done);
+  void on_event(const std::string& broker, const OrderEvent& ev);
+  void apply_broker_view(OrderRecord& order, const BrokerOrder& view, const std::string& why);
+  void resolve_unknown(const std::string& coid, int attempt, std::function<void(bool resolved)> done);
+  void notify(const OrderRecord& o);
+
+  EventLoop& loop_;
+  Journal& journal_;
+  ClientOrderIdGenerator& ids_;
+  OrderManagerOptions options_;
+  std::map<std::string, Broker*> brokers_;
+  std::map<std::string, std::unique_ptr<OrderRecord>> orders_;  // by client order id
+  std::map<std::pair<std::string, std::string>, std::string> by_broker_id_;  // (broker, id) -> coid
+  std::vector<std::string> order_sequence_;  // creation order, for listing
+  FillLedger ledger_;
+  std::map<std::pair<std::string, std::string>, Position> positions_;
+  std::vector<OrderListener> order_listeners_;
+  std::vector<FillListener> fill_listeners_;
+};
+
+}  // namespace backstop
