@@ -1,0 +1,237 @@
+#include "core/journal.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace backstop;
+namespace fs = std::filesystem;
+
+namespace {
+
+class JournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("backstop-journal-test-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name = "j.db") const { return (dir_ / name).string(); }
+
+  static OrderRecord order(const std::string& coid, OrderState state = OrderState::pre_sent) {
+    OrderRecord o;
+    o.spec = stop_order("AAPL", Side::sell, 100, Price::parse("232.86"));
+    o.spec.client_order_id = coid;
+    o.broker = "sim";
+    o.state = state;
+    o.state_times[0] = 1'000;
+    return o;
+  }
+
+  static std::string read_bytes(const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  fs::path dir_;
+};
+
+}  // namespace
+
+TEST_F(JournalTest, RecordsOrdersTransitionsFillsAndEvents) {
+  {
+    Journal j(path());
+    auto o = order("A-1");
+    j.record_order(o);
+    auto ev = o.transition(OrderState::pending, 2'000, "sent");
+    j.record_transition(ev, o);
+    ev = o.transition(OrderState::submitted, 3'000, "ack");
+    j.record_transition(ev, o);
+    ev = o.transition(OrderState::pre_sent, 3'500, "bogus");  // refused, but recorded
+    j.record_transition(ev, o);
+    Fill f{"E1", "sim", "A-1", "1001", "AAPL", Side::sell, 40, Price::parse("232.85"), 4'000};
+    j.record_fill(f);
+    j.record_fill(f);  // a repeated execution is ignored
+    j.record_event({5'000, "sim", "ghost_stop", "A-1", R"({"price":"232.80"})"});
+    j.flush();
+  }
+  Journal j(path());
+  auto orders = j.orders();
+  ASSERT_EQ(orders.size(), 1u);
+  EXPECT_EQ(orders[0].state, OrderState::submitted);
+  EXPECT_EQ(orders[0].spec.stop_price, Price::parse("232.86"));
+  EXPECT_EQ(orders[0].time_of(OrderState::pending), 2'000);
+  EXPECT_EQ(orders[0].time_of(OrderState::submitted), 3'000);
+  auto transitions = j.transitions("A-1");
+  ASSERT_EQ(transitions.size(), 3u);
+  EXPECT_FALSE(transitions[2].applied);
+  EXPECT_EQ(transitions[2].reason, "bogus");
+  ASSERT_EQ(j.fills().size(), 1u);
+  EXPECT_EQ(j.fills()[0].price, Price::parse("232.85"));
+  ASSERT_EQ(j.events("ghost_stop").size(), 1u);
+}
+
+TEST_F(JournalTest, UsesWalAndFullSynchronousCommits) {
+  { Journal j(path()); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "wal");
+  sqlite3_finalize(st);
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(st, 0), Journal::kSchemaVersion);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+TEST_F(JournalTest, DurableCallbackComesAfterCommitAndCommitsAreGrouped) {
+  Journal j(path());
+  constexpr int kRecords = 2000;
+  std::atomic<int> durable{0};
+  for (int i = 0; i < kRecords; ++i)
+    j.record_order(order("G-" + std::to_string(i)), [&](const std::string& error) {
+      EXPECT_EQ(error, "");
+      ++durable;
+    });
+  j.flush();
+  EXPECT_EQ(durable.load(), kRecords);
+  EXPECT_EQ(j.records_committed(), static_cast<std::uint64_t>(kRecords));
+  // Records queued while a commit is running share the next one.
+  EXPECT_LT(j.commits(), static_cast<std::uint64_t>(kRecords));
+  EXPECT_EQ(j.orders().size(), static_cast<std::size_t>(kRecords));
+}
+
+TEST_F(JournalTest, RecoveryListsEveryNonTerminalOrder) {
+  {
+    Journal j(path());
+    for (auto [coid, st] : std::vector<std::pair<std::string, OrderState>>{
+             {"R-1", OrderState::pre_sent}, {"R-2", OrderState::pending}, {"R-3", OrderState::submitted},
+             {"R-4", OrderState::filled}, {"R-5", OrderState::cancelled}, {"R-6", OrderState::pending_cancel},
+             {"R-7", OrderState::failed}})
+      j.record_order(order(coid, st));
+  }  // closed without an explicit flush: the destructor commits the queue
+  Journal j(path());
+  std::vector<std::string> open;
+  for (const auto& o : j.non_terminal_orders()) open.push_back(o.spec.client_order_id);
+  EXPECT_EQ(open, (std::vector<std::string>{"R-1", "R-2", "R-3", "R-6"}));
+}
+
+TEST_F(JournalTest, SecondWriterIsRefusedAsLocked) {
+  Journal first(path());
+  first.record_order(order("L-1"));
+  first.flush();
+  try {
+    Journal second(path());
+    FAIL() << "a second writer opened the journal";
+  } catch (const JournalError& e) {
+    EXPECT_NE(std::string(e.what()).find("locked by another process"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path()), std::string::npos) << "names the file";
+  }
+  EXPECT_EQ(first.orders().size(), 1u) << "the first writer is unaffected";
+}
+
+TEST_F(JournalTest, CorruptFileIsReportedAndLeftUntouched) {
+  {
+    std::ofstream out(path(), std::ios::binary);
+    out << "this is not a database, it is a shopping list: eggs, milk, ";
+    for (int i = 0; i < 200; ++i) out << "garbage ";
+  }
+  const auto before = read_bytes(path());
+  try {
+    Journal j(path());
+    FAIL();
+  } catch (const JournalError& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupt"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_bytes(path()), before);
+}
+
+TEST_F(JournalTest, DamagedPagesFailTheIntegrityCheck) {
+  {
+    Journal j(path());
+    for (int i = 0; i < 500; ++i) j.record_order(order("C-" + std::to_string(i)));
+  }
+  // Scribble over the middle of the file (not the header).
+  {
+    std::fstream f(path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096 * 3);
+    for (int i = 0; i < 4096; ++i) f.put(static_cast<char>(0xA5));
+  }
+  const auto before = read_bytes(path());
+  EXPECT_THROW({ Journal j(path()); }, JournalError);
+  EXPECT_EQ(read_bytes(path()), before);
+}
+
+TEST_F(JournalTest, NewerSchemaIsRefused) {
+  { Journal j(path()); }
+  sqlite3* db = nullptr;
+  sqlite3_open(path().c_str(), &db);
+  sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  const auto before = read_bytes(path());
+  try {
+    Journal j(path());
+    FAIL();
+  } catch (const JournalError& e) {
+    EXPECT_NE(std::string(e.what()).find("newer Backstop (schema 99"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_bytes(path()), before);
+}
+
+TEST_F(JournalTest, ForeignDatabaseIsRefused) {
+  sqlite3* db = nullptr;
+  sqlite3_open(path().c_str(), &db);
+  sqlite3_exec(db, "CREATE TABLE recipes (name TEXT)", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  try {
+    Journal j(path());
+    FAIL();
+  } catch (const JournalError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a Backstop journal"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(JournalTest, UnwritablePathIsAClearError) {
+  // /proc refuses file creation even to root, like a read-only mount.
+  try {
+    Journal j("/proc/backstop-journal-test.db");
+    FAIL();
+  } catch (const JournalError& e) {
+    EXPECT_NE(std::string(e.what()).find("/proc/backstop-journal-test.db"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW({ Journal j(path("missing-dir/j.db")); }, JournalError);
+}
+
+TEST_F(JournalTest, ReadOnlyModeReadsAndRefusesWrites) {
+  {
+    Journal j(path());
+    j.record_order(order("O-1"));
+  }
+  Journal ro(path(), JournalMode::read_only);
+  EXPECT_EQ(ro.orders().size(), 1u);
+  std::string error;
+  ro.record_order(order("O-2"), [&](const std::string& e) { error = e; });
+  EXPECT_NE(error.find("read-only"), std::string::npos);
+  EXPECT_THROW({ Journal missing(path("nope.db"), JournalMode::read_only); }, JournalError);
+}
+
+TEST_F(JournalTest, ReopeningKeepsSchemaAndData) {
+  for (int round = 0; round < 3; ++round) {
+    Journal j(path());
+    j.record_order(order("K-" + std::to_string(round)));
+    j.flush();
+    EXPECT_EQ(j.orders().size(), static_cast<std::size_t>(round + 1));
+  }
+}
