@@ -19,6 +19,7 @@ FaultProfile FaultProfile::named(const std::string& name) {
     p.drop_fill_event_rate = 0.2;
     p.drop_order_event_rate = 0.1;
     p.stale_position_rate = 0.1;
+    p.lost_reply_rate = 0.03;
     return p;
   }
   if (name == "ghost_stops") {
@@ -38,6 +39,7 @@ FaultProfile FaultProfile::named(const std::string& name) {
     p.drop_order_event_rate = 0.3;
     p.drop_fill_event_rate = 0.5;
     p.disconnect_rate = 0.01;
+    p.lost_reply_rate = 0.05;
     p.stale_position_rate = 0.3;
     return p;
   }

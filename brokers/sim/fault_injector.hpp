@@ -23,6 +23,7 @@ struct FaultProfile {
   double drop_fill_event_rate = 0;   // fill events not delivered (the order still fills)
   double disconnect_rate = 0;        // per market tick, chance the connection drops
   Duration disconnect_length{std::chrono::seconds(2)};
+  double lost_reply_rate = 0;        // request reaches the venue, its reply is lost: outcome unknown
   double stale_position_rate = 0;    // position queries answered from an old snapshot
   // Protocol-level faults of the emulators ("goaway_rate", "http_429_rate", ...), by name.
   std::map<std::string, double> extra;

@@ -89,7 +89,7 @@ void SimBroker::transmit(const char* what, std::function<void()> request, std::f
                            lost = std::move(lost)] {
     request();
     last_message_at_ = loop_.now();
-    if (link_ == Link::down || venue_.faults().roll(venue_.faults().profile().disconnect_rate)) {
+    if (link_ == Link::down || venue_.faults().roll(venue_.faults().profile().lost_reply_rate)) {
       venue_.faults().record({loop_.now(), "reply_lost", {}, {}, std::string(what) + " reached the venue; its reply was lost"});
       lost(options_.name + ": connection lost before the reply to " + what);
       return;
