@@ -347,13 +347,16 @@ void Journal::writer_loop() {
         spdlog::error("journal {}: commit failed: {}", path_, error);
       }
     }
-    for (auto& p : batch)
-      if (p.on_durable) p.on_durable(error);
     {
       std::lock_guard lock(mutex_);
       if (!error.empty()) last_error_ = error;
       ++commits_;
-      records_ += batch.size();
+      if (error.empty()) records_ += batch.size();
+    }
+    for (auto& p : batch)
+      if (p.on_durable) p.on_durable(error);
+    {
+      std::lock_guard lock(mutex_);
       committing_ = false;
     }
     drained_.notify_all();

@@ -1,0 +1,292 @@
+#include "routing/order_manager.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "brokers/sim/sim_broker.hpp"
+
+using namespace backstop;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A broker whose answers the test scripts, and which remembers what reached it.
+class ScriptedBroker final : public Broker {
+ public:
+  explicit ScriptedBroker(EventLoop& loop) : loop_(loop) {}
+  const std::string& name() const override { return name_; }
+  BrokerCapabilities capabilities() const override {
+    BrokerCapabilities c;
+    c.client_order_ids = c.query_by_client_id = c.order_query = true;
+    return c;
+  }
+  void submit(const OrderSpec& o, CommandCallback done) override {
+    received.push_back(o);
+    if (on_submit) on_submit(o);
+    CommandResult r = next_result;
+    if (r.outcome == Outcome::accepted || (r.outcome == Outcome::unknown && keep_unknown_orders)) {
+      BrokerOrder b;
+      b.broker_order_id = "B" + std::to_string(received.size());
+      b.client_order_id = o.client_order_id;
+      b.symbol = o.symbol;
+      b.quantity = o.quantity;
+      b.type = o.type;
+      b.state = OrderState::submitted;
+      b.broker_status = "working";
+      book[o.client_order_id] = b;
+      if (r.outcome == Outcome::accepted) r.broker_order_id = b.broker_order_id;
+    }
+    loop_.post([done, r] { done(r); });
+  }
+  void cancel(const std::string&, CommandCallback done) override { done(CommandResult::accepted_as("")); }
+  void query_order(const std::string& id, OrderQueryCallback done) override {
+    for (auto& [coid, b] : book)
+      if (b.broker_order_id == id) return done({Outcome::accepted, {}, b});
+    done({Outcome::accepted, {}, std::nullopt});
+  }
+  void query_by_client_id(const std::string& coid, OrderQueryCallback done) override {
+    ++queries;
+    auto it = book.find(coid);
+    done({Outcome::accepted, {}, it == book.end() ? std::nullopt : std::optional(it->second)});
+  }
+  void subscribe_order_events(OrderEventHandler h) override { handler = std::move(h); }
+  BrokerHealthReport health() const override { return {Connectivity::connected, {}, 0, 0}; }
+
+  std::string name_ = "scripted";
+  EventLoop& loop_;
+  CommandResult next_result = CommandResult::accepted_as("");
+  bool keep_unknown_orders = true;
+  std::vector<OrderSpec> received;
+  std::map<std::string, BrokerOrder> book;
+  std::function<void(const OrderSpec&)> on_submit;
+  OrderEventHandler handler;
+  int queries = 0;
+};
+
+class OrderManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("backstop-om-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string journal_path() const { return (dir_ / "j.db").string(); }
+  void settle(EventLoop& loop, ManualClock& clock, Duration d = 50ms) { loop.run_until(clock.now() + d.count()); }
+
+  fs::path dir_;
+  ClientOrderIdGenerator ids_{"T"};
+};
+
+OrderSpec limit_buy() { return limit_order("AAPL", Side::buy, 10, Price::parse("99")); }
+
+}  // namespace
+
+TEST_F(OrderManagerTest, SendsOnlyOnceTheOrderIsDurable) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManager om(loop, journal, ids_);
+  ScriptedBroker broker(loop);
+  om.add_broker(broker);
+  broker.on_submit = [&](const OrderSpec& o) {
+    // By the time the request leaves, the commit carrying the order has completed.
+    EXPECT_GE(journal.records_committed(), 1u);
+    EXPECT_TRUE(journal.order(o.client_order_id).has_value());
+  };
+  const auto coid = om.submit("scripted", limit_buy());
+  EXPECT_TRUE(broker.received.empty()) << "nothing sent synchronously, before the commit";
+  settle(loop, clock);
+  ASSERT_EQ(broker.received.size(), 1u);
+  EXPECT_EQ(om.find(coid)->state, OrderState::submitted);
+  journal.flush();
+  const auto rows = journal.transitions(coid);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].to_state, "pending");
+  EXPECT_EQ(rows[1].to_state, "submitted");
+}
+
+TEST_F(OrderManagerTest, JournalFailureMeansTheOrderIsNeverSent) {
+  { Journal create(journal_path()); }
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path(), JournalMode::read_only);  // every write fails
+  OrderManager om(loop, journal, ids_);
+  ScriptedBroker broker(loop);
+  om.add_broker(broker);
+  CommandResult result;
+  om.submit("scripted", limit_buy(), [&](const CommandResult& r) { result = r; });
+  settle(loop, clock);
+  EXPECT_TRUE(broker.received.empty());
+  EXPECT_EQ(result.outcome, Outcome::failed_locally);
+  EXPECT_NE(result.message.find("journal write failed"), std::string::npos) << result.message;
+}
+
+TEST_F(OrderManagerTest, UnknownOutcomeIsResolvedByQueryAndNeverResent) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManager om(loop, journal, ids_);
+  ScriptedBroker broker(loop);
+  om.add_broker(broker);
+  broker.next_result = CommandResult::unknown_because("timeout after 3 s");
+  const auto coid = om.submit("scripted", limit_buy());
+  settle(loop, clock);
+  EXPECT_EQ(om.find(coid)->state, OrderState::pending) << "unknown is not failure";
+  settle(loop, clock, 2s);
+  EXPECT_EQ(om.find(coid)->state, OrderState::submitted);
+  EXPECT_EQ(om.find(coid)->broker_order_id, "B1");
+  EXPECT_EQ(broker.received.size(), 1u) << "resolved by query, not by sending again";
+  journal.flush();
+  EXPECT_EQ(journal.events("unknown_outcome").size(), 1u);
+}
+
+TEST_F(OrderManagerTest, UnknownOutcomeTheBrokerNeverSawEndsFailedAfterRetries) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManagerOptions opt;
+  opt.resolve_attempts = 4;
+  OrderManager om(loop, journal, ids_, opt);
+  ScriptedBroker broker(loop);
+  broker.keep_unknown_orders = false;
+  om.add_broker(broker);
+  broker.next_result = CommandResult::unknown_because("connection reset");
+  const auto coid = om.submit("scripted", limit_buy());
+  settle(loop, clock, 10s);
+  EXPECT_EQ(om.find(coid)->state, OrderState::failed);
+  EXPECT_EQ(broker.queries, 4);
+  EXPECT_EQ(broker.received.size(), 1u);
+}
+
+TEST_F(OrderManagerTest, LateIllegalReportIsJournaledNotApplied) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManager om(loop, journal, ids_);
+  ScriptedBroker broker(loop);
+  om.add_broker(broker);
+  const auto coid = om.submit("scripted", limit_buy());
+  settle(loop, clock);
+  OrderEvent fill;
+  fill.kind = OrderEvent::Kind::fill;
+  fill.client_order_id = coid;
+  fill.fill = Fill{"X1", "scripted", coid, "B1", "AAPL", Side::buy, 10, Price::parse("99"), clock.now()};
+  broker.handler(fill);
+  broker.handler(fill);  // repeated frame: counted once
+  OrderEvent late_cancel;
+  late_cancel.kind = OrderEvent::Kind::cancelled;
+  late_cancel.client_order_id = coid;
+  broker.handler(late_cancel);
+  EXPECT_EQ(om.find(coid)->state, OrderState::filled);
+  EXPECT_EQ(om.find(coid)->filled_quantity, 10);
+  EXPECT_EQ(om.position("scripted", "AAPL"), 10);
+  journal.flush();
+  const auto rows = journal.transitions(coid);
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(rows.back().to_state, "cancelled");
+  EXPECT_FALSE(rows.back().applied);
+  EXPECT_EQ(journal.fills().size(), 1u);
+}
+
+TEST_F(OrderManagerTest, ResyncRecoversFillsTheStreamDropped) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManager om(loop, journal, ids_);
+  FaultProfile p;
+  p.drop_fill_event_rate = 1.0;
+  p.drop_order_event_rate = 1.0;
+  FaultInjector faults(p, 3);
+  Venue venue(clock, faults);
+  venue.add_instrument("AAPL", TickSize(Price::parse("0.01")));
+  SimBroker sim(SimBrokerOptions{}, loop, venue);
+  sim.add_price_path(std::make_unique<RandomWalkPath>(
+      RandomWalkParams{"AAPL", Price::parse("100"), TickSize(Price::parse("0.01")), 1, 2, 0}, 9));
+  om.add_broker(sim);
+  sim.start();
+  settle(loop, clock, 300ms);
+  const auto coid = om.submit("sim", market_order("AAPL", Side::buy, 25));
+  settle(loop, clock, 300ms);
+  EXPECT_EQ(om.find(coid)->state, OrderState::submitted) << "the ack came back; the fill event was dropped";
+  EXPECT_GE(faults.count("drop_fill_event"), 1u);
+  om.resync();
+  settle(loop, clock);
+  EXPECT_EQ(om.find(coid)->state, OrderState::filled);
+  EXPECT_EQ(om.position("sim", "AAPL"), 25);
+  om.resync();
+  settle(loop, clock);
+  EXPECT_EQ(om.position("sim", "AAPL"), 25) << "a second resync counts nothing twice";
+  journal.flush();
+  EXPECT_EQ(journal.fills().size(), venue.fills().size());
+}
+
+TEST_F(OrderManagerTest, RecoveryResolvesEveryOpenOrderBeforeAnythingNew) {
+  {
+    Journal journal(journal_path());
+    for (const char* coid : {"R-1", "R-2", "R-3"}) {
+      OrderRecord o;
+      o.spec = limit_buy();
+      o.spec.client_order_id = coid;
+      o.broker = "scripted";
+      o.state = OrderState::pre_sent;
+      o.state_times[0] = 1;
+      journal.record_order(o);
+    }
+  }  // "crash" with three orders journaled and unresolved
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManager om(loop, journal, ids_);
+  ScriptedBroker broker(loop);
+  broker.book["R-2"] = BrokerOrder{"B9", "R-2", "AAPL", Side::buy, 10, OrderType::limit, Price::parse("99"),
+                                   std::nullopt, TimeInForce::day, false, OrderState::submitted, "working", 0,
+                                   std::nullopt, ""};
+  om.add_broker(broker);
+  std::size_t resolved = 0, unresolved = 0;
+  bool done = false;
+  om.recover([&](std::size_t r, std::size_t u) {
+    resolved = r;
+    unresolved = u;
+    done = true;
+  });
+  settle(loop, clock, 10s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(resolved, 3u);
+  EXPECT_EQ(unresolved, 0u);
+  EXPECT_EQ(om.find("R-1")->state, OrderState::failed);
+  EXPECT_EQ(om.find("R-2")->state, OrderState::submitted);
+  EXPECT_EQ(om.find("R-2")->broker_order_id, "B9");
+  EXPECT_EQ(om.find("R-3")->state, OrderState::failed);
+  EXPECT_TRUE(broker.received.empty()) << "recovery never resends";
+}
+
+TEST_F(OrderManagerTest, BracketLegsAreJournaledTogetherAndLinked) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManager om(loop, journal, ids_);
+  FaultInjector faults(FaultProfile{}, 1);
+  Venue venue(clock, faults);
+  venue.add_instrument("AAPL", TickSize(Price::parse("0.01")));
+  SimBroker sim(SimBrokerOptions{}, loop, venue);
+  om.add_broker(sim);
+  BracketSpec b;
+  b.entry = limit_order("AAPL", Side::buy, 10, Price::parse("99"));
+  b.take_profit = limit_order("AAPL", Side::sell, 10, Price::parse("101"), TimeInForce::gtc);
+  b.protective_stop = stop_order("AAPL", Side::sell, 10, Price::parse("98"));
+  const auto ids = om.submit_bracket("sim", b);
+  settle(loop, clock);
+  for (const auto& id : {ids.entry, ids.take_profit, ids.protective_stop})
+    EXPECT_EQ(om.find(id)->state, OrderState::submitted) << id;
+  EXPECT_EQ(om.find(ids.protective_stop)->spec.parent_client_order_id, ids.entry);
+  EXPECT_EQ(venue.find_by_client_id(ids.protective_stop)->status, VenueStatus::held);
+  om.cancel(ids.entry);
+  settle(loop, clock);
+  for (const auto& id : {ids.entry, ids.take_profit, ids.protective_stop})
+    EXPECT_EQ(om.find(id)->state, OrderState::cancelled) << id;
+}
