@@ -33,6 +33,11 @@ const char* to_string(VenueEvent::Kind k) {
   return "?";
 }
 
+void Venue::arrive(VenueArrival a, const OrderSpec& o) {
+  if (arrival_listener_) arrival_listener_(a, o);
+  arrivals_.push_back(std::move(a));
+}
+
 void Venue::add_instrument(const std::string& symbol, TickSize tick) { ticks_.insert_or_assign(symbol, tick); }
 
 std::string Venue::check(const OrderSpec& o) const {
@@ -83,15 +88,15 @@ void Venue::arm_ghost(VenueOrder& o) {
 VenueSubmitResult Venue::submit(const OrderSpec& o, const std::string& account) {
   const Timestamp now = clock_.now();
   if (by_client_id_.count(o.client_order_id)) {
-    arrivals_.push_back({now, o.client_order_id, {}, true});
+    arrive({now, o.client_order_id, {}, true}, o);
     return {false, {}, "duplicate client order id " + o.client_order_id};
   }
   if (auto why = check(o); !why.empty()) {
-    arrivals_.push_back({now, o.client_order_id, {}, false});
+    arrive({now, o.client_order_id, {}, false}, o);
     return {false, {}, why};
   }
   VenueOrder& v = create(o, account, VenueStatus::working);
-  arrivals_.push_back({now, o.client_order_id, v.id, false});
+  arrive({now, o.client_order_id, v.id, false}, o);
   if (faults_.roll(faults_.profile().reject_rate)) {
     v.status = VenueStatus::rejected;
     v.reason = "simulated reject: order refused by venue risk check";
@@ -113,7 +118,7 @@ VenueBracketResult Venue::submit_bracket(const BracketSpec& b, const std::string
   if (auto e = validate(b); !e.empty()) return {false, e, {}, {}, {}};
   for (const OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop}) {
     if (by_client_id_.count(leg->client_order_id)) {
-      arrivals_.push_back({clock_.now(), leg->client_order_id, {}, true});
+      arrive({clock_.now(), leg->client_order_id, {}, true}, *leg);
       return {false, "duplicate client order id " + leg->client_order_id, {}, {}, {}};
     }
     if (auto why = check(*leg); !why.empty()) return {false, why, {}, {}, {}};
@@ -134,10 +139,10 @@ VenueBracketResult Venue::submit_bracket(const BracketSpec& b, const std::string
     }
     return {false, entry.reason, entry.order_id, tp_id, sl_id};
   }
-  for (const auto& id : {tp_id, sl_id}) {
-    auto& child = orders_[by_id_.at(id)];
+  for (const auto* leg : {&b.take_profit, &b.protective_stop}) {
+    auto& child = orders_[by_id_.at(leg == &b.take_profit ? tp_id : sl_id)];
     child.parent_id = entry.order_id;
-    arrivals_.push_back({child.created_at, child.client_order_id, child.id, false});
+    arrive({child.created_at, child.client_order_id, child.id, false}, *leg);
     emit(VenueEvent::Kind::accepted, child);
   }
   // The entry may have filled inside submit(), before the children knew their parent.
@@ -158,10 +163,9 @@ VenueBracketResult Venue::submit_oco(const OrderSpec& a, const OrderSpec& b, con
   first.oco_group = second.oco_group = group;
   arm_ghost(first);
   arm_ghost(second);
-  for (VenueOrder* v : {&first, &second}) {
-    arrivals_.push_back({v->created_at, v->client_order_id, v->id, false});
-    emit(VenueEvent::Kind::accepted, *v);
-  }
+  arrive({first.created_at, first.client_order_id, first.id, false}, a);
+  arrive({second.created_at, second.client_order_id, second.id, false}, b);
+  for (VenueOrder* v : {&first, &second}) emit(VenueEvent::Kind::accepted, *v);
   return {true, {}, {}, first.id, second.id};
 }
 

@@ -108,6 +108,10 @@ class Venue {
   void add_instrument(const std::string& symbol, TickSize tick);
   bool has_instrument(const std::string& symbol) const { return ticks_.count(symbol) != 0; }
   void set_listener(Listener l) { listener_ = std::move(l); }
+  // Called for every request that reaches the venue (accepted, refused or duplicate), before the
+  // venue acts on it: emulators and tests persist it as the venue's own record of what arrived.
+  using ArrivalListener = std::function<void(const VenueArrival&, const OrderSpec&)>;
+  void set_arrival_listener(ArrivalListener l) { arrival_listener_ = std::move(l); }
 
   VenueSubmitResult submit(const OrderSpec& order, const std::string& account = {});
   // Entry plus take-profit and stop, the exits held until the entry fills and linked OCO.
@@ -147,6 +151,8 @@ class Venue {
   Clock& clock_;
   FaultInjector& faults_;
   Listener listener_;
+  ArrivalListener arrival_listener_;
+  void arrive(VenueArrival a, const OrderSpec& o);
   std::map<std::string, TickSize> ticks_;
   std::map<std::string, Quote> last_quotes_;
   std::deque<VenueOrder> orders_;  // arrival order; deque keeps references valid on growth

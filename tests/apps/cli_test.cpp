@@ -1,0 +1,101 @@
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int exit_code;
+  std::string out;
+};
+
+// Runs the backstop binary with a shell command line; stderr is merged into the output.
+Run backstop(const std::string& args) {
+  const std::string cmd = std::string(BACKSTOP_PATH) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("backstop-cli-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+}  // namespace
+
+TEST_F(CliTest, DemoRunsAndItsJournalReadsBack) {
+  const std::string journal = (dir_ / "demo.db").string();
+  const auto demo = backstop("demo --for 6s --seed 42 --journal " + journal);
+  ASSERT_EQ(demo.exit_code, 0) << demo.out;
+  EXPECT_NE(demo.out.find("Orders ("), std::string::npos) << demo.out;
+  EXPECT_NE(demo.out.find("Faults injected"), std::string::npos) << demo.out;
+
+  const auto listed = backstop("orders --json --journal " + journal);
+  ASSERT_EQ(listed.exit_code, 0) << listed.out;
+  const auto orders = nlohmann::json::parse(listed.out);
+  ASSERT_TRUE(orders.is_array());
+  int submitted_then_filled = 0, cancelled = 0;
+  for (const auto& o : orders) {
+    const auto& ts = o.at("timestamps");
+    EXPECT_TRUE(ts.contains("created_at")) << o.dump();
+    if (o.at("state") == "filled" && ts.contains("submitted_at") && ts.contains("filled_at")) {
+      ++submitted_then_filled;
+      EXPECT_LE(ts.at("submitted_at").get<std::string>(), ts.at("filled_at").get<std::string>());
+      EXPECT_FALSE(o.at("fills").empty()) << o.dump();
+    }
+    if (o.at("state") == "cancelled") {
+      ++cancelled;
+      EXPECT_TRUE(ts.contains("cancelled_at"));
+    }
+  }
+  EXPECT_GT(submitted_then_filled, 0) << listed.out;
+  EXPECT_GT(cancelled, 0) << listed.out;
+}
+
+TEST_F(CliTest, DemoRefusesToOverwriteAJournal) {
+  const std::string journal = (dir_ / "exists.db").string();
+  std::FILE* f = std::fopen(journal.c_str(), "w");
+  std::fputs("precious", f);
+  std::fclose(f);
+  const auto r = backstop("demo --for 1s --journal " + journal);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("already exists"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, EveryCommandHasHelpAndBadInputGivesOneLine) {
+  for (const char* cmd : {"--help", "demo --help", "orders --help"}) {
+    const auto r = backstop(cmd);
+    EXPECT_EQ(r.exit_code, 0) << cmd;
+    EXPECT_NE(r.out.find("usage: backstop"), std::string::npos) << cmd;
+  }
+  auto r = backstop("demo --for soon");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("malformed duration \"soon\""), std::string::npos) << r.out;
+  r = backstop("orders --journal " + (dir_ / "missing.db").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("no such file"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line: " << r.out;
+  r = backstop("frobnicate");
+  EXPECT_EQ(r.exit_code, 2);
+  r = backstop("demo --faults sometimes --journal " + (dir_ / "x.db").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("unknown fault profile \"sometimes\""), std::string::npos) << r.out;
+}
