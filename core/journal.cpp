@@ -118,14 +118,44 @@ std::string query_text(sqlite3* db, const char* sql, const std::string& path) {
   return v;
 }
 
-// A prepared statement with positional binding helpers; finalized on scope exit.
+// Prepared statements are cached per connection (keyed by the SQL text's address: every caller
+// passes a string literal), because preparing costs more than executing a small insert.
+std::map<std::pair<sqlite3*, const char*>, sqlite3_stmt*>& statement_cache() {
+  static std::map<std::pair<sqlite3*, const char*>, sqlite3_stmt*> cache;
+  return cache;
+}
+std::mutex& statement_cache_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+void forget_statements(sqlite3* db) {
+  std::lock_guard lock(statement_cache_mutex());
+  auto& cache = statement_cache();
+  for (auto it = cache.begin(); it != cache.end();) {
+    if (it->first.first == db) {
+      sqlite3_finalize(it->second);
+      it = cache.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// A cached prepared statement with positional binding helpers; reset on scope exit.
 class Statement {
  public:
   Statement(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
+    std::lock_guard lock(statement_cache_mutex());
+    auto& slot = statement_cache()[{db, sql}];
+    if (!slot && sqlite3_prepare_v2(db, sql, -1, &slot, nullptr) != SQLITE_OK)
       throw JournalError(std::string("journal: cannot prepare statement: ") + sqlite3_errmsg(db));
+    st_ = slot;
   }
-  ~Statement() { sqlite3_finalize(st_); }
+  ~Statement() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
@@ -198,12 +228,16 @@ void upsert_order(sqlite3* db, const OrderRecord& o) {
   st.run();
 }
 
-constexpr const char* kSelectOrders = R"sql(
-SELECT client_order_id, broker, broker_order_id, symbol, side, quantity, type, limit_price,
-  stop_price, tif, outside_rth, parent_client_order_id, oco_group, state, filled_quantity,
-  average_fill_price, last_message, created_at, sent_at, submitted_at, partially_filled_at,
-  filled_at, pending_cancel_at, cancelled_at, rejected_at, failed_at
-FROM orders)sql";
+#define BACKSTOP_SELECT_ORDERS                                                                   \
+  "SELECT client_order_id, broker, broker_order_id, symbol, side, quantity, type, limit_price, "  \
+  "stop_price, tif, outside_rth, parent_client_order_id, oco_group, state, filled_quantity, "     \
+  "average_fill_price, last_message, created_at, sent_at, submitted_at, partially_filled_at, "    \
+  "filled_at, pending_cancel_at, cancelled_at, rejected_at, failed_at FROM orders"
+constexpr const char* kSelectAllOrders = BACKSTOP_SELECT_ORDERS " ORDER BY created_at, rowid";
+constexpr const char* kSelectOrderById = BACKSTOP_SELECT_ORDERS " WHERE client_order_id = ?1";
+constexpr const char* kSelectOpenOrders =
+    BACKSTOP_SELECT_ORDERS " WHERE state NOT IN ('filled','cancelled','rejected','failed') ORDER BY created_at, rowid";
+#undef BACKSTOP_SELECT_ORDERS
 
 OrderRecord read_order(const Statement& st) {
   OrderRecord o;
@@ -288,6 +322,7 @@ Journal::Journal(const std::string& path, JournalMode mode) : path_(path), mode_
                          std::to_string(kSchemaVersion) + "; open it once read-write to migrate");
     }
   } catch (...) {
+    forget_statements(db_);
     sqlite3_close(db_);
     db_ = nullptr;
     throw;
@@ -302,7 +337,10 @@ Journal::~Journal() {
   }
   wake_.notify_all();
   if (writer_.joinable()) writer_.join();
-  if (db_) sqlite3_close(db_);
+  if (db_) {
+    forget_statements(db_);
+    sqlite3_close(db_);
+  }
 }
 
 void Journal::enqueue(Op op, Durable on_durable) {
@@ -438,7 +476,7 @@ void Journal::record_event(const JournalEvent& ev, Durable on_durable) {
 std::vector<OrderRecord> Journal::orders() {
   return read<std::vector<OrderRecord>>([](sqlite3* db) {
     std::vector<OrderRecord> out;
-    Statement st(db, (std::string(kSelectOrders) + " ORDER BY created_at, rowid").c_str());
+    Statement st(db, kSelectAllOrders);
     while (st.next()) out.push_back(read_order(st));
     return out;
   });
@@ -446,7 +484,7 @@ std::vector<OrderRecord> Journal::orders() {
 
 std::optional<OrderRecord> Journal::order(const std::string& coid) {
   return read<std::optional<OrderRecord>>([&coid](sqlite3* db) -> std::optional<OrderRecord> {
-    Statement st(db, (std::string(kSelectOrders) + " WHERE client_order_id = ?1").c_str());
+    Statement st(db, kSelectOrderById);
     st.bind(1, coid);
     if (st.next()) return read_order(st);
     return std::nullopt;
@@ -456,9 +494,7 @@ std::optional<OrderRecord> Journal::order(const std::string& coid) {
 std::vector<OrderRecord> Journal::non_terminal_orders() {
   return read<std::vector<OrderRecord>>([](sqlite3* db) {
     std::vector<OrderRecord> out;
-    Statement st(db, (std::string(kSelectOrders) +
-                      " WHERE state NOT IN ('filled','cancelled','rejected','failed') ORDER BY created_at, rowid")
-                         .c_str());
+    Statement st(db, kSelectOpenOrders);
     while (st.next()) out.push_back(read_order(st));
     return out;
   });

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what Backstop needs on Debian 12 (as root) and builds it into build/.
+# Safe to run again: packages already present are not reinstalled, the build is incremental.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake pkg-config ccache git
+  libboost-dev libboost-system-dev libssl-dev
+  nlohmann-json3-dev libspdlog-dev libcpp-httplib-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libsqlite3-dev sqlite3
+  nodejs npm
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Prism judges adapters' and emulators' traffic against the official OpenAPI specs.
+if [ ! -x tools/prism/node_modules/.bin/prism ]; then
+  echo "setup: installing Prism (npm @stoplight/prism-cli) into tools/prism"
+  mkdir -p tools/prism
+  npm install --prefix tools/prism --no-audit --no-fund --loglevel=error @stoplight/prism-cli@5 >/dev/null
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)"
