@@ -4,14 +4,16 @@
 
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
+#include "config/check_config.hpp"
 #include "core/error.hpp"
 
 namespace {
 constexpr const char* kUsage = R"(usage: backstop COMMAND [OPTIONS]
 
 Commands:
-  demo      run a bracket strategy on the simulated venue with faults and print a summary
-  orders    list the orders of a journal (--json for scripts)
+  demo          run a bracket strategy on the simulated venue with faults and print a summary
+  orders        list the orders of a journal (--json for scripts)
+  check-config  validate config files without connecting anything
 
 Run `backstop COMMAND --help` for a command's options.
 )";
@@ -29,6 +31,8 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string name = argv[1];
+  // check-config parses its own arguments (it is also a standalone tool).
+  if (name == "check-config") return backstop::check_config_main(argc - 1, argv + 1);
   auto it = commands.find(name);
   if (it == commands.end()) {
     std::cerr << "backstop: unknown command \"" << name << "\" (run backstop --help)\n";

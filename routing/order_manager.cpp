@@ -291,6 +291,7 @@ void OrderManager::on_event(const std::string& broker_name, const OrderEvent& ev
     case OrderEvent::Kind::triggered:
       journal_.record_event({ev.at, broker_name, "stop_triggered", o->spec.client_order_id,
                              nlohmann::json{{"broker_status", ev.broker_status}}.dump()});
+      for (auto& l : trigger_listeners_) l(*o);
       [[fallthrough]];
     case OrderEvent::Kind::status:
       if (o->state == OrderState::pending || o->state == OrderState::pre_sent)
@@ -341,8 +342,9 @@ void OrderManager::apply_broker_view(OrderRecord& o, const BrokerOrder& v, const
     const std::int64_t delta = v.filled_quantity - o.filled_quantity;
     const Price price = Price::from_units(
         (v.average_fill_price->units() * v.filled_quantity - o.average_fill_price.units() * o.filled_quantity) / delta);
-    apply_fill({"query:" + v.broker_order_id + ":" + std::to_string(v.filled_quantity), o.broker,
-                o.spec.client_order_id, v.broker_order_id, o.spec.symbol, o.spec.side, delta, price, loop_.now()});
+    if (apply_fill({"query:" + v.broker_order_id + ":" + std::to_string(v.filled_quantity), o.broker,
+                    o.spec.client_order_id, v.broker_order_id, o.spec.symbol, o.spec.side, delta, price, loop_.now()}))
+      ++fills_recovered_by_query_;
   }
   switch (v.state) {
     case OrderState::cancelled:
@@ -425,8 +427,9 @@ void OrderManager::resync(std::function<void()> done) {
     b->list_fills([this, finish](FillsResult r) {
       if (r.outcome == Outcome::accepted)
         for (const auto& f : r.fills) {
-          if (!ledger_.seen(f.broker, f.execution_id) && (orders_.count(f.client_order_id) || f.client_order_id.empty()))
-            apply_fill(f);
+          if (!ledger_.seen(f.broker, f.execution_id) && (orders_.count(f.client_order_id) || f.client_order_id.empty())) {
+            if (apply_fill(f)) ++fills_recovered_by_query_;
+          }
         }
       finish();
     });

@@ -70,6 +70,10 @@ class OrderManager {
   std::int64_t position(const std::string& broker, const std::string& symbol) const;
 
   void on_order_update(OrderListener l) { order_listeners_.push_back(std::move(l)); }
+  // The broker reported a stop as triggered (not yet necessarily filled).
+  void on_triggered(OrderListener l) { trigger_listeners_.push_back(std::move(l)); }
+  // Fills that only a query found (the stream lost them), since start.
+  std::size_t fills_recovered_by_query() const { return fills_recovered_by_query_; }
   void on_fill(FillListener l) { fill_listeners_.push_back(std::move(l)); }
 
   // Applies a fill from any source (stream, query, reconciliation): deduplicated by execution id.
@@ -98,6 +102,8 @@ class OrderManager {
   std::map<std::pair<std::string, std::string>, Position> positions_;
   std::vector<OrderListener> order_listeners_;
   std::vector<FillListener> fill_listeners_;
+  std::vector<OrderListener> trigger_listeners_;
+  std::size_t fills_recovered_by_query_ = 0;
 };
 
 }  // namespace backstop

@@ -1,0 +1,395 @@
+#include "routing/stop_guard.hpp"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace backstop {
+
+namespace {
+constexpr int kGuardPolls = 15;  // cancel confirmation polls before the guard gives up and alerts
+constexpr Duration kGuardPollInterval = std::chrono::milliseconds(200);
+}  // namespace
+
+const char* to_string(Verification v) {
+  switch (v) {
+    case Verification::pending: return "pending";
+    case Verification::verified: return "verified";
+    case Verification::mismatch: return "mismatch";
+    case Verification::missing: return "missing";
+    case Verification::timeout: return "timeout";
+  }
+  return "?";
+}
+
+StopGuard::StopGuard(EventLoop& loop, OrderManager& orders, Journal& journal, StopGuardSettings settings,
+                     std::map<std::string, Instrument> instruments)
+    : loop_(loop),
+      orders_(orders),
+      journal_(journal),
+      settings_(std::move(settings)),
+      instruments_(std::move(instruments)),
+      watchdog_(settings_.trigger, settings_.ghost_grace) {
+  orders_.on_order_update([this](const OrderRecord& o) { on_order(o); });
+  // A trigger report is the broker saying the stop fired: it is not a ghost.
+  orders_.on_triggered([this](const OrderRecord& o) { unwatch(o.spec.client_order_id); });
+  scratch_.reserve(64);
+}
+
+std::vector<LintFinding> StopGuard::lint(const OrderSpec& stop, const std::string& broker_name) const {
+  const Broker* b = orders_.broker(broker_name);
+  auto inst = instruments_.find(stop.symbol);
+  if (!b || inst == instruments_.end())
+    return {{stop.client_order_id, !b ? "broker" : "symbol", !b ? "unknown broker " + broker_name : "unknown instrument",
+             "configure it"}};
+  std::optional<Quote> market;
+  if (auto q = last_quotes_.find(stop.symbol); q != last_quotes_.end()) market = q->second;
+  return lint_stop(stop, inst->second, *b, market, settings_.lint);
+}
+
+bool StopGuard::protecting(const OrderRecord& stop) const {
+  if (stop.spec.parent_client_order_id.empty()) return true;
+  const OrderRecord* parent = orders_.find(stop.spec.parent_client_order_id);
+  return parent && parent->filled_quantity > 0;
+}
+
+void StopGuard::on_order(const OrderRecord& o) {
+  const std::string& coid = o.spec.client_order_id;
+  if (!o.spec.is_stop()) {
+    // An entry that fills activates the bracket stops it carries: from now on they protect.
+    if (o.filled_quantity > 0) {
+      auto [lo, hi] = children_.equal_range(coid);
+      for (auto it = lo; it != hi; ++it)
+        if (const OrderRecord* child = orders_.find(it->second); child && is_working(child->state)) watch(*child);
+    }
+    return;
+  }
+  auto [it, inserted] = stops_.try_emplace(coid);
+  StopRecord& rec = it->second;
+  if (inserted) {
+    rec.client_order_id = coid;
+    rec.broker = o.broker;
+    if (!o.spec.parent_client_order_id.empty()) children_.emplace(o.spec.parent_client_order_id, coid);
+  }
+  // Acknowledged: read it back.
+  if (!rec.verification_started && o.state == OrderState::submitted && !o.broker_order_id.empty()) {
+    rec.verification_started = true;
+    start_verification(o);
+  }
+  const bool working = o.state == OrderState::submitted || o.state == OrderState::partially_filled;
+  if (o.filled_quantity > 0 || !working) {
+    unwatch(coid);  // it fired, or it is being cancelled / is over
+  } else if (!rec.watching && !rec.ghost && protecting(o)) {
+    watch(o);
+  }
+}
+
+void StopGuard::start_verification(const OrderRecord& o) {
+  const std::string coid = o.spec.client_order_id;
+  const Timestamp deadline = loop_.now() + settings_.verify_deadline.count();
+  loop_.call_at(deadline, [this, coid] {
+    auto it = stops_.find(coid);
+    if (it != stops_.end() && it->second.verification == Verification::pending)
+      finish_verification(coid, Verification::timeout, "no answer to the read-back within the deadline");
+  });
+  verify_once(coid, deadline, false);
+  schedule_reverify();
+}
+
+void StopGuard::verify_once(const std::string& coid, Timestamp deadline, bool periodic) {
+  const OrderRecord* o = orders_.find(coid);
+  Broker* b = o ? orders_.broker(o->broker) : nullptr;
+  if (!o || !b) return;
+  auto handle = [this, coid, deadline, periodic](OrderQueryResult r) {
+    auto it = stops_.find(coid);
+    const OrderRecord* sent = orders_.find(coid);
+    if (it == stops_.end() || !sent) return;
+    if (!periodic && it->second.verification != Verification::pending) return;  // timed out already
+    const bool time_left = loop_.now() + settings_.verify_retry.count() < deadline;
+    auto retry_or = [&](Verification v, const std::string& why) {
+      if (!periodic && time_left) {
+        loop_.call_after(settings_.verify_retry, [this, coid, deadline] { verify_once(coid, deadline, false); });
+      } else {
+        finish_verification(coid, v, why);
+      }
+    };
+    if (r.outcome != Outcome::accepted) return retry_or(Verification::timeout, "read-back failed: " + r.message);
+    if (!r.order) return retry_or(Verification::missing, "the broker has no such order");
+    const BrokerOrder& view = *r.order;
+    if (view.state == OrderState::filled || view.filled_quantity > 0) {
+      finish_verification(coid, Verification::verified, "filled");  // it worked
+      return;
+    }
+    if (view.state != OrderState::submitted && view.state != OrderState::partially_filled)
+      return finish_verification(coid, Verification::mismatch, "status: broker says " + view.broker_status + " (" +
+                                                                    to_string(view.state) + "), not working");
+    const OrderSpec& s = sent->spec;
+    auto price = [](const std::optional<Price>& p) { return p ? p->to_string() : std::string("none"); };
+    std::string field;
+    if (view.type != s.type) field = std::string("type: sent ") + to_string(s.type) + ", broker has " + to_string(view.type);
+    else if (view.side != s.side) field = std::string("side: sent ") + to_string(s.side) + ", broker has " + to_string(view.side);
+    else if (view.quantity != s.quantity)
+      field = "quantity: sent " + std::to_string(s.quantity) + ", broker has " + std::to_string(view.quantity);
+    else if (view.stop_price != s.stop_price)
+      field = "stop_price: sent " + price(s.stop_price) + ", broker has " + price(view.stop_price);
+    else if (view.limit_price != s.limit_price)
+      field = "limit_price: sent " + price(s.limit_price) + ", broker has " + price(view.limit_price);
+    else if (view.tif != s.tif)
+      field = std::string("time_in_force: sent ") + to_string(s.tif) + ", broker has " + to_string(view.tif);
+    else if (view.outside_rth != s.outside_rth)
+      field = std::string("outside_rth: sent ") + (s.outside_rth ? "true" : "false") + ", broker has " +
+              (view.outside_rth ? "true" : "false");
+    if (!field.empty()) return finish_verification(coid, Verification::mismatch, field);
+    finish_verification(coid, Verification::verified, "");
+  };
+  if (!o->broker_order_id.empty())
+    b->query_order(o->broker_order_id, handle);
+  else
+    b->query_by_client_id(coid, handle);
+}
+
+void StopGuard::finish_verification(const std::string& coid, Verification v, const std::string& detail) {
+  StopRecord& rec = stops_.at(coid);
+  const bool changed = rec.verification != v || rec.detail != detail;
+  rec.verification = v;
+  rec.detail = detail;
+  if (v == Verification::verified) {
+    ++rec.verifications;
+    if (rec.verified_at == 0) rec.verified_at = loop_.now();
+  }
+  if (!changed) return;
+  journal_.record_event({loop_.now(), rec.broker, "stop_verification", coid,
+                         nlohmann::json{{"outcome", to_string(v)}, {"detail", detail}}.dump()});
+  if (v == Verification::verified)
+    spdlog::info("stop {} at {}: verified", coid, rec.broker);
+  else
+    spdlog::warn("stop {} at {}: verification {}: {}", coid, rec.broker, to_string(v), detail);
+}
+
+void StopGuard::schedule_reverify() {
+  if (reverify_scheduled_) return;
+  reverify_scheduled_ = true;
+  loop_.call_after(settings_.reverify_interval, [this] {
+    reverify_scheduled_ = false;
+    bool any = false;
+    for (auto& [coid, rec] : stops_) {
+      const OrderRecord* o = orders_.find(coid);
+      if (!o || !is_working(o->state) || o->state == OrderState::pending_cancel) continue;
+      any = true;
+      if (rec.verification != Verification::pending) verify_once(coid, 0, true);
+    }
+    if (any) schedule_reverify();
+  });
+}
+
+void StopGuard::reverify(const std::string& broker) {
+  for (auto& [coid, rec] : stops_) {
+    const OrderRecord* o = orders_.find(coid);
+    if (rec.broker == broker && o && is_working(o->state)) verify_once(coid, 0, true);
+  }
+}
+
+void StopGuard::watch(const OrderRecord& o) {
+  if (!o.spec.stop_price) return;
+  watchdog_.watch({o.spec.client_order_id, o.broker, o.spec.symbol, o.spec.side, *o.spec.stop_price,
+                   o.remaining_quantity()});
+  if (auto it = stops_.find(o.spec.client_order_id); it != stops_.end()) it->second.watching = true;
+  // The market may already be through it (a gap while the entry filled): check at once.
+  if (auto q = last_quotes_.find(o.spec.symbol); q != last_quotes_.end()) on_quote(q->second);
+}
+
+void StopGuard::unwatch(const std::string& coid) {
+  watchdog_.unwatch(coid);
+  if (auto it = stops_.find(coid); it != stops_.end()) it->second.watching = false;
+}
+
+void StopGuard::on_quote(const Quote& q) {
+  Quote& last = last_quotes_[q.symbol];
+  if (q.bid) last.bid = q.bid;
+  if (q.ask) last.ask = q.ask;
+  if (q.last) last.last = q.last;
+  last.symbol = q.symbol;
+  last.at = q.at;
+  last.source = q.source;
+  if (!settings_.market_data_source.empty() && q.source != settings_.market_data_source) return;
+  scratch_.clear();
+  watchdog_.on_quote(q, scratch_);
+  if (scratch_.empty()) return;
+  for (const auto& c : scratch_) {
+    if (local_stops_.count(c.stop.client_order_id)) {
+      fire_local(c);
+      continue;
+    }
+    journal_.record_event({q.at, c.stop.broker, "stop_crossed", c.stop.client_order_id,
+                           nlohmann::json{{"stop_price", c.stop.stop_price.to_string()},
+                                          {"crossing_price", c.crossing_price.to_string()},
+                                          {"source", c.source}}
+                               .dump()});
+  }
+  schedule_expiry();
+}
+
+void StopGuard::schedule_expiry() {
+  const auto next = watchdog_.next_deadline();
+  if (!next || (expiry_timer_ != 0 && expiry_at_ <= *next)) return;
+  if (expiry_timer_ != 0) loop_.cancel(expiry_timer_);
+  expiry_at_ = *next;
+  expiry_timer_ = loop_.call_at(*next, [this] {
+    expiry_timer_ = 0;
+    std::vector<CrossedStop> expired;
+    watchdog_.expire(loop_.now(), expired);
+    for (const auto& c : expired) {
+      // Before calling it a ghost, ask the broker directly: the stream may have lost the fill.
+      const OrderRecord* o = orders_.find(c.stop.client_order_id);
+      Broker* b = o ? orders_.broker(o->broker) : nullptr;
+      if (!o || !b) continue;
+      b->query_order(o->broker_order_id, [this, c](OrderQueryResult r) {
+        if (r.outcome == Outcome::accepted && r.order &&
+            (r.order->filled_quantity > 0 || r.order->state == OrderState::filled)) {
+          journal_.record_event({loop_.now(), c.stop.broker, "stop_fill_missed_by_stream", c.stop.client_order_id, "{}"});
+          orders_.resync();
+          return;
+        }
+        const OrderRecord* now = orders_.find(c.stop.client_order_id);
+        if (now && (now->filled_quantity > 0 || is_terminal(now->state))) return;  // answered meanwhile
+        declare_ghost(c);
+      });
+    }
+    schedule_expiry();
+  });
+}
+
+void StopGuard::declare_ghost(const CrossedStop& c) {
+  auto& rec = stops_[c.stop.client_order_id];
+  if (rec.ghost) return;
+  rec.ghost = true;
+  rec.watching = false;
+  GhostStop g{c.stop.client_order_id, c.stop.broker, c.stop.symbol, c.stop.side, c.stop.stop_price,
+              c.crossing_price, c.crossed_at, loop_.now(), c.source, {}, {}};
+  switch (settings_.policy) {
+    case ProtectionPolicy::verify: g.action = "alerted (policy verify: no action)"; break;
+    case ProtectionPolicy::guard: g.action = "guard: cancelling the broker stop, then flattening"; break;
+    case ProtectionPolicy::local: g.action = "alerted (broker stop under policy local)"; break;
+    case ProtectionPolicy::mirror: g.action = "alerted (mirror stop at the second venue covers it)"; break;
+  }
+  spdlog::error("GHOST STOP {} at {}: {} {} stop {} crossed at {} ({}), no fill or trigger within {} ms; {}",
+                g.client_order_id, g.broker, to_string(g.side), g.symbol, g.stop_price.to_string(),
+                g.crossing_price.to_string(), format_timestamp(g.crossed_at),
+                settings_.ghost_grace.count() / 1'000'000, g.action);
+  journal_.record_event({g.declared_at, g.broker, "ghost_stop", g.client_order_id,
+                         nlohmann::json{{"symbol", g.symbol},
+                                        {"side", to_string(g.side)},
+                                        {"stop_price", g.stop_price.to_string()},
+                                        {"crossing_price", g.crossing_price.to_string()},
+                                        {"crossed_at", format_timestamp(g.crossed_at)},
+                                        {"declared_at", format_timestamp(g.declared_at)},
+                                        {"source", g.source},
+                                        {"policy", to_string(settings_.policy)}}
+                             .dump()});
+  ghosts_.push_back(g);
+  for (auto& l : ghost_listeners_) l(g);
+  if (settings_.policy == ProtectionPolicy::guard) guard_flatten(ghosts_.size() - 1, 0);
+}
+
+void StopGuard::guard_flatten(std::size_t index, int attempt) {
+  const std::string coid = ghosts_[index].client_order_id;
+  if (attempt == 0) {
+    if (!acted_.insert(coid).second) return;  // exactly once per stop
+    const OrderRecord* stop = orders_.find(coid);
+    if (!stop) return;
+    // Cancel the stop and its OCO siblings (a take-profit left behind would open a new position).
+    orders_.cancel(coid);
+    if (!stop->spec.oco_group.empty())
+      for (const OrderRecord* o : orders_.working_orders())
+        if (o->spec.oco_group == stop->spec.oco_group && o->spec.client_order_id != coid)
+          orders_.cancel(o->spec.client_order_id);
+  }
+  // Read the broker back (the stop may have filled in the same instant), then decide.
+  orders_.resync([this, index, attempt, coid] {
+    GhostStop& g = ghosts_[index];
+    const OrderRecord* stop = orders_.find(coid);
+    if (!stop) return;
+    if (!is_terminal(stop->state)) {
+      if (attempt + 1 < kGuardPolls) {
+        loop_.call_after(kGuardPollInterval, [this, index, attempt] { guard_flatten(index, attempt + 1); });
+        return;
+      }
+      g.action = "guard: the broker never confirmed the cancel; NOT flattening (would risk a double exit)";
+      spdlog::error("stop {}: {}", coid, g.action);
+      journal_.record_event({loop_.now(), g.broker, "guard_stalled", coid, "{}"});
+      return;
+    }
+    const std::int64_t remaining = stop->spec.quantity - stop->filled_quantity;
+    const std::int64_t position = orders_.position(g.broker, g.symbol);
+    const std::int64_t exposure = g.side == Side::sell ? std::max<std::int64_t>(0, position)
+                                                       : std::max<std::int64_t>(0, -position);
+    const std::int64_t qty = std::min(remaining, exposure);
+    if (qty <= 0) {
+      g.action = stop->filled_quantity > 0 ? "guard: the broker stop filled meanwhile; nothing to flatten"
+                                           : "guard: cancelled the broker stop; no exposure left to flatten";
+    } else {
+      g.flatten_order = orders_.submit(g.broker, market_order(g.symbol, g.side, qty));
+      g.action = "guard: cancelled the broker stop and flattened " + std::to_string(qty) + " with market order " +
+                 g.flatten_order;
+    }
+    spdlog::warn("stop {}: {}", coid, g.action);
+    journal_.record_event({loop_.now(), g.broker, "guard_action", coid,
+                           nlohmann::json{{"action", g.action}, {"flatten_order", g.flatten_order},
+                                          {"position_before", position}, {"quantity", qty}}
+                               .dump()});
+  });
+}
+
+void StopGuard::arm_local_stop(const std::string& broker, OrderSpec stop) {
+  if (stop.client_order_id.empty())
+    stop.client_order_id = "L" + ClientOrderIdGenerator::time_prefix(loop_.now()).substr(1) + "-" +
+                           std::to_string(local_stops_.size() + 1);
+  const std::string coid = stop.client_order_id;
+  journal_.record_event({loop_.now(), broker, "local_stop_armed", coid,
+                         nlohmann::json{{"symbol", stop.symbol},
+                                        {"side", to_string(stop.side)},
+                                        {"quantity", stop.quantity},
+                                        {"stop_price", stop.stop_price ? stop.stop_price->to_string() : ""}}
+                             .dump()});
+  watchdog_.watch({coid, broker, stop.symbol, stop.side, stop.stop_price.value_or(Price()), stop.quantity});
+  local_stops_[coid] = {broker, std::move(stop)};
+}
+
+void StopGuard::disarm_local_stop(const std::string& coid) {
+  auto it = local_stops_.find(coid);
+  if (it == local_stops_.end()) return;
+  journal_.record_event({loop_.now(), it->second.broker, "local_stop_disarmed", coid, "{}"});
+  watchdog_.unwatch(coid);
+  local_stops_.erase(it);
+}
+
+void StopGuard::fire_local(const CrossedStop& c) {
+  auto it = local_stops_.find(c.stop.client_order_id);
+  if (it == local_stops_.end()) return;
+  const LocalStop local = it->second;
+  local_stops_.erase(it);
+  watchdog_.unwatch(c.stop.client_order_id);
+  // Journaled before the order is: a restart after this line does not fire it again.
+  journal_.record_event({loop_.now(), local.broker, "local_stop_fired", c.stop.client_order_id,
+                         nlohmann::json{{"crossing_price", c.crossing_price.to_string()}}.dump()});
+  const auto coid = orders_.submit(local.broker, market_order(local.spec.symbol, local.spec.side, local.spec.quantity));
+  spdlog::info("local stop {} triggered at {}: market order {}", c.stop.client_order_id, c.crossing_price.to_string(), coid);
+}
+
+void StopGuard::restore_local_stops() {
+  std::map<std::string, JournalEvent> armed;
+  for (const auto& ev : journal_.events()) {
+    if (ev.kind == "local_stop_armed") armed[ev.client_order_id] = ev;
+    if (ev.kind == "local_stop_fired" || ev.kind == "local_stop_disarmed") armed.erase(ev.client_order_id);
+  }
+  for (const auto& [coid, ev] : armed) {
+    const auto j = nlohmann::json::parse(ev.detail);
+    OrderSpec s = stop_order(j.at("symbol"), side_from_string(j.at("side")).value_or(Side::sell), j.at("quantity"),
+                             Price::parse(j.at("stop_price").get<std::string>()));
+    s.client_order_id = coid;
+    watchdog_.watch({coid, ev.broker, s.symbol, s.side, *s.stop_price, s.quantity});
+    local_stops_[coid] = {ev.broker, std::move(s)};
+    spdlog::info("local stop {} re-armed from the journal", coid);
+  }
+}
+
+}  // namespace backstop
