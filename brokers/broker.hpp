@@ -116,6 +116,21 @@ struct BrokerCapabilities {
   bool replace = false;
 };
 
+// What the broker will read from the request its adapter builds for an order. The stop guard
+// lints this, per broker, before a stop is sent: the stop price must sit in the field that broker
+// reads (IBKR Client Portal STP reads `price`, not `auxPrice`), time in force must be explicit, and
+// so on. Adapters fill it from the exact request body they would send.
+struct WireOrderView {
+  std::optional<Price> stop_price;   // as that broker will read it
+  std::optional<Price> limit_price;  // as that broker will read it
+  bool tif_explicit = false;         // the request names a time in force (no broker default)
+  std::optional<TimeInForce> tif;
+  std::optional<bool> outside_rth;
+  bool manual_indicator_required = false;  // e.g. IBKR for US futures
+  bool manual_indicator_set = false;
+  std::string request;  // the wire body, for the lint message
+};
+
 enum class Connectivity { connected, degraded, disconnected, not_authenticated };
 const char* to_string(Connectivity c);
 
@@ -165,6 +180,10 @@ class Broker {
   virtual void subscribe_quotes(const std::vector<std::string>& symbols, QuoteHandler handler);
 
   virtual BrokerHealthReport health() const = 0;
+
+  // The wire view of an order as this adapter would send it; nullopt when the adapter cannot
+  // show it (the lint then checks the intent only).
+  virtual std::optional<WireOrderView> preview(const OrderSpec&) const { return std::nullopt; }
 };
 
 }  // namespace backstop

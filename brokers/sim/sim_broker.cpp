@@ -226,6 +226,19 @@ BrokerHealthReport SimBroker::health() const {
   return h;
 }
 
+std::optional<WireOrderView> SimBroker::preview(const OrderSpec& o) const {
+  // The simulated venue takes the spec as it is: every field is read where it was put.
+  WireOrderView v;
+  v.stop_price = o.stop_price;
+  v.limit_price = o.limit_price;
+  v.tif_explicit = true;
+  v.tif = o.tif;
+  v.outside_rth = o.outside_rth;
+  v.request = std::string(to_string(o.type)) + " " + to_string(o.side) + " " + std::to_string(o.quantity) + " " +
+              o.symbol + (o.stop_price ? " stop " + o.stop_price->to_string() : "") + " tif " + to_string(o.tif);
+  return v;
+}
+
 void SimBroker::on_venue_event(const VenueEvent& ev) {
   auto& faults = venue_.faults();
   const bool is_fill = ev.kind == VenueEvent::Kind::fill;

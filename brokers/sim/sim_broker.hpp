@@ -43,6 +43,7 @@ class SimBroker final : public Broker {
   void subscribe_order_events(OrderEventHandler handler) override { order_handler_ = std::move(handler); }
   void subscribe_quotes(const std::vector<std::string>& symbols, QuoteHandler handler) override;
   BrokerHealthReport health() const override;
+  std::optional<WireOrderView> preview(const OrderSpec& order) const override;
 
   Venue& venue() { return venue_; }
   static BrokerOrder to_broker_order(const VenueOrder& v);
