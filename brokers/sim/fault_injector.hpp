@@ -49,7 +49,9 @@ class FaultInjector {
  public:
   FaultInjector(FaultProfile profile, std::uint64_t seed) : profile_(std::move(profile)), rng_(seed) {}
 
+  // Readers and set_profile() must be serialized by the owner (emulators hold their venue mutex).
   const FaultProfile& profile() const { return profile_; }
+  void set_profile(FaultProfile p) { profile_ = std::move(p); }
   // Draws once from the seeded generator: true with probability `rate`.
   bool roll(double rate);
   std::int64_t uniform(std::int64_t lo, std::int64_t hi);  // inclusive
