@@ -1,10 +1,13 @@
 // The `backstop` command line.
 #include <iostream>
 #include <map>
+#include <vector>
 
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
 #include "config/check_config.hpp"
+#include "emulators/ibkr/ibkr_gateway_emulator.hpp"
+#include "emulators/tradestation/tradestation_emulator.hpp"
 #include "core/error.hpp"
 
 namespace {
@@ -14,6 +17,7 @@ Commands:
   demo          run a bracket strategy on the simulated venue with faults and print a summary
   orders        list the orders of a journal (--json for scripts)
   check-config  validate config files without connecting anything
+  emulate       serve an emulated broker on loopback: `emulate tradestation|ibkr --help`
 
 Run `backstop COMMAND --help` for a command's options.
 )";
@@ -33,6 +37,19 @@ int main(int argc, char** argv) {
   const std::string name = argv[1];
   // check-config parses its own arguments (it is also a standalone tool).
   if (name == "check-config") return backstop::check_config_main(argc - 1, argv + 1);
+  if (name == "emulate") {
+    const std::string which = argc > 2 ? argv[2] : "";
+    // Each emulator parses its own options; its argv[0] is the command as the user typed it.
+    std::string self = "backstop emulate " + which;
+    std::vector<char*> rest = {self.data()};
+    for (int i = 3; i < argc; ++i) rest.push_back(argv[i]);
+    rest.push_back(nullptr);
+    const int n = static_cast<int>(rest.size()) - 1;
+    if (which == "tradestation") return backstop::tradestation_emulator::run_tradestation_emulator(n, rest.data());
+    if (which == "ibkr") return backstop::run_ibkr_emulator(n, rest.data());
+    std::cerr << "backstop emulate: name a broker: tradestation or ibkr (e.g. backstop emulate ibkr --help)\n";
+    return 2;
+  }
   auto it = commands.find(name);
   if (it == commands.end()) {
     std::cerr << "backstop: unknown command \"" << name << "\" (run backstop --help)\n";
