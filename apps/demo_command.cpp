@@ -13,33 +13,41 @@
 #include "apps/order_report.hpp"
 #include "brokers/sim/sim_broker.hpp"
 #include "routing/order_manager.hpp"
-#include "routing/strategies/bracket_breakout.hpp"
+#include "config/config.hpp"
+#include "routing/reconciler.hpp"
+#include "routing/stop_guard.hpp"
+#include "routing/strategies/strategy_factory.hpp"
 #include "routing/strategy_runner.hpp"
 
 namespace backstop {
 
 namespace {
-constexpr const char* kUsage = R"(usage: backstop demo [--for DURATION] [--seed N] [--faults PROFILE]
+constexpr const char* kUsage = R"(usage: backstop demo [--config FILE] [--for DURATION] [--seed N] [--faults PROFILE]
                      [--journal PATH] [--verbose]
 
-Runs a bracket-breakout strategy on the simulated venue (seeded random walk, AAPL, tick 0.01)
-with injected faults, then prints every order with its lifecycle timestamps, the fills, the
-position, and every fault the session met.
+Runs the configured strategy on the simulated venue (a seeded random walk) with injected
+faults, under the configured protection policy, then prints every order with its lifecycle
+timestamps, the fills, every stop's verification, every ghost stop caught (when price crossed,
+when it was declared, what was done), the position, and every fault the session met.
 
+  --config FILE     config to run (default: the embedded config/examples/sim.json)
   --for DURATION    how long to trade (default 20s; examples: 5s, 1500ms, 2m)
-  --seed N          seed of the price path and of the faults (default 42)
-  --faults PROFILE  none | demo | ghost_stops | lossy_stream | chaos (default demo)
+  --seed N          seed of the price path and of the faults (default: the config's)
+  --faults PROFILE  none | demo | ghost_stops | lossy_stream | chaos (default: the config's)
   --journal PATH    journal file to create (default backstop-demo-<time>.db); must not exist
   --verbose         log every event to stderr
 )";
 
 struct DemoOptions {
+  std::optional<std::string> config;
   Duration run_for{std::chrono::seconds(20)};
-  std::uint64_t seed = 42;
-  std::string faults = "demo";
+  std::optional<std::uint64_t> seed;
+  std::optional<std::string> faults;
   std::string journal;
   bool verbose = false;
 };
+
+std::string relative(Timestamp t, Timestamp origin) { return fmt::format("+{:.3f}s", (t - origin) / 1e9); }
 
 std::string default_journal_path(Timestamp now) {
   const std::string iso = format_timestamp(now);  // 2026-11-24T02:10:58.123456Z
@@ -56,6 +64,7 @@ int demo_main(cli::Args& args) {
     return 0;
   }
   DemoOptions opt;
+  opt.config = args.value("--config");
   if (auto v = args.value("--for")) opt.run_for = cli::parse_duration(*v);
   if (auto v = args.value("--seed")) {
     try {
@@ -64,12 +73,23 @@ int demo_main(cli::Args& args) {
       throw cli::UsageError("--seed: not a number \"" + *v + "\"");
     }
   }
-  if (auto v = args.value("--faults")) opt.faults = *v;
+  opt.faults = args.value("--faults");
   if (auto v = args.value("--journal")) opt.journal = *v;
   opt.verbose = args.flag("--verbose");
   args.expect_no_more();
 
   spdlog::set_level(opt.verbose ? spdlog::level::info : spdlog::level::err);
+  const Config config = opt.config ? load_config_file(*opt.config).value() : default_sim_config();
+  if (config.strategies.empty()) throw ConfigError("the config defines no strategy to run");
+  const StrategyConfig& strategy_config = config.strategies.front();
+  const RouteConfig* route = config.route_for(strategy_config.name);
+  const BrokerConfig* broker_config = route ? config.find_broker(route->brokers.front()) : nullptr;
+  if (!broker_config || !broker_config->sim())
+    throw ConfigError("the demo runs on a simulated broker; strategy " + strategy_config.name +
+                      " is routed to a broker of another kind (run it with `backstop run` once adapters are configured)");
+  const SimBrokerSettings& sim_settings = *broker_config->sim();
+  const Instrument* instrument = config.find_instrument(strategy_config.instrument);
+
   SystemClock clock;
   EventLoop loop(clock);
   const Timestamp origin = loop.now();
@@ -79,53 +99,75 @@ int demo_main(cli::Args& args) {
     throw cli::UsageError("--journal " + opt.journal + " already exists; the demo starts a fresh journal");
   }
 
-  FaultInjector faults(FaultProfile::named(opt.faults), opt.seed);
+  const std::uint64_t seed = opt.seed.value_or(sim_settings.seed);
+  FaultProfile profile = opt.faults ? FaultProfile::named(*opt.faults) : sim_settings.faults;
+  FaultInjector faults(profile, seed);
   Venue venue(clock, faults);
-  Instrument aapl;
-  aapl.symbol = "AAPL";
-  aapl.exchange = "SMART";
-  venue.add_instrument(aapl.symbol, aapl.tick_size);
+  std::map<std::string, Instrument> instruments;
+  for (const auto& inst : config.instruments) {
+    venue.add_instrument(inst.symbol, inst.tick_size);
+    instruments[inst.symbol] = inst;
+  }
 
   Journal journal(opt.journal);
   ClientOrderIdGenerator ids(ClientOrderIdGenerator::time_prefix(origin));
   OrderManagerOptions om_opt;
   om_opt.resolve_retry_interval = std::chrono::milliseconds(200);
+  om_opt.stuck_threshold = config.reconciliation.stuck_order_threshold;
   OrderManager orders(loop, journal, ids, om_opt);
 
   SimBrokerOptions sim_opt;
-  sim_opt.tick_interval = std::chrono::milliseconds(25);
+  sim_opt.name = broker_config->name;
+  sim_opt.account = broker_config->account;
+  sim_opt.tick_interval = sim_settings.tick;
   SimBroker sim(sim_opt, loop, venue);
   sim.add_price_path(std::make_unique<RandomWalkPath>(
-      RandomWalkParams{"AAPL", Price::parse("232.86"), aapl.tick_size, 1, 2, 400}, opt.seed));
+      RandomWalkParams{instrument->symbol, Price::parse("232.86"), instrument->tick_size, 1, 2, 400}, seed));
   orders.add_broker(sim);
 
-  BracketBreakoutParams params;
-  params.symbol = "AAPL";
-  params.quantity = 100;
-  BracketBreakout strategy(params);
-  StrategyRunner runner(strategy, orders, loop, sim.name(), {{"AAPL", aapl}});
+  StopGuardSettings guard_settings;
+  guard_settings.policy = strategy_config.protection;
+  guard_settings.verify_deadline = config.protection.verify_deadline;
+  guard_settings.reverify_interval = config.protection.reverify_interval;
+  guard_settings.ghost_grace = config.protection.ghost_grace;
+  guard_settings.trigger = config.protection.trigger;
+  guard_settings.lint.required_tif = config.protection.default_stop_tif;
+  guard_settings.lint.outside_rth = config.protection.outside_rth;
+  guard_settings.lint.allow_marketable = config.protection.allow_marketable_stops;
+  StopGuard guard(loop, orders, journal, guard_settings, instruments);
 
-  std::cout << fmt::format("Backstop demo: {} on the simulated venue (seed {}, fault profile \"{}\")\n",
-                           fmt::format("{:.1f}s", static_cast<double>(opt.run_for.count()) / 1e9), opt.seed,
-                           opt.faults)
+  auto strategy = make_strategy(strategy_config);
+  StrategyRunner runner(*strategy, orders, loop, sim.name(), instruments);
+
+  std::cout << fmt::format("Backstop demo: {} of {} ({}) on simulated broker \"{}\" (seed {}, fault profile \"{}\", "
+                           "protection \"{}\")\n",
+                           fmt::format("{:.1f}s", static_cast<double>(opt.run_for.count()) / 1e9), strategy_config.name,
+                           strategy_config.kind, sim.name(), seed, profile.name, to_string(strategy_config.protection))
+            << "config: " << (opt.config ? *opt.config : "embedded default (config/examples/sim.json)") << "\n"
             << "journal: " << opt.journal << "\n\n";
 
-  // Nothing new is sent before the journal's open orders are resolved (none, on a fresh one).
-  orders.recover([](std::size_t, std::size_t) {});
+  Reconciler reconciler(loop, orders, journal,
+                        {config.reconciliation.positions_interval, config.reconciliation.orders_interval});
+
+  // Nothing new is sent before the journal's open orders are resolved (none, on a fresh one)
+  // and the brokers are reconciled.
+  bool ready = false;
+  orders.recover([&](std::size_t, std::size_t) { reconciler.start([&] { ready = true; }); });
+  while (!ready) loop.run_until(loop.now() + std::chrono::milliseconds(10).count());
+  // The stop guard sees each tick before the strategy does.
+  sim.subscribe_quotes({instrument->symbol}, [&](const Quote& q) {
+    guard.on_quote(q);
+    runner.on_quote(q);
+  });
   sim.start();
   runner.start();
 
-  // Streams lose events (the fault profile drops some): read the broker back every second.
-  std::function<void()> periodic_resync = [&] {
-    orders.resync();
-    loop.call_after(std::chrono::seconds(1), periodic_resync);
-  };
-  loop.call_after(std::chrono::seconds(1), periodic_resync);
-
   loop.run_until(origin + opt.run_for.count());
 
-  // Wind down: stop the strategy, cancel what is working, flatten, and read everything back.
+  // Wind down: stop the strategy, let the guard finish what it started, cancel what is
+  // working, flatten, and read everything back.
   runner.stop();
+  loop.run_until(loop.now() + (config.protection.ghost_grace + std::chrono::milliseconds(500)).count());
   for (const OrderRecord* o : orders.working_orders()) orders.cancel(o->spec.client_order_id);
   loop.run_until(loop.now() + std::chrono::milliseconds(300).count());
   orders.resync();
@@ -139,6 +181,7 @@ int demo_main(cli::Args& args) {
   orders.resync();
   loop.run_until(loop.now() + std::chrono::milliseconds(300).count());
   sim.stop();
+  reconciler.stop();
   journal.flush();
 
   // Summary, from the journal: what is on disk is what counts.
@@ -164,6 +207,28 @@ int demo_main(cli::Args& args) {
     if (pos.quantity != 0) std::cout << " " << key.second << " " << pos.quantity, flat = false;
   std::cout << (flat ? " flat)\n" : ")\n");
 
+  std::map<std::string, int> verification_counts;
+  for (const auto& [coid, rec] : guard.stops()) verification_counts[to_string(rec.verification)]++;
+  std::cout << "\nStops verified by read-back (" << guard.stops().size() << "):";
+  for (const auto& [outcome, n] : verification_counts) std::cout << " " << n << " " << outcome << ";";
+  std::cout << "\n";
+  for (const auto& [coid, rec] : guard.stops())
+    if (rec.verification != Verification::verified)
+      std::cout << fmt::format("  {:<20} {:<9} {}\n", coid, to_string(rec.verification), rec.detail);
+
+  std::cout << "\nGhost stops caught (" << guard.ghosts().size() << "):\n";
+  for (const auto& g : guard.ghosts())
+    std::cout << fmt::format("  {:<20} {} stop {} : price {} crossed at {}, declared ghost at {} ({} ms later)\n      -> {}\n",
+                             g.client_order_id, to_string(g.side), g.stop_price.to_string(), g.crossing_price.to_string(),
+                             relative(g.crossed_at, origin), relative(g.declared_at, origin),
+                             (g.declared_at - g.crossed_at) / 1'000'000, g.action);
+
+  std::map<std::string, int> divergence_counts;
+  for (const auto& d : reconciler.divergences()) divergence_counts[d.kind]++;
+  std::cout << "\nDivergences found by reconciliation (" << reconciler.divergences().size() << "):";
+  for (const auto& [kind, n] : divergence_counts) std::cout << " " << n << " " << kind << ";";
+  std::cout << "\n";
+
   const auto met = faults.log();
   std::map<std::string, int> fault_counts;
   for (const auto& f : met) fault_counts[f.kind]++;
@@ -172,7 +237,7 @@ int demo_main(cli::Args& args) {
   std::cout << "\n";
   for (const auto& f : met) {
     if (f.kind == "ack_delay") continue;  // frequent and benign; counted above
-    std::cout << fmt::format("  {:>9} {:<18} {:<20} {}\n", fmt::format("+{:.3f}s", (f.at - origin) / 1e9), f.kind,
+    std::cout << fmt::format("  {:>9} {:<18} {:<20} {}\n", relative(f.at, origin), f.kind,
                              f.client_order_id, f.detail);
   }
   const auto stuck = orders.stuck_orders();

@@ -20,6 +20,12 @@ Broker* OrderManager::broker(const std::string& name) const {
   return it == brokers_.end() ? nullptr : it->second;
 }
 
+std::vector<std::string> OrderManager::broker_names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, b] : brokers_) out.push_back(name);
+  return out;
+}
+
 OrderRecord& OrderManager::create(const std::string& broker_name, OrderSpec spec) {
   auto rec = std::make_unique<OrderRecord>();
   rec->spec = std::move(spec);

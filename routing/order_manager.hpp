@@ -41,6 +41,7 @@ class OrderManager {
   // Registers a broker and subscribes to its order events. The broker must outlive the manager.
   void add_broker(Broker& broker);
   Broker* broker(const std::string& name) const;
+  std::vector<std::string> broker_names() const;
 
   // Assigns a client order id if the spec has none, journals, then sends to `broker`.
   // `done` receives the command's outcome (after the journal write for it).

@@ -54,21 +54,12 @@ bool StopGuard::protecting(const OrderRecord& stop) const {
 
 void StopGuard::on_order(const OrderRecord& o) {
   const std::string& coid = o.spec.client_order_id;
-  if (!o.spec.is_stop()) {
-    // An entry that fills activates the bracket stops it carries: from now on they protect.
-    if (o.filled_quantity > 0) {
-      auto [lo, hi] = children_.equal_range(coid);
-      for (auto it = lo; it != hi; ++it)
-        if (const OrderRecord* child = orders_.find(it->second); child && is_working(child->state)) watch(*child);
-    }
-    return;
-  }
+  if (!o.spec.is_stop()) return;
   auto [it, inserted] = stops_.try_emplace(coid);
   StopRecord& rec = it->second;
   if (inserted) {
     rec.client_order_id = coid;
     rec.broker = o.broker;
-    if (!o.spec.parent_client_order_id.empty()) children_.emplace(o.spec.parent_client_order_id, coid);
   }
   // Acknowledged: read it back.
   if (!rec.verification_started && o.state == OrderState::submitted && !o.broker_order_id.empty()) {
@@ -76,9 +67,17 @@ void StopGuard::on_order(const OrderRecord& o) {
     start_verification(o);
   }
   const bool working = o.state == OrderState::submitted || o.state == OrderState::partially_filled;
+  // The broker ended a stop that price had already gone through without filling it (an OCO
+  // sibling filled, or it expired): the grace expiry still judges it. Our own cancel ends watching.
+  const bool ended_by_broker_after_cross =
+      o.filled_quantity == 0 && (o.state == OrderState::cancelled || o.state == OrderState::rejected) &&
+      o.time_of(OrderState::pending_cancel) == 0 && watchdog_.crossed(coid);
+  if (ended_by_broker_after_cross) return;
   if (o.filled_quantity > 0 || !working) {
     unwatch(coid);  // it fired, or it is being cancelled / is over
-  } else if (!rec.watching && !rec.ghost && protecting(o)) {
+  } else if (!rec.watching && !rec.ghost) {
+    // Bracket exits are watched from their acknowledgement: whether the entry has filled is
+    // settled when a crossing expires (our record of the entry's fill may lag a lossy stream).
     watch(o);
   }
 }
@@ -238,20 +237,16 @@ void StopGuard::schedule_expiry() {
     std::vector<CrossedStop> expired;
     watchdog_.expire(loop_.now(), expired);
     for (const auto& c : expired) {
-      // Before calling it a ghost, ask the broker directly: the stream may have lost the fill.
-      const OrderRecord* o = orders_.find(c.stop.client_order_id);
-      Broker* b = o ? orders_.broker(o->broker) : nullptr;
-      if (!o || !b) continue;
-      b->query_order(o->broker_order_id, [this, c](OrderQueryResult r) {
-        if (r.outcome == Outcome::accepted && r.order &&
-            (r.order->filled_quantity > 0 || r.order->state == OrderState::filled)) {
-          journal_.record_event({loop_.now(), c.stop.broker, "stop_fill_missed_by_stream", c.stop.client_order_id, "{}"});
-          orders_.resync();
+      // Before calling it a ghost, read the broker back: the stream may have lost the stop's
+      // fill, or the entry's fill that made the stop active.
+      orders_.resync([this, c] {
+        const OrderRecord* o = orders_.find(c.stop.client_order_id);
+        if (!o || o->filled_quantity > 0 || o->state == OrderState::pending_cancel) return;  // it fired
+        if (!protecting(*o)) {
+          if (is_working(o->state)) watch(*o);  // a bracket exit whose entry has not filled is not active yet
           return;
         }
-        const OrderRecord* now = orders_.find(c.stop.client_order_id);
-        if (now && (now->filled_quantity > 0 || is_terminal(now->state))) return;  // answered meanwhile
-        declare_ghost(c);
+        declare_ghost(c);  // crossed while active and never filled, even if the broker ended it since
       });
     }
     schedule_expiry();
@@ -325,7 +320,9 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
     const std::int64_t qty = std::min(remaining, exposure);
     if (qty <= 0) {
       g.action = stop->filled_quantity > 0 ? "guard: the broker stop filled meanwhile; nothing to flatten"
-                                           : "guard: cancelled the broker stop; no exposure left to flatten";
+                 : stop->time_of(OrderState::pending_cancel) == 0
+                     ? "guard: the broker had already ended the stop unfilled; no exposure left to flatten"
+                     : "guard: cancelled the broker stop; no exposure left to flatten";
     } else {
       g.flatten_order = orders_.submit(g.broker, market_order(g.symbol, g.side, qty));
       g.action = "guard: cancelled the broker stop and flattened " + std::to_string(qty) + " with market order " +

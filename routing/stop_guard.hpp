@@ -115,7 +115,6 @@ class StopGuard {
   TriggerWatchdog watchdog_;
   std::map<std::string, Quote> last_quotes_;
   std::map<std::string, StopRecord> stops_;
-  std::multimap<std::string, std::string> children_;  // parent coid -> stop coid
   std::map<std::string, LocalStop> local_stops_;
   std::set<std::string> acted_;  // ghosts the guard has acted on: exactly once
   std::vector<GhostStop> ghosts_;

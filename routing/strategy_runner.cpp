@@ -19,13 +19,7 @@ StrategyRunner::StrategyRunner(Strategy& strategy, OrderManager& orders, EventLo
 }
 
 void StrategyRunner::start() {
-  Broker* b = orders_.broker(broker_);
-  if (!b) throw ConfigError("strategy " + strategy_.name() + ": no broker named " + broker_);
-  std::vector<std::string> symbols;
-  for (const auto& [sym, inst] : instruments_) symbols.push_back(sym);
-  b->subscribe_quotes(symbols, [this](const Quote& q) {
-    if (!stopped_) strategy_.on_quote(*this, q);
-  });
+  if (!orders_.broker(broker_)) throw ConfigError("strategy " + strategy_.name() + ": no broker named " + broker_);
   strategy_.on_start(*this);
 }
 

@@ -14,9 +14,12 @@ class StrategyRunner final : public StrategyContext {
   StrategyRunner(Strategy& strategy, OrderManager& orders, EventLoop& loop, std::string broker,
                  std::map<std::string, Instrument> instruments);
 
-  // Subscribes to quotes of every instrument and calls on_start.
-  void start();
-  void stop();
+  void start();  // calls on_start
+  void stop();   // calls on_stop; later events no longer reach the strategy
+  // Market data, fanned out by the host (which also feeds the stop guard).
+  void on_quote(const Quote& q) {
+    if (!stopped_) strategy_.on_quote(*this, q);
+  }
 
   Timestamp now() const override { return loop_.now(); }
   std::string submit(OrderSpec order) override;

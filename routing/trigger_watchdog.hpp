@@ -43,6 +43,7 @@ class TriggerWatchdog {
   // The stop filled, triggered, was cancelled or replaced: stop watching (crossed or not).
   void unwatch(const std::string& client_order_id);
   bool watching(const std::string& client_order_id) const { return index_.count(client_order_id) != 0; }
+  bool crossed(const std::string& client_order_id) const { return crossed_.count(client_order_id) != 0; }
   std::size_t size() const { return index_.size(); }
 
   // Feeds one tick; appends stops it crossed for the first time. Allocates nothing when no stop

@@ -1,0 +1,58 @@
+#include "routing/strategies/mean_reversion.hpp"
+
+namespace backstop {
+
+void MeanReversion::on_order_update(StrategyContext& ctx, const OrderRecord& o) {
+  const std::string& id = o.spec.client_order_id;
+  if (id == entry_ && o.state == OrderState::filled && stop_.empty()) {
+    // In the market: protect first, then aim for the average.
+    const Instrument* inst = ctx.instrument(p_.symbol);
+    const Side exit_side = opposite(o.spec.side);
+    const int dir = o.spec.side == Side::buy ? 1 : -1;
+    const Price stop_price = inst->tick_size.round_down(o.average_fill_price) - inst->tick_size.value() * (dir * p_.stop_loss_ticks);
+    stop_ = ctx.submit(stop_order(p_.symbol, exit_side, o.filled_quantity, stop_price, p_.exit_tif));
+    target_ = ctx.submit(limit_order(p_.symbol, exit_side, o.filled_quantity, inst->tick_size.nearest(average_), p_.exit_tif));
+    return;
+  }
+  if (id == entry_ && o.is_terminal() && o.filled_quantity == 0) {
+    entry_.clear();
+    idle_since_ = ctx.now();
+    return;
+  }
+  // One exit done: cancel the other. Both over: ready for the next trade.
+  if ((id == stop_ || id == target_) && (o.state == OrderState::filled || o.filled_quantity > 0)) {
+    const std::string& other = id == stop_ ? target_ : stop_;
+    if (const OrderRecord* r = ctx.order(other); r && is_working(r->state) && r->state != OrderState::pending_cancel)
+      ctx.cancel(other);
+  }
+  const OrderRecord* s = stop_.empty() ? nullptr : ctx.order(stop_);
+  const OrderRecord* t = target_.empty() ? nullptr : ctx.order(target_);
+  if (s && t && s->is_terminal() && t->is_terminal()) {
+    entry_.clear();
+    stop_.clear();
+    target_.clear();
+    idle_since_ = ctx.now();
+  }
+}
+
+void MeanReversion::on_quote(StrategyContext& ctx, const Quote& q) {
+  if (q.symbol != p_.symbol || !q.bid || !q.ask) return;
+  const Instrument* inst = ctx.instrument(p_.symbol);
+  if (!inst) return;
+  const Price mid = Price::from_units((q.bid->units() + q.ask->units()) / 2);
+  mids_.push_back(mid);
+  if (mids_.size() > p_.lookback) mids_.pop_front();
+  if (mids_.size() < p_.lookback) return;
+  std::int64_t sum = 0;
+  for (const Price& m : mids_) sum += m.units();
+  average_ = Price::from_units(sum / static_cast<std::int64_t>(mids_.size()));
+
+  if (!entry_.empty() || ctx.position(p_.symbol) != 0 || ctx.now() - idle_since_ < p_.cooldown.count()) return;
+  const Price stretch = inst->tick_size.value() * p_.entry_distance_ticks;
+  if (mid <= average_ - stretch)
+    entry_ = ctx.submit(market_order(p_.symbol, Side::buy, p_.quantity));
+  else if (mid >= average_ + stretch)
+    entry_ = ctx.submit(market_order(p_.symbol, Side::sell, p_.quantity));
+}
+
+}  // namespace backstop
