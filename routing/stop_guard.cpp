@@ -339,7 +339,7 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
 void StopGuard::arm_local_stop(const std::string& broker, OrderSpec stop) {
   if (stop.client_order_id.empty())
     stop.client_order_id = "L" + ClientOrderIdGenerator::time_prefix(loop_.now()).substr(1) + "-" +
-                           std::to_string(local_stops_.size() + 1);
+                           std::to_string(++local_stop_sequence_);
   const std::string coid = stop.client_order_id;
   journal_.record_event({loop_.now(), broker, "local_stop_armed", coid,
                          nlohmann::json{{"symbol", stop.symbol},

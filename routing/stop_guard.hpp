@@ -123,6 +123,7 @@ class StopGuard {
   EventLoop::TimerId expiry_timer_ = 0;
   Timestamp expiry_at_ = 0;
   bool reverify_scheduled_ = false;
+  std::uint64_t local_stop_sequence_ = 0;  // local stop ids: never sent to a broker
 };
 
 }  // namespace backstop
