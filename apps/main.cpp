@@ -5,6 +5,7 @@
 
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
+#include "brokers/tradestation/ts_auth.hpp"
 #include "config/check_config.hpp"
 #include "emulators/ibkr/ibkr_gateway_emulator.hpp"
 #include "emulators/tradestation/tradestation_emulator.hpp"
@@ -18,6 +19,7 @@ Commands:
   orders        list the orders of a journal (--json for scripts)
   check-config  validate config files without connecting anything
   emulate       serve an emulated broker on loopback: `emulate tradestation|ibkr --help`
+  auth          first authorization with a broker: `auth tradestation --config FILE`
 
 Run `backstop COMMAND --help` for a command's options.
 )";
@@ -37,6 +39,11 @@ int main(int argc, char** argv) {
   const std::string name = argv[1];
   // check-config parses its own arguments (it is also a standalone tool).
   if (name == "check-config") return backstop::check_config_main(argc - 1, argv + 1);
+  if (name == "auth") {
+    if (argc > 2 && std::string(argv[2]) == "tradestation") return auth_tradestation_main(argc - 2, argv + 2);
+    std::cerr << "backstop auth: name a broker: tradestation (IBKR logs in through its gateway's web page)\n";
+    return 2;
+  }
   if (name == "emulate") {
     const std::string which = argc > 2 ? argv[2] : "";
     // Each emulator parses its own options; its argv[0] is the command as the user typed it.

@@ -1,0 +1,344 @@
+#include "brokers/tradestation/ts_wire.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace backstop::tradestation {
+
+using nlohmann::json;
+
+namespace {
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+}  // namespace
+
+SymbolMap::SymbolMap(std::map<std::string, std::string> to_broker) : to_broker_(std::move(to_broker)) {
+  for (const auto& [b, t] : to_broker_) to_backstop_[t] = b;
+}
+std::string SymbolMap::to_broker(const std::string& s) const {
+  auto it = to_broker_.find(s);
+  return it == to_broker_.end() ? s : it->second;
+}
+std::string SymbolMap::to_backstop(const std::string& s) const {
+  auto it = to_backstop_.find(s);
+  return it == to_backstop_.end() ? s : it->second;
+}
+
+std::string duration_for(TimeInForce tif, bool outside_rth) {
+  switch (tif) {
+    case TimeInForce::day: return outside_rth ? "DYP" : "DAY";
+    case TimeInForce::gtc: return outside_rth ? "GCP" : "GTC";
+    case TimeInForce::ioc: return "IOC";
+    case TimeInForce::fok: return "FOK";
+  }
+  return "DAY";
+}
+
+std::optional<ParsedDuration> parse_duration(std::string_view text) {
+  std::string s = upper(text);
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  ParsedDuration d;
+  // Response spellings (api-notes section 3): "DAY+", "GTC+", "GTD+" = extended hours,
+  // "1 min" = request "1".
+  if (s.size() > 4 && s.ends_with(" MIN")) s.resize(s.size() - 4);
+  if (!s.empty() && s.back() == '+') {
+    d.extended_hours = true;
+    s.pop_back();
+  }
+  if (s == "DAY") d.tif = TimeInForce::day;
+  else if (s == "DYP") { d.tif = TimeInForce::day; d.extended_hours = true; }
+  else if (s == "GTC" || s == "GTD") d.tif = TimeInForce::gtc;
+  else if (s == "GCP" || s == "GDP") { d.tif = TimeInForce::gtc; d.extended_hours = true; }
+  else if (s == "IOC") d.tif = TimeInForce::ioc;
+  else if (s == "FOK") d.tif = TimeInForce::fok;
+  else if (s == "OPG" || s == "CLO") d.tif = TimeInForce::day;
+  else if (s == "1" || s == "3" || s == "5") { d.tif = TimeInForce::day; d.minutes = s[0] - '0'; }
+  else return std::nullopt;
+  return d;
+}
+
+const char* order_type_wire(OrderType t) {
+  switch (t) {
+    case OrderType::market: return "Market";
+    case OrderType::limit: return "Limit";
+    case OrderType::stop: return "StopMarket";
+    case OrderType::stop_limit: return "StopLimit";
+  }
+  return "Market";
+}
+
+std::optional<OrderType> order_type_from_wire(std::string_view text) {
+  const std::string s = upper(text);
+  if (s == "MARKET") return OrderType::market;
+  if (s == "LIMIT") return OrderType::limit;
+  if (s == "STOPMARKET") return OrderType::stop;
+  if (s == "STOPLIMIT") return OrderType::stop_limit;
+  return std::nullopt;
+}
+
+std::optional<Side> side_from_wire(std::string_view text) {
+  const std::string s = upper(text);
+  if (s.starts_with("BUY")) return Side::buy;    // BUY, BUYTOCOVER, BUYTOOPEN, BUYTOCLOSE
+  if (s.starts_with("SELL")) return Side::sell;  // SELL, SELLSHORT, SELLTOOPEN, SELLTOCLOSE
+  return std::nullopt;
+}
+
+namespace {
+enum class Category { open, pending_cancel, partial, filled, cancelled, rejected };
+// The spec's Status enum with TradeStation's own category headings (api-notes section 4).
+// Departures from the headings, each for a stated reason:
+//  - UCN/CSN/ECN: "Cancel Sent"/"Expiration Cancel Request": pending_cancel, the order may still fill.
+//  - FPR: partially filled and alive.
+//  - BRF "Bracket Filled": filled ([LEAN] maps it to Filled).
+//  - DOA "Dead": listed under Open but dead orders do not work (api-notes: "look terminal");
+//    cancelled, so a stop in that state is never taken for a working one.
+//  - FLP "Partial Fill (UROut)": partially filled then done: cancelled (remaining quantity gone).
+const std::map<std::string, Category, std::less<>>& categories() {
+  static const std::map<std::string, Category, std::less<>> m = {
+      {"ACK", Category::open}, {"ASS", Category::open}, {"BRC", Category::open},
+      {"BRF", Category::filled}, {"BRO", Category::open}, {"CHG", Category::open},
+      {"CND", Category::open}, {"COR", Category::open}, {"CSN", Category::pending_cancel},
+      {"DIS", Category::open}, {"DOA", Category::cancelled}, {"DON", Category::open},
+      {"ECN", Category::pending_cancel}, {"EXE", Category::open}, {"FPR", Category::partial},
+      {"LAT", Category::open}, {"OPN", Category::open}, {"OSO", Category::open},
+      {"OTHER", Category::open}, {"PLA", Category::open}, {"REC", Category::open},
+      {"RJC", Category::open}, {"RPD", Category::open}, {"RSN", Category::open},
+      {"STP", Category::open}, {"STT", Category::open}, {"SUS", Category::open},
+      {"UCN", Category::pending_cancel}, {"CAN", Category::cancelled}, {"EXP", Category::cancelled},
+      {"OUT", Category::cancelled}, {"RJR", Category::cancelled}, {"SCN", Category::cancelled},
+      {"TSC", Category::cancelled}, {"UCH", Category::cancelled}, {"REJ", Category::rejected},
+      {"FLL", Category::filled}, {"FLP", Category::cancelled},
+  };
+  return m;
+}
+}  // namespace
+
+bool is_known_status(std::string_view code) { return categories().count(upper(code)) > 0; }
+
+std::optional<OrderState> state_for_status(std::string_view code, std::int64_t filled, std::int64_t ordered) {
+  auto it = categories().find(upper(code));
+  if (it == categories().end()) return std::nullopt;
+  switch (it->second) {
+    case Category::open: return filled > 0 ? OrderState::partially_filled : OrderState::submitted;
+    case Category::pending_cancel: return OrderState::pending_cancel;
+    case Category::partial: return OrderState::partially_filled;
+    case Category::filled: return OrderState::filled;
+    case Category::cancelled: return OrderState::cancelled;
+    case Category::rejected: return OrderState::rejected;
+  }
+  (void)ordered;
+  return std::nullopt;
+}
+
+json order_request(const OrderSpec& spec, const std::string& account, const SymbolMap& symbols) {
+  json o = json::object();
+  o["AccountID"] = account;
+  o["Symbol"] = symbols.to_broker(spec.symbol);
+  o["Quantity"] = std::to_string(spec.quantity);
+  o["OrderType"] = order_type_wire(spec.type);
+  // Equities and futures take BUY/SELL; SELLSHORT/BUYTOCOVER are not needed for futures and
+  // Backstop's Side has no short intent (documented limitation).
+  o["TradeAction"] = spec.side == Side::buy ? "BUY" : "SELL";
+  // Always explicit: the stop guard requires a named time in force, never a broker default.
+  o["TimeInForce"] = json{{"Duration", duration_for(spec.tif, spec.outside_rth)}};
+  if ((spec.type == OrderType::limit || spec.type == OrderType::stop_limit) && spec.limit_price)
+    o["LimitPrice"] = spec.limit_price->to_string();
+  // TradeStation reads the stop from StopPrice for both StopMarket and StopLimit (OrderRequest).
+  if (spec.is_stop() && spec.stop_price) o["StopPrice"] = spec.stop_price->to_string();
+  if (!spec.client_order_id.empty()) o["OrderConfirmID"] = spec.client_order_id;
+  return o;
+}
+
+json replace_request(const OrderSpec& spec) {
+  json o = json::object();
+  o["Quantity"] = std::to_string(spec.quantity);
+  if ((spec.type == OrderType::limit || spec.type == OrderType::stop_limit) && spec.limit_price)
+    o["LimitPrice"] = spec.limit_price->to_string();
+  if (spec.is_stop() && spec.stop_price) o["StopPrice"] = spec.stop_price->to_string();
+  return o;
+}
+
+std::optional<Price> json_price(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::nullopt;
+  Price p;
+  if (it->is_string()) {
+    const auto& s = it->get_ref<const std::string&>();
+    if (s.empty() || !Price::try_parse(s, p)) return std::nullopt;
+    return p;
+  }
+  if (it->is_number_integer()) return Price::from_integer(it->get<std::int64_t>());
+  if (it->is_number()) {
+    // A JSON number (not what the API sends): go through its shortest decimal text, never a double compare.
+    if (!Price::try_parse(it->dump(), p)) return std::nullopt;
+    return p;
+  }
+  return std::nullopt;
+}
+
+std::int64_t json_int(const json& obj, const char* key, std::int64_t fallback) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return fallback;
+  if (it->is_number_integer()) return it->get<std::int64_t>();
+  if (it->is_string()) {
+    Price p;  // quantities are strings like "100" (or "100.0" for some assets)
+    if (Price::try_parse(it->get_ref<const std::string&>(), p)) return p.units() / Price::kScale;
+  }
+  if (it->is_number()) return static_cast<std::int64_t>(it->get<double>());
+  return fallback;
+}
+
+std::string json_string(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_string()) return {};
+  return it->get<std::string>();
+}
+
+WireOrderView wire_view(const json& r) {
+  WireOrderView v;
+  v.stop_price = json_price(r, "StopPrice");
+  v.limit_price = json_price(r, "LimitPrice");
+  auto tif = r.find("TimeInForce");
+  if (tif != r.end() && tif->is_object()) {
+    const std::string d = json_string(*tif, "Duration");
+    if (auto p = parse_duration(d)) {
+      v.tif_explicit = true;
+      v.tif = p->tif;
+      v.outside_rth = p->extended_hours;
+    }
+  }
+  v.request = r.dump();
+  return v;
+}
+
+WireOrder parse_order(const json& o, const SymbolMap& symbols, std::optional<OrderState> previous_state) {
+  WireOrder w;
+  BrokerOrder& b = w.order;
+  b.broker_order_id = json_string(o, "OrderID");
+  b.broker_status = json_string(o, "Status");
+  w.status_description = json_string(o, "StatusDescription");
+  w.reject_reason = json_string(o, "RejectReason");
+  w.closed_at = json_string(o, "ClosedDateTime");
+  if (auto t = order_type_from_wire(json_string(o, "OrderType"))) b.type = *t;
+  if (auto d = parse_duration(json_string(o, "Duration"))) {
+    b.tif = d->tif;
+    b.outside_rth = d->extended_hours;
+  }
+  b.limit_price = json_price(o, "LimitPrice");
+  b.stop_price = json_price(o, "StopPrice");
+  std::int64_t ordered = 0, exec = 0;
+  std::optional<Price> leg_price;
+  auto legs = o.find("Legs");
+  if (legs != o.end() && legs->is_array()) {
+    for (const auto& leg : *legs) {
+      if (b.symbol.empty()) b.symbol = symbols.to_backstop(json_string(leg, "Symbol"));
+      if (auto s = side_from_wire(json_string(leg, "BuyOrSell"))) b.side = *s;
+      ordered += json_int(leg, "QuantityOrdered");
+      exec += json_int(leg, "ExecQuantity");  // cumulative (api-notes section 5)
+      if (!leg_price) leg_price = json_price(leg, "ExecutionPrice");
+    }
+  }
+  b.quantity = ordered;
+  b.filled_quantity = exec;
+  w.exec_quantity = exec;
+  auto filled_price = json_price(o, "FilledPrice");
+  if (filled_price && filled_price->is_zero()) filled_price.reset();
+  if (leg_price && leg_price->is_zero()) leg_price.reset();
+  w.exec_price = filled_price ? filled_price : leg_price;
+  if (exec > 0) b.average_fill_price = w.exec_price;
+  auto state = state_for_status(b.broker_status, exec, ordered);
+  w.status_known = state.has_value();
+  b.state = state ? *state : previous_state.value_or(exec > 0 ? OrderState::partially_filled : OrderState::submitted);
+  // ConditionalOrders: Relationship OSP names the parent of a bracket child (api-notes section 4).
+  auto cond = o.find("ConditionalOrders");
+  if (cond != o.end() && cond->is_array())
+    for (const auto& c : *cond)
+      if (upper(json_string(c, "Relationship")) == "OSP") b.parent_broker_order_id = json_string(c, "OrderID");
+  return w;
+}
+
+void OrderFrameMapper::set_client_order_id(const std::string& order_id, const std::string& coid) {
+  orders_[order_id].client_order_id = coid;
+}
+
+const OrderFrameMapper::Known* OrderFrameMapper::find(const std::string& order_id) const {
+  auto it = orders_.find(order_id);
+  return it == orders_.end() ? nullptr : &it->second;
+}
+
+std::optional<Fill> OrderFrameMapper::advance(Known& k, const WireOrder& w, Timestamp now) {
+  if (w.exec_quantity <= k.cumulative) return std::nullopt;
+  const std::int64_t delta = w.exec_quantity - k.cumulative;
+  Fill f;
+  f.broker = broker_;
+  f.broker_order_id = w.order.broker_order_id;
+  f.client_order_id = k.client_order_id;
+  f.symbol = w.order.symbol;
+  f.side = w.order.side;
+  f.quantity = delta;
+  f.at = now;
+  f.execution_id = w.order.broker_order_id + "-" + std::to_string(w.exec_quantity);
+  // The delta's price from the average: avg_new * cum_new - (sum of earlier fills).
+  const std::int64_t avg = w.exec_price ? w.exec_price->units() : 0;
+  const std::int64_t total = avg * w.exec_quantity;
+  f.price = Price::from_units(k.fills.empty() ? avg : (total - k.notional_units_x_qty) / delta);
+  k.notional_units_x_qty = total;
+  k.cumulative = w.exec_quantity;
+  k.fills.push_back(f);
+  return f;
+}
+
+void OrderFrameMapper::on_order(const json& o, Timestamp now, std::vector<OrderEvent>& out) {
+  const std::string id = json_string(o, "OrderID");
+  if (id.empty()) return;
+  auto [it, inserted] = orders_.try_emplace(id);
+  Known& k = it->second;
+  WireOrder w = parse_order(o, symbols_, inserted ? std::nullopt : std::optional<OrderState>(k.state));
+  if (!w.status_known) {
+    ++unknown_status_frames_;
+    if (on_unknown_status) on_unknown_status(w.order.broker_status);
+  }
+  // An ACK (or DON) can carry fill data before the FLL (api-notes section 5, [LEAN] PRs #81/#87):
+  // the cumulative quantity counts wherever it appears, once.
+  if (auto fill = advance(k, w, now)) {
+    OrderEvent ev;
+    ev.kind = OrderEvent::Kind::fill;
+    ev.broker_order_id = id;
+    ev.client_order_id = k.client_order_id;
+    ev.state = w.exec_quantity >= w.order.quantity && w.order.quantity > 0 ? OrderState::filled
+                                                                         : OrderState::partially_filled;
+    ev.broker_status = w.order.broker_status;
+    ev.fill = *fill;
+    ev.at = now;
+    out.push_back(std::move(ev));
+  }
+  // Same status again (terminal frames re-sent with ClosedDateTime, duplicate frames) = nothing new.
+  // STP frames may carry ClosedDateTime though not terminal: only the status code counts.
+  if (!inserted && k.status == w.order.broker_status) return;
+  k.status = w.order.broker_status;
+  k.state = w.order.state;
+  OrderEvent ev;
+  ev.broker_order_id = id;
+  ev.client_order_id = k.client_order_id;
+  ev.state = w.order.state;
+  ev.broker_status = w.order.broker_status;
+  ev.message = !w.reject_reason.empty() ? w.reject_reason : w.status_description;
+  ev.at = now;
+  const std::string code = upper(w.order.broker_status);
+  if (w.order.state == OrderState::rejected) ev.kind = OrderEvent::Kind::rejected;
+  else if (w.order.state == OrderState::cancelled) ev.kind = OrderEvent::Kind::cancelled;
+  else if (code == "STP") ev.kind = OrderEvent::Kind::triggered;
+  else ev.kind = OrderEvent::Kind::status;
+  out.push_back(std::move(ev));
+}
+
+std::vector<Fill> OrderFrameMapper::reconcile_fills(const WireOrder& w, Timestamp now) {
+  Known& k = orders_[w.order.broker_order_id];
+  advance(k, w, now);
+  return k.fills;
+}
+
+}  // namespace backstop::tradestation
