@@ -1,6 +1,6 @@
-// `backstop demo`: a bracket strategy on the simulated venue, with faults, for a bounded time,
-// then a readable summary. Everything goes through the same OrderManager, journal and Broker
-// interface as a live session.
+// `backstop demo`: the configured strategy on its broker (the simulated venue, or an adapter
+// against its protocol emulator), with faults, for a bounded time, then a readable summary.
+// Everything goes through the same OrderManager, journal and Broker interface as a live session.
 #include <spdlog/spdlog.h>
 
 #include <fmt/format.h>
@@ -11,7 +11,8 @@
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
 #include "apps/order_report.hpp"
-#include "brokers/sim/sim_broker.hpp"
+#include "apps/demo_brokers.hpp"
+#include "core/error.hpp"
 #include "routing/order_manager.hpp"
 #include "config/config.hpp"
 #include "routing/reconciler.hpp"
@@ -25,10 +26,13 @@ namespace {
 constexpr const char* kUsage = R"(usage: backstop demo [--config FILE] [--for DURATION] [--seed N] [--faults PROFILE]
                      [--journal PATH] [--verbose]
 
-Runs the configured strategy on the simulated venue (a seeded random walk) with injected
-faults, under the configured protection policy, then prints every order with its lifecycle
-timestamps, the fills, every stop's verification, every ghost stop caught (when price crossed,
-when it was declared, what was done), the position, and every fault the session met.
+Runs the configured strategy on its broker, with injected faults, under the configured
+protection policy: on the simulated venue in process (the default), or, for a TradeStation or
+IBKR broker with a loopback base_url (config/examples/*-emulated.json), through the real adapter
+against that broker's protocol emulator, started here on the configured port. It then prints
+every order with its lifecycle timestamps, the fills, every stop's verification, every ghost
+stop caught (when price crossed, when it was declared, what was done), the position, and every
+fault the session met.
 
   --config FILE     config to run (default: the embedded config/examples/sim.json)
   --for DURATION    how long to trade (default 20s; examples: 5s, 1500ms, 2m)
@@ -84,10 +88,7 @@ int demo_main(cli::Args& args) {
   const StrategyConfig& strategy_config = config.strategies.front();
   const RouteConfig* route = config.route_for(strategy_config.name);
   const BrokerConfig* broker_config = route ? config.find_broker(route->brokers.front()) : nullptr;
-  if (!broker_config || !broker_config->sim())
-    throw ConfigError("the demo runs on a simulated broker; strategy " + strategy_config.name +
-                      " is routed to a broker of another kind (run it with `backstop run` once adapters are configured)");
-  const SimBrokerSettings& sim_settings = *broker_config->sim();
+  if (!broker_config) throw ConfigError("strategy " + strategy_config.name + " has no route to a broker");
   const Instrument* instrument = config.find_instrument(strategy_config.instrument);
 
   SystemClock clock;
@@ -99,15 +100,14 @@ int demo_main(cli::Args& args) {
     throw cli::UsageError("--journal " + opt.journal + " already exists; the demo starts a fresh journal");
   }
 
-  const std::uint64_t seed = opt.seed.value_or(sim_settings.seed);
-  FaultProfile profile = opt.faults ? FaultProfile::named(*opt.faults) : sim_settings.faults;
-  FaultInjector faults(profile, seed);
-  Venue venue(clock, faults);
+  // The simulated broker's own settings give the defaults; an emulator gets the same profile.
+  const std::uint64_t seed = opt.seed.value_or(broker_config->sim() ? broker_config->sim()->seed : 7);
+  FaultProfile profile = opt.faults ? FaultProfile::named(*opt.faults)
+                                    : (broker_config->sim() ? broker_config->sim()->faults : FaultProfile::named("demo"));
   std::map<std::string, Instrument> instruments;
-  for (const auto& inst : config.instruments) {
-    venue.add_instrument(inst.symbol, inst.tick_size);
-    instruments[inst.symbol] = inst;
-  }
+  for (const auto& inst : config.instruments) instruments[inst.symbol] = inst;
+  auto demo_broker = make_demo_broker(config, *broker_config, *instrument, loop, clock, profile, seed);
+  Broker& broker = demo_broker->broker();
 
   Journal journal(opt.journal);
   ClientOrderIdGenerator ids(ClientOrderIdGenerator::time_prefix(origin));
@@ -116,14 +116,7 @@ int demo_main(cli::Args& args) {
   om_opt.stuck_threshold = config.reconciliation.stuck_order_threshold;
   OrderManager orders(loop, journal, ids, om_opt);
 
-  SimBrokerOptions sim_opt;
-  sim_opt.name = broker_config->name;
-  sim_opt.account = broker_config->account;
-  sim_opt.tick_interval = sim_settings.tick;
-  SimBroker sim(sim_opt, loop, venue);
-  sim.add_price_path(std::make_unique<RandomWalkPath>(
-      RandomWalkParams{instrument->symbol, Price::parse("232.86"), instrument->tick_size, 1, 2, 400}, seed));
-  orders.add_broker(sim);
+  orders.add_broker(broker);
 
   StopGuardSettings guard_settings;
   guard_settings.policy = strategy_config.protection;
@@ -137,29 +130,37 @@ int demo_main(cli::Args& args) {
   StopGuard guard(loop, orders, journal, guard_settings, instruments);
 
   auto strategy = make_strategy(strategy_config);
-  StrategyRunner runner(*strategy, orders, loop, sim.name(), instruments);
+  StrategyRunner runner(*strategy, orders, loop, broker.name(), instruments);
 
-  std::cout << fmt::format("Backstop demo: {} of {} ({}) on simulated broker \"{}\" (seed {}, fault profile \"{}\", "
+  std::cout << fmt::format("Backstop demo: {} of {} ({}) on broker \"{}\": {} (seed {}, fault profile \"{}\", "
                            "protection \"{}\")\n",
                            fmt::format("{:.1f}s", static_cast<double>(opt.run_for.count()) / 1e9), strategy_config.name,
-                           strategy_config.kind, sim.name(), seed, profile.name, to_string(strategy_config.protection))
+                           strategy_config.kind, broker.name(), demo_broker->description(), seed, profile.name,
+                           to_string(strategy_config.protection))
             << "config: " << (opt.config ? *opt.config : "embedded default (config/examples/sim.json)") << "\n"
             << "journal: " << opt.journal << "\n\n";
 
   Reconciler reconciler(loop, orders, journal,
                         {config.reconciliation.positions_interval, config.reconciliation.orders_interval});
 
-  // Nothing new is sent before the journal's open orders are resolved (none, on a fresh one)
-  // and the brokers are reconciled.
+  // Runs the loop for a while of real time (timers, network answers, journal commits).
+  auto run_for = [&loop](Duration d) { loop.run_until(loop.now() + d.count()); };
+
+  // Connect (an adapter logs in and opens its streams), then send nothing new before the
+  // journal's open orders are resolved (none, on a fresh one) and the broker is reconciled.
+  demo_broker->start();
+  const Timestamp connect_deadline = loop.now() + to_ns(std::chrono::seconds(15));
+  while (!demo_broker->ready() && loop.now() < connect_deadline) run_for(std::chrono::milliseconds(20));
+  if (!demo_broker->ready())
+    throw Error(broker.name() + " did not connect within 15 s: " + broker.health().detail);
   bool ready = false;
   orders.recover([&](std::size_t, std::size_t) { reconciler.start([&] { ready = true; }); });
-  while (!ready) loop.run_until(loop.now() + std::chrono::milliseconds(10).count());
+  while (!ready) run_for(std::chrono::milliseconds(10));
   // The stop guard sees each tick before the strategy does.
-  sim.subscribe_quotes({instrument->symbol}, [&](const Quote& q) {
+  broker.subscribe_quotes({instrument->symbol}, [&](const Quote& q) {
     guard.on_quote(q);
     runner.on_quote(q);
   });
-  sim.start();
   runner.start();
 
   loop.run_until(origin + opt.run_for.count());
@@ -169,18 +170,22 @@ int demo_main(cli::Args& args) {
   runner.stop();
   loop.run_until(loop.now() + (config.protection.ghost_grace + std::chrono::milliseconds(500)).count());
   for (const OrderRecord* o : orders.working_orders()) orders.cancel(o->spec.client_order_id);
-  loop.run_until(loop.now() + std::chrono::milliseconds(300).count());
+  run_for(std::chrono::milliseconds(300));
   orders.resync();
-  loop.run_until(loop.now() + std::chrono::milliseconds(300).count());
+  run_for(std::chrono::milliseconds(300));
   for (const auto& [key, pos] : orders.positions()) {
     if (pos.quantity == 0) continue;
     orders.submit(key.first, market_order(key.second, pos.quantity > 0 ? Side::sell : Side::buy,
                                           pos.quantity > 0 ? pos.quantity : -pos.quantity));
   }
-  loop.run_until(loop.now() + std::chrono::milliseconds(500).count());
+  run_for(std::chrono::milliseconds(500));
   orders.resync();
-  loop.run_until(loop.now() + std::chrono::milliseconds(300).count());
-  sim.stop();
+  run_for(std::chrono::milliseconds(300));
+  // The broker's own word on the final position, through its query.
+  std::optional<PositionsResult> final_positions;
+  broker.list_positions([&](PositionsResult r) { final_positions = std::move(r); });
+  for (int i = 0; i < 250 && !final_positions; ++i) run_for(std::chrono::milliseconds(20));
+  demo_broker->stop();
   reconciler.stop();
   journal.flush();
 
@@ -197,10 +202,15 @@ int demo_main(cli::Args& args) {
   std::cout << "\nFills (" << fills.size() << "):\n";
   print_fills(std::cout, fills, origin);
 
-  std::cout << "\nPosition at the venue:";
-  const auto venue_positions = venue.positions();
-  if (venue_positions.empty()) std::cout << " flat";
-  for (const auto& p : venue_positions) std::cout << " " << p.symbol << " " << p.quantity;
+  std::cout << "\nPosition at the broker:";
+  if (!final_positions || final_positions->outcome != Outcome::accepted) {
+    std::cout << " unknown (" << (final_positions ? final_positions->message : "no answer") << ")";
+  } else {
+    bool any = false;
+    for (const auto& p : final_positions->positions)
+      if (p.quantity != 0) std::cout << " " << p.symbol << " " << p.quantity, any = true;
+    if (!any) std::cout << " flat";
+  }
   std::cout << "   (Backstop's record:";
   bool flat = true;
   for (const auto& [key, pos] : orders.positions())
@@ -229,7 +239,7 @@ int demo_main(cli::Args& args) {
   for (const auto& [kind, n] : divergence_counts) std::cout << " " << n << " " << kind << ";";
   std::cout << "\n";
 
-  const auto met = faults.log();
+  const auto met = demo_broker->faults();
   std::map<std::string, int> fault_counts;
   for (const auto& f : met) fault_counts[f.kind]++;
   std::cout << "\nFaults injected (" << met.size() << "):";
@@ -238,7 +248,7 @@ int demo_main(cli::Args& args) {
   for (const auto& f : met) {
     if (f.kind == "ack_delay") continue;  // frequent and benign; counted above
     std::cout << fmt::format("  {:>9} {:<18} {:<20} {}\n", relative(f.at, origin), f.kind,
-                             f.client_order_id, f.detail);
+                             f.client_order_id, f.detail.size() > 110 ? f.detail.substr(0, 107) + "..." : f.detail);
   }
   const auto stuck = orders.stuck_orders();
   if (!stuck.empty()) std::cout << "\nWARNING: " << stuck.size() << " orders still unresolved (pre_sent/pending)\n";

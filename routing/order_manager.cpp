@@ -136,6 +136,7 @@ void OrderManager::handle_submit_result(const std::string& coid, const CommandRe
     o.broker_order_id = r.broker_order_id;
     by_broker_id_[{o.broker, o.broker_order_id}] = coid;
   }
+  apply_early_fills(o);
   switch (r.outcome) {
     case Outcome::failed_locally:
       o.last_message = r.message;
@@ -281,6 +282,7 @@ void OrderManager::on_event(const std::string& broker_name, const OrderEvent& ev
   if (o->broker_order_id.empty() && !ev.broker_order_id.empty()) {
     o->broker_order_id = ev.broker_order_id;
     by_broker_id_[{broker_name, ev.broker_order_id}] = o->spec.client_order_id;
+    apply_early_fills(*o);
   }
   switch (ev.kind) {
     case OrderEvent::Kind::fill:
@@ -306,6 +308,14 @@ void OrderManager::on_event(const std::string& broker_name, const OrderEvent& ev
   }
 }
 
+void OrderManager::apply_early_fills(const OrderRecord& o) {
+  auto it = early_fills_.find({o.broker, o.broker_order_id});
+  if (it == early_fills_.end()) return;
+  auto fills = std::move(it->second);
+  early_fills_.erase(it);
+  for (const auto& f : fills) apply_fill(f);
+}
+
 bool OrderManager::apply_fill(const Fill& fill) {
   OrderRecord* o = nullptr;
   if (auto it = orders_.find(fill.client_order_id); it != orders_.end()) o = it->second.get();
@@ -313,18 +323,35 @@ bool OrderManager::apply_fill(const Fill& fill) {
     if (auto it = by_broker_id_.find({fill.broker, fill.broker_order_id}); it != by_broker_id_.end())
       o = orders_.at(it->second).get();
   }
-  if (!ledger_.record(fill)) return false;  // this execution was already counted
-  journal_.record_fill(fill);
+  if (ledger_.seen(fill.broker, fill.execution_id)) return false;  // this execution was already counted
   if (!o) {
+    // A fill can outrun the acknowledgement that tells us the broker's order id: hold it until
+    // the id is known, rather than lose it or book it against nothing.
+    if (!fill.broker_order_id.empty()) {
+      early_fills_[{fill.broker, fill.broker_order_id}].push_back(fill);
+      return false;
+    }
+    ledger_.record(fill);
+    journal_.record_fill(fill);
     journal_.record_event({loop_.now(), fill.broker, "unknown_fill", fill.client_order_id,
                            nlohmann::json{{"execution_id", fill.execution_id}}.dump()});
     return true;
   }
-  if (fill.quantity > o->remaining_quantity())
-    journal_.record_event({loop_.now(), fill.broker, "overfill", o->spec.client_order_id,
+  if (fill.quantity > o->remaining_quantity()) {
+    // More than the order's quantity: the same execution reported twice under different ids (a
+    // stream id and a query id). Booking it would double the position; record it and stop.
+    journal_.record_event({loop_.now(), fill.broker, "overfill_refused", o->spec.client_order_id,
                            nlohmann::json{{"execution_id", fill.execution_id}, {"quantity", fill.quantity},
                                           {"remaining", o->remaining_quantity()}}
                                .dump()});
+    spdlog::warn("order {}: fill {} of {} exceeds the remaining {}; not booked", o->spec.client_order_id,
+                 fill.execution_id, fill.quantity, o->remaining_quantity());
+    return false;
+  }
+  ledger_.record(fill);
+  Fill booked = fill;
+  booked.client_order_id = o->spec.client_order_id;
+  journal_.record_fill(booked);
   o->add_fill(fill.quantity, fill.price);
   auto& pos = positions_[{fill.broker, o->spec.symbol}];
   pos.broker = fill.broker;
@@ -340,6 +367,7 @@ void OrderManager::apply_broker_view(OrderRecord& o, const BrokerOrder& v, const
   if (o.broker_order_id.empty() && !v.broker_order_id.empty()) {
     o.broker_order_id = v.broker_order_id;
     by_broker_id_[{o.broker, v.broker_order_id}] = o.spec.client_order_id;
+    apply_early_fills(o);
   }
   if (v.filled_quantity > o.filled_quantity && v.average_fill_price) {
     // The broker reports more filled than we have seen, and its execution list was not available

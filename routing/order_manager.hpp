@@ -90,6 +90,7 @@ class OrderManager {
   void apply_broker_view(OrderRecord& order, const BrokerOrder& view, const std::string& why);
   void resolve_unknown(const std::string& coid, int attempt, std::function<void(bool resolved)> done);
   void notify(const OrderRecord& o);
+  void apply_early_fills(const OrderRecord& o);
 
   EventLoop& loop_;
   Journal& journal_;
@@ -100,6 +101,8 @@ class OrderManager {
   std::map<std::pair<std::string, std::string>, std::string> by_broker_id_;  // (broker, id) -> coid
   std::vector<std::string> order_sequence_;  // creation order, for listing
   FillLedger ledger_;
+  // Fills that arrived before the acknowledgement carrying their order's broker id.
+  std::map<std::pair<std::string, std::string>, std::vector<Fill>> early_fills_;
   std::map<std::pair<std::string, std::string>, Position> positions_;
   std::vector<OrderListener> order_listeners_;
   std::vector<FillListener> fill_listeners_;

@@ -187,6 +187,7 @@ class TradeStationEmulator::Impl {
            std::to_string(port_);
   }
   const Options& options() const { return opt_; }
+  std::vector<FaultRecord> fault_log() const { return faults_.log(); }  // the injector locks itself
   std::string certificate_pem() const { return cert_pem_; }
 
  private:
@@ -1665,5 +1666,7 @@ void TradeStationEmulator::stop() { impl_->stop(); }
 std::string TradeStationEmulator::base_url() const { return impl_->base_url(); }
 std::string TradeStationEmulator::certificate_pem() const { return impl_->certificate_pem(); }
 const Options& TradeStationEmulator::options() const { return impl_->options(); }
+
+std::vector<FaultRecord> TradeStationEmulator::fault_log() const { return impl_->fault_log(); }
 
 }  // namespace backstop::tradestation_emulator

@@ -85,6 +85,7 @@ class TradeStationEmulator {
   std::string base_url() const;         // "http://127.0.0.1:PORT" (https with tls)
   std::string certificate_pem() const;  // the self-signed certificate when tls, else empty
   const Options& options() const;
+  std::vector<FaultRecord> fault_log() const;  // every fault injected so far
 
  private:
   class Impl;

@@ -99,3 +99,19 @@ TEST_F(CliTest, EveryCommandHasHelpAndBadInputGivesOneLine) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("unknown fault profile \"sometimes\""), std::string::npos) << r.out;
 }
+
+// The same demo through the real adapters, against each broker's protocol emulator started by
+// the demo on the loopback port its example config names.
+TEST_F(CliTest, DemoRunsThroughEachAdapterAgainstItsEmulator) {
+  for (const char* config : {"tradestation-emulated.json", "ibkr-emulated.json"}) {
+    const std::string journal = (dir_ / (std::string(config) + ".db")).string();
+    const auto demo = backstop("demo --for 8s --config " + std::string(EXAMPLES_DIR) + "/" + config + " --journal " +
+                               journal);
+    ASSERT_EQ(demo.exit_code, 0) << config << "\n" << demo.out;
+    EXPECT_NE(demo.out.find("Position at the broker: flat   (Backstop's record: flat)"), std::string::npos)
+        << config << "\n" << demo.out;
+    const auto listed = backstop("orders --json --journal " + journal);
+    ASSERT_EQ(listed.exit_code, 0) << listed.out;
+    EXPECT_FALSE(nlohmann::json::parse(listed.out).empty()) << config;
+  }
+}

@@ -1,0 +1,160 @@
+#include "apps/demo_brokers.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "brokers/ibkr/ibkr_broker.hpp"
+#include "brokers/sim/sim_broker.hpp"
+#include "brokers/tradestation/tradestation_broker.hpp"
+#include "config/url.hpp"
+#include "core/error.hpp"
+#include "emulators/ibkr/ibkr_gateway_emulator.hpp"
+#include "emulators/tradestation/tradestation_emulator.hpp"
+
+namespace backstop {
+
+namespace {
+
+const Price kStartPrice = Price::parse("232.86");
+
+Url loopback_url(const BrokerConfig& b, const std::string& base_url) {
+  auto url = parse_url(base_url);
+  if (!url || !url->is_loopback())
+    throw ConfigError("brokers[" + b.name + "].base_url: the demo starts the " + to_string(b.kind) +
+                      " emulator itself and needs a loopback URL, got \"" + base_url + "\"");
+  return *url;
+}
+
+class SimDemoBroker final : public DemoBroker {
+ public:
+  SimDemoBroker(const BrokerConfig& b, const Instrument& inst, EventLoop& loop, Clock& clock, FaultProfile profile,
+                std::uint64_t seed)
+      : faults_(std::move(profile), seed), venue_(clock, faults_), sim_(options(b), loop, venue_) {
+    venue_.add_instrument(inst.symbol, inst.tick_size);
+    sim_.add_price_path(std::make_unique<RandomWalkPath>(
+        RandomWalkParams{inst.symbol, kStartPrice, inst.tick_size, 1, 2, 400}, seed));
+  }
+  static SimBrokerOptions options(const BrokerConfig& b) {
+    SimBrokerOptions o;
+    o.name = b.name;
+    o.account = b.account;
+    o.tick_interval = b.sim()->tick;
+    return o;
+  }
+  Broker& broker() override { return sim_; }
+  std::string description() const override { return "the simulated venue, in process"; }
+  std::vector<FaultRecord> faults() const override { return faults_.log(); }
+  void start() override { sim_.start(); }
+  void stop() override { sim_.stop(); }
+
+ private:
+  FaultInjector faults_;
+  Venue venue_;
+  SimBroker sim_;
+};
+
+class TradeStationDemoBroker final : public DemoBroker {
+ public:
+  TradeStationDemoBroker(const BrokerConfig& b, const Instrument& inst, EventLoop& loop, FaultProfile profile,
+                         std::uint64_t seed) {
+    const auto& s = *b.tradestation();
+    const Url url = loopback_url(b, s.base_url);
+    tradestation_emulator::Options o;
+    o.seed = seed;
+    o.faults = std::move(profile);
+    o.tick_interval = std::chrono::milliseconds(100);
+    o.heartbeat_interval = std::chrono::milliseconds(1000);
+    o.symbols = {{inst.symbol_at(b.name), inst.is_future(), inst.tick_size.value(), kStartPrice, inst.multiplier}};
+    o.accounts = {{b.account, inst.is_future() ? "Futures" : "Margin", Price::from_integer(1'000'000)}};
+    o.client_id = s.client_id;
+    if (!s.client_secret.empty()) o.client_secret = s.client_secret;
+    // The emulator accepts the refresh token the config's file holds; a first run writes one.
+    std::ifstream in(s.refresh_token_file);
+    std::string token;
+    if (in && std::getline(in, token) && !token.empty()) {
+      o.refresh_token = token;
+    } else {
+      const int fd = ::open(s.refresh_token_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (fd < 0) throw ConfigError("brokers[" + b.name + "].refresh_token_file: cannot create " + s.refresh_token_file);
+      const std::string line = o.refresh_token + "\n";
+      if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+        ::close(fd);
+        throw ConfigError("brokers[" + b.name + "].refresh_token_file: cannot write " + s.refresh_token_file);
+      }
+      ::close(fd);
+    }
+    emulator_ = std::make_unique<tradestation_emulator::TradeStationEmulator>(o);
+    emulator_->start(url.port);
+    adapter_ = std::make_unique<tradestation::TradeStationBroker>(
+        tradestation::options_from_config(b, {{inst.symbol, inst.symbol_at(b.name)}}), loop);
+  }
+  ~TradeStationDemoBroker() override {
+    adapter_.reset();
+    emulator_->stop();
+  }
+  Broker& broker() override { return *adapter_; }
+  std::string description() const override { return "the TradeStation v3 adapter against its emulator at " + emulator_->base_url(); }
+  std::vector<FaultRecord> faults() const override { return emulator_->fault_log(); }
+  void start() override { adapter_->start(); }
+  void stop() override { adapter_->stop(); }
+
+ private:
+  std::unique_ptr<tradestation_emulator::TradeStationEmulator> emulator_;
+  std::unique_ptr<tradestation::TradeStationBroker> adapter_;
+};
+
+class IbkrDemoBroker final : public DemoBroker {
+ public:
+  IbkrDemoBroker(const BrokerConfig& b, const Instrument& inst, EventLoop& loop, FaultProfile profile,
+                 std::uint64_t seed) {
+    const auto& s = *b.ibkr();
+    const Url url = loopback_url(b, s.base_url);
+    IbkrEmulatorOptions o;
+    o.tls = url.scheme == "https";
+    if (o.tls) o.cert_pem_path = s.tls.pinned_cert_file;  // the adapter pins what the emulator serves
+    o.seed = seed;
+    o.faults = std::move(profile);
+    o.tick_interval = std::chrono::milliseconds(100);
+    if (!b.account.empty()) o.accounts = {b.account};
+    emulator_ = std::make_unique<IbkrGatewayEmulator>(o);
+    emulator_->start(static_cast<std::uint16_t>(url.port));
+    IbkrBrokerOptions a;
+    a.name = b.name;
+    a.account = b.account;
+    a.settings = s;
+    a.symbols = {{inst.symbol, inst.symbol_at(b.name)}};
+    a.manual_indicator = inst.is_us_future();
+    adapter_ = std::make_unique<IbkrBroker>(a, loop);
+  }
+  ~IbkrDemoBroker() override {
+    adapter_.reset();
+    emulator_->stop();
+  }
+  Broker& broker() override { return *adapter_; }
+  std::string description() const override { return "the IBKR Client Portal adapter against its gateway emulator at " + emulator_->base_url(); }
+  std::vector<FaultRecord> faults() const override { return emulator_->fault_log(); }
+  void start() override { adapter_->start(); }
+  void stop() override { adapter_->stop(); }
+
+ private:
+  std::unique_ptr<IbkrGatewayEmulator> emulator_;
+  std::unique_ptr<IbkrBroker> adapter_;
+};
+
+}  // namespace
+
+std::unique_ptr<DemoBroker> make_demo_broker(const Config&, const BrokerConfig& b, const Instrument& inst,
+                                             EventLoop& loop, Clock& clock, FaultProfile faults, std::uint64_t seed) {
+  switch (b.kind) {
+    case BrokerKind::sim: return std::make_unique<SimDemoBroker>(b, inst, loop, clock, std::move(faults), seed);
+    case BrokerKind::tradestation: return std::make_unique<TradeStationDemoBroker>(b, inst, loop, std::move(faults), seed);
+    case BrokerKind::ibkr: return std::make_unique<IbkrDemoBroker>(b, inst, loop, std::move(faults), seed);
+  }
+  throw ConfigError("brokers[" + b.name + "]: unknown kind");
+}
+
+}  // namespace backstop

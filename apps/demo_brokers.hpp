@@ -1,0 +1,34 @@
+#pragma once
+// The broker a demo runs on: the simulated venue in process, or a real adapter (TradeStation,
+// IBKR) talking to that broker's protocol emulator, started here on the loopback port the config
+// names. Either way the strategy, OrderManager, stop guard and reconciler are the same objects.
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "brokers/broker.hpp"
+#include "brokers/sim/fault_injector.hpp"
+#include "config/config.hpp"
+#include "core/event_loop.hpp"
+
+namespace backstop {
+
+class DemoBroker {
+ public:
+  virtual ~DemoBroker() = default;
+  virtual Broker& broker() = 0;
+  virtual std::string description() const = 0;
+  // Every fault the venue injected (the emulator's or the in-process venue's own record).
+  virtual std::vector<FaultRecord> faults() const = 0;
+  // Starts market data and connections; `ready` turns true once orders can be sent.
+  virtual void start() = 0;
+  bool ready() { return broker().health().connectivity == Connectivity::connected; }
+  virtual void stop() = 0;
+};
+
+// Throws ConfigError when the broker cannot run in a demo (a non-loopback adapter URL).
+std::unique_ptr<DemoBroker> make_demo_broker(const Config& config, const BrokerConfig& broker,
+                                             const Instrument& instrument, EventLoop& loop, Clock& clock,
+                                             FaultProfile faults, std::uint64_t seed);
+
+}  // namespace backstop

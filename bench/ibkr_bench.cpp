@@ -1,0 +1,149 @@
+// IBKR adapter benchmarks: `sor` message parsing (merge + mapping) and submit-to-ack over loopback
+// TLS against the in-process gateway emulator, beside the raw round trip of a minimal
+// net::HttpClient request to the same server.
+#include <benchmark/benchmark.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "brokers/ibkr/ibkr_broker.hpp"
+#include "brokers/ibkr/ibkr_wire.hpp"
+#include "brokers/net/http_client.hpp"
+#include "core/event_loop.hpp"
+#include "emulators/ibkr/ibkr_gateway_emulator.hpp"
+
+namespace {
+
+using namespace backstop;
+using namespace std::chrono_literals;
+
+std::string sor_frame(int first_id, int n, bool full) {
+  nlohmann::json args = nlohmann::json::array();
+  for (int i = 0; i < n; ++i) {
+    nlohmann::json o = {{"acct", "DU1234567"}, {"orderId", first_id + i}, {"status", "Submitted"},
+                        {"filledQuantity", 0.0}, {"remainingQuantity", 100.0}};
+    if (full) {
+      o.update({{"conid", 265598}, {"ticker", "AAPL"}, {"origOrderType", "STOP"}, {"orderType", "Stop"},
+                {"side", "SELL"}, {"timeInForce", "GTC"}, {"price", "185.00"}, {"totalSize", 100.0},
+                {"order_ref", "BS" + std::to_string(first_id + i)}, {"outsideRTH", false},
+                {"sizeAndFills", "0/100"}, {"listingExchange", "NASDAQ.NMS"}, {"secType", "STK"}});
+    }
+    args.push_back(o);
+  }
+  return nlohmann::json{{"topic", "sor"}, {"args", args}}.dump();
+}
+
+// Full list once, then a stream of one-order deltas: parse, merge, map to BrokerOrder.
+void BM_SorParseMerge(benchmark::State& state) {
+  ibkr::SorMerger merger;
+  const std::map<std::int64_t, std::string> symbols{{265598, "AAPL"}};
+  auto first = nlohmann::json::parse(sor_frame(1000, 50, true));
+  merger.apply(first["args"]);
+  std::vector<std::string> deltas;
+  for (int i = 0; i < 50; ++i) deltas.push_back(sor_frame(1000 + i, 1, false));
+  std::size_t k = 0, bytes = 0;
+  for (auto _ : state) {
+    const std::string& text = deltas[k++ % deltas.size()];
+    bytes += text.size();
+    auto j = nlohmann::json::parse(text);
+    for (auto id : merger.apply(j["args"])) {
+      auto b = ibkr::order_from_json(*merger.find(id), symbols);
+      benchmark::DoNotOptimize(b);
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+}
+BENCHMARK(BM_SorParseMerge);
+
+struct Loopback {
+  Loopback() {
+    IbkrEmulatorOptions eo;
+    eo.pacing = false;
+    eo.prompts.clear();
+    emu = std::make_unique<IbkrGatewayEmulator>(eo);
+    emu->start();
+    cert = std::filesystem::temp_directory_path() / ("ibkr-bench-" + std::to_string(::getpid()) + ".pem");
+    std::ofstream(cert) << emu->certificate_pem();
+  }
+  ~Loopback() {
+    emu->stop();
+    std::filesystem::remove(cert);
+  }
+  template <class P>
+  bool run_until(P pred, std::chrono::milliseconds limit = 10s) {
+    const Timestamp deadline = clock.now() + std::chrono::nanoseconds(limit).count();
+    while (!pred()) {
+      if (clock.now() >= deadline) return false;
+      loop.run_until(std::min(deadline, clock.now() + 1'000'000));
+    }
+    return true;
+  }
+  SystemClock clock;
+  EventLoop loop{clock};
+  std::unique_ptr<IbkrGatewayEmulator> emu;
+  std::filesystem::path cert;
+};
+
+void BM_SubmitToAck(benchmark::State& state) {
+  Loopback lb;
+  IbkrBrokerOptions o;
+  o.settings.base_url = lb.emu->base_url() + "/v1/api";
+  o.settings.tls.pinned_cert_file = lb.cert.string();
+  o.global_requests_per_second = 100000;  // emulator pacing is off: measure the adapter, not the limit
+  o.use_websocket = false;
+  IbkrBroker broker(o, lb.loop);
+  broker.start();
+  if (!lb.run_until([&] { return broker.health().connectivity == Connectivity::connected; })) {
+    state.SkipWithError("adapter did not connect");
+    return;
+  }
+  int n = 0;
+  for (auto _ : state) {
+    OrderSpec s;
+    s.client_order_id = "BN" + std::to_string(::getpid() % 100000) + "x" + std::to_string(++n);
+    s.symbol = "AAPL";
+    s.side = Side::buy;
+    s.quantity = 1;
+    s.type = OrderType::limit;
+    s.limit_price = Price::parse("180.00");
+    s.tif = TimeInForce::day;
+    std::optional<CommandResult> r;
+    broker.submit(s, [&](CommandResult c) { r = std::move(c); });
+    lb.run_until([&] { return r.has_value(); });
+    if (!r || r->outcome != Outcome::accepted) {
+      state.SkipWithError("submit not accepted");
+      break;
+    }
+  }
+  broker.stop();
+}
+BENCHMARK(BM_SubmitToAck)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_RawHttpRoundTrip(benchmark::State& state) {
+  Loopback lb;
+  net::HttpClient::Options ho;
+  ho.base_url = lb.emu->base_url() + "/v1/api";
+  ho.tls.pinned_cert_file = lb.cert.string();
+  ho.post = [&lb](std::function<void()> f) { lb.loop.post(std::move(f)); };
+  net::HttpClient http(ho);
+  for (auto _ : state) {
+    std::optional<net::HttpResult> r;
+    http.request({"POST", "/iserver/auth/status", {}, {}, 5s}, [&](net::HttpResult x) { r = std::move(x); });
+    lb.run_until([&] { return r.has_value(); });
+    if (!r || !r->ok()) {
+      state.SkipWithError("request failed");
+      break;
+    }
+  }
+}
+BENCHMARK(BM_RawHttpRoundTrip)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
