@@ -43,25 +43,10 @@ struct Call {
   }
 };
 
-struct Connection {
+struct Connection : ClientStream {
   enum class Phase { idle, connecting, writing, reading };
 
-  Connection(asio::io_context& ioc, TlsContext* tls_context) {
-    if (tls_context != nullptr) {
-      tls.emplace(ioc, tls_context->context());
-    } else {
-      plain.emplace(ioc);
-    }
-  }
-  beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
-  template <class F>
-  void with_stream(F&& f) {
-    if (tls) {
-      f(*tls);
-    } else {
-      f(*plain);
-    }
-  }
+  using ClientStream::ClientStream;
 
   // An idle keep-alive connection has nothing to read; readable means the server closed it (or
   // sent junk), so it must not carry a request that cannot be retried.
@@ -71,8 +56,6 @@ struct Connection {
     return ::poll(&p, 1, 0) == 0;
   }
 
-  std::optional<beast::tcp_stream> plain;
-  std::optional<TlsStream> tls;
   beast::flat_buffer buffer;
   http::request<http::string_body> request;
   std::optional<http::response_parser<http::string_body>> parser;

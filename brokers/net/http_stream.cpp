@@ -27,26 +27,9 @@ namespace {
 
 // One start() .. end. `live` is cleared by close() on the caller's thread, so callbacks already
 // posted to the caller's loop are dropped there.
-struct StreamRun : std::enable_shared_from_this<StreamRun> {
-  StreamRun(asio::io_context& ioc, TlsContext* tls_context) {
-    if (tls_context != nullptr) {
-      tls.emplace(ioc, tls_context->context());
-    } else {
-      plain.emplace(ioc);
-    }
-  }
-  beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
-  template <class F>
-  void with_stream(F&& f) {
-    if (tls) {
-      f(*tls);
-    } else {
-      f(*plain);
-    }
-  }
+struct StreamRun : ClientStream, std::enable_shared_from_this<StreamRun> {
+  using ClientStream::ClientStream;
 
-  std::optional<beast::tcp_stream> plain;
-  std::optional<TlsStream> tls;
   beast::flat_buffer buffer;
   http::request<http::empty_body> request;
   http::response_parser<http::buffer_body> parser;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -68,6 +69,31 @@ class TlsContext {
   std::string name_;
   ssl::context ctx_;
   std::shared_ptr<X509> pinned_;
+};
+
+// The transport of one client connection: TCP, or TLS over TCP, chosen once at construction.
+// HttpClient's connections and HttpStream's runs both carry one.
+struct ClientStream {
+  ClientStream(asio::io_context& ioc, TlsContext* tls_context) {
+    if (tls_context != nullptr) {
+      tls.emplace(ioc, tls_context->context());
+    } else {
+      plain.emplace(ioc);
+    }
+  }
+  beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+  // Calls f with whichever stream is in use (Beast's async operations are templates on it).
+  template <class F>
+  void with_stream(F&& f) {
+    if (tls) {
+      f(*tls);
+    } else {
+      f(*plain);
+    }
+  }
+
+  std::optional<beast::tcp_stream> plain;
+  std::optional<TlsStream> tls;
 };
 
 struct OpenResult {
