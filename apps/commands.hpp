@@ -6,6 +6,8 @@
 namespace backstop {
 
 int demo_main(cli::Args& args);
+int run_main(cli::Args& args);
 int orders_main(cli::Args& args);
+int compare_main(cli::Args& args);
 
 }  // namespace backstop

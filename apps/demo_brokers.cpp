@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "brokers/ibkr/ibkr_broker.hpp"
 #include "brokers/sim/sim_broker.hpp"
@@ -31,12 +32,15 @@ Url loopback_url(const BrokerConfig& b, const std::string& base_url) {
 
 class SimDemoBroker final : public DemoBroker {
  public:
-  SimDemoBroker(const BrokerConfig& b, const Instrument& inst, EventLoop& loop, Clock& clock, FaultProfile profile,
-                std::uint64_t seed)
+  SimDemoBroker(const BrokerConfig& b, const std::vector<Instrument>& instruments, EventLoop& loop, Clock& clock,
+                FaultProfile profile, std::uint64_t seed)
       : faults_(std::move(profile), seed), venue_(clock, faults_), sim_(options(b), loop, venue_) {
-    venue_.add_instrument(inst.symbol, inst.tick_size);
-    sim_.add_price_path(std::make_unique<RandomWalkPath>(
-        RandomWalkParams{inst.symbol, kStartPrice, inst.tick_size, 1, 2, 400}, seed));
+    std::uint64_t path_seed = seed;
+    for (const auto& inst : instruments) {
+      venue_.add_instrument(inst.symbol, inst.tick_size);
+      sim_.add_price_path(std::make_unique<RandomWalkPath>(
+          RandomWalkParams{inst.symbol, kStartPrice, inst.tick_size, 1, 2, 400}, path_seed++));
+    }
   }
   static SimBrokerOptions options(const BrokerConfig& b) {
     SimBrokerOptions o;
@@ -59,17 +63,28 @@ class SimDemoBroker final : public DemoBroker {
 
 class TradeStationDemoBroker final : public DemoBroker {
  public:
-  TradeStationDemoBroker(const BrokerConfig& b, const Instrument& inst, EventLoop& loop, FaultProfile profile,
-                         std::uint64_t seed) {
+  TradeStationDemoBroker(const BrokerConfig& b, const std::vector<Instrument>& instruments, EventLoop& loop,
+                         FaultProfile profile, std::uint64_t seed, bool start_emulator) {
     const auto& s = *b.tradestation();
+    std::map<std::string, std::string> symbols;
+    for (const auto& inst : instruments) symbols[inst.symbol] = inst.symbol_at(b.name);
+    adapter_options_ = tradestation::options_from_config(b, symbols);
+    if (start_emulator) start_emulator_for(b, s, instruments, std::move(profile), seed);
+    adapter_ = std::make_unique<tradestation::TradeStationBroker>(adapter_options_, loop);
+  }
+  void start_emulator_for(const BrokerConfig& b, const TradeStationSettings& s, const std::vector<Instrument>& instruments,
+                          FaultProfile profile, std::uint64_t seed) {
     const Url url = loopback_url(b, s.base_url);
     tradestation_emulator::Options o;
     o.seed = seed;
     o.faults = std::move(profile);
     o.tick_interval = std::chrono::milliseconds(100);
     o.heartbeat_interval = std::chrono::milliseconds(1000);
-    o.symbols = {{inst.symbol_at(b.name), inst.is_future(), inst.tick_size.value(), kStartPrice, inst.multiplier}};
-    o.accounts = {{b.account, inst.is_future() ? "Futures" : "Margin", Price::from_integer(1'000'000)}};
+    o.symbols.clear();
+    for (const auto& inst : instruments)
+      o.symbols.push_back({inst.symbol_at(b.name), inst.is_future(), inst.tick_size.value(), kStartPrice, inst.multiplier});
+    const bool futures = !instruments.empty() && instruments.front().is_future();
+    o.accounts = {{b.account, futures ? "Futures" : "Margin", Price::from_integer(1'000'000)}};
     o.client_id = s.client_id;
     if (!s.client_secret.empty()) o.client_secret = s.client_secret;
     // The emulator accepts the refresh token the config's file holds; a first run writes one.
@@ -89,29 +104,43 @@ class TradeStationDemoBroker final : public DemoBroker {
     }
     emulator_ = std::make_unique<tradestation_emulator::TradeStationEmulator>(o);
     emulator_->start(url.port);
-    adapter_ = std::make_unique<tradestation::TradeStationBroker>(
-        tradestation::options_from_config(b, {{inst.symbol, inst.symbol_at(b.name)}}), loop);
   }
   ~TradeStationDemoBroker() override {
     adapter_.reset();
-    emulator_->stop();
+    if (emulator_) emulator_->stop();
   }
   Broker& broker() override { return *adapter_; }
-  std::string description() const override { return "the TradeStation v3 adapter against its emulator at " + emulator_->base_url(); }
-  std::vector<FaultRecord> faults() const override { return emulator_->fault_log(); }
+  std::string description() const override {
+    return emulator_ ? "the TradeStation v3 adapter against its emulator at " + emulator_->base_url()
+                     : "the TradeStation v3 adapter at " + adapter_options_.settings.base_url;
+  }
+  std::vector<FaultRecord> faults() const override { return emulator_ ? emulator_->fault_log() : std::vector<FaultRecord>{}; }
   void start() override { adapter_->start(); }
   void stop() override { adapter_->stop(); }
 
  private:
-  std::unique_ptr<tradestation_emulator::TradeStationEmulator> emulator_;
+  tradestation::TradeStationOptions adapter_options_;
+  std::unique_ptr<tradestation_emulator::TradeStationEmulator> emulator_;  // null: a real endpoint
   std::unique_ptr<tradestation::TradeStationBroker> adapter_;
 };
 
 class IbkrDemoBroker final : public DemoBroker {
  public:
-  IbkrDemoBroker(const BrokerConfig& b, const Instrument& inst, EventLoop& loop, FaultProfile profile,
-                 std::uint64_t seed) {
+  IbkrDemoBroker(const BrokerConfig& b, const std::vector<Instrument>& instruments, EventLoop& loop,
+                 FaultProfile profile, std::uint64_t seed, bool start_emulator) {
     const auto& s = *b.ibkr();
+    if (start_emulator) start_emulator_for(b, s, std::move(profile), seed);
+    IbkrBrokerOptions a;
+    a.name = b.name;
+    a.account = b.account;
+    a.settings = s;
+    a.symbols.clear();
+    for (const auto& inst : instruments) a.symbols[inst.symbol] = inst.symbol_at(b.name);
+    a.manual_indicator = !instruments.empty() && instruments.front().is_us_future();
+    base_url_ = s.base_url;
+    adapter_ = std::make_unique<IbkrBroker>(a, loop);
+  }
+  void start_emulator_for(const BrokerConfig& b, const IbkrSettings& s, FaultProfile profile, std::uint64_t seed) {
     const Url url = loopback_url(b, s.base_url);
     IbkrEmulatorOptions o;
     o.tls = url.scheme == "https";
@@ -122,37 +151,37 @@ class IbkrDemoBroker final : public DemoBroker {
     if (!b.account.empty()) o.accounts = {b.account};
     emulator_ = std::make_unique<IbkrGatewayEmulator>(o);
     emulator_->start(static_cast<std::uint16_t>(url.port));
-    IbkrBrokerOptions a;
-    a.name = b.name;
-    a.account = b.account;
-    a.settings = s;
-    a.symbols = {{inst.symbol, inst.symbol_at(b.name)}};
-    a.manual_indicator = inst.is_us_future();
-    adapter_ = std::make_unique<IbkrBroker>(a, loop);
   }
   ~IbkrDemoBroker() override {
     adapter_.reset();
-    emulator_->stop();
+    if (emulator_) emulator_->stop();
   }
   Broker& broker() override { return *adapter_; }
-  std::string description() const override { return "the IBKR Client Portal adapter against its gateway emulator at " + emulator_->base_url(); }
-  std::vector<FaultRecord> faults() const override { return emulator_->fault_log(); }
+  std::string description() const override {
+    return emulator_ ? "the IBKR Client Portal adapter against its gateway emulator at " + emulator_->base_url()
+                     : "the IBKR Client Portal adapter at " + base_url_;
+  }
+  std::vector<FaultRecord> faults() const override { return emulator_ ? emulator_->fault_log() : std::vector<FaultRecord>{}; }
   void start() override { adapter_->start(); }
   void stop() override { adapter_->stop(); }
 
  private:
-  std::unique_ptr<IbkrGatewayEmulator> emulator_;
+  std::string base_url_;
+  std::unique_ptr<IbkrGatewayEmulator> emulator_;  // null: a real gateway
   std::unique_ptr<IbkrBroker> adapter_;
 };
 
 }  // namespace
 
-std::unique_ptr<DemoBroker> make_demo_broker(const Config&, const BrokerConfig& b, const Instrument& inst,
-                                             EventLoop& loop, Clock& clock, FaultProfile faults, std::uint64_t seed) {
+std::unique_ptr<DemoBroker> make_demo_broker(const BrokerConfig& b, const std::vector<Instrument>& instruments,
+                                             EventLoop& loop, Clock& clock, FaultProfile faults, std::uint64_t seed,
+                                             bool start_emulator) {
   switch (b.kind) {
-    case BrokerKind::sim: return std::make_unique<SimDemoBroker>(b, inst, loop, clock, std::move(faults), seed);
-    case BrokerKind::tradestation: return std::make_unique<TradeStationDemoBroker>(b, inst, loop, std::move(faults), seed);
-    case BrokerKind::ibkr: return std::make_unique<IbkrDemoBroker>(b, inst, loop, std::move(faults), seed);
+    case BrokerKind::sim: return std::make_unique<SimDemoBroker>(b, instruments, loop, clock, std::move(faults), seed);
+    case BrokerKind::tradestation:
+      return std::make_unique<TradeStationDemoBroker>(b, instruments, loop, std::move(faults), seed, start_emulator);
+    case BrokerKind::ibkr:
+      return std::make_unique<IbkrDemoBroker>(b, instruments, loop, std::move(faults), seed, start_emulator);
   }
   throw ConfigError("brokers[" + b.name + "]: unknown kind");
 }

@@ -1,5 +1,5 @@
 #pragma once
-// The broker a demo runs on: the simulated venue in process, or a real adapter (TradeStation,
+// A broker a session runs on: the simulated venue in process, or a real adapter (TradeStation,
 // IBKR) talking to that broker's protocol emulator, started here on the loopback port the config
 // names. Either way the strategy, OrderManager, stop guard and reconciler are the same objects.
 #include <functional>
@@ -26,9 +26,11 @@ class DemoBroker {
   virtual void stop() = 0;
 };
 
-// Throws ConfigError when the broker cannot run in a demo (a non-loopback adapter URL).
-std::unique_ptr<DemoBroker> make_demo_broker(const Config& config, const BrokerConfig& broker,
-                                             const Instrument& instrument, EventLoop& loop, Clock& clock,
-                                             FaultProfile faults, std::uint64_t seed);
+// With `start_emulator`, an adapter's protocol emulator is started on the loopback port of its
+// base_url (ConfigError for a non-loopback URL); without, the adapter talks to its base_url.
+// The simulated venue always runs in process. `faults` and `seed` drive venues and emulators.
+std::unique_ptr<DemoBroker> make_demo_broker(const BrokerConfig& broker, const std::vector<Instrument>& instruments,
+                                             EventLoop& loop, Clock& clock, FaultProfile faults, std::uint64_t seed,
+                                             bool start_emulator = true);
 
 }  // namespace backstop

@@ -11,14 +11,12 @@
 #include "apps/cli.hpp"
 #include "apps/commands.hpp"
 #include "apps/order_report.hpp"
-#include "apps/demo_brokers.hpp"
+#include "apps/session.hpp"
 #include "core/error.hpp"
 #include "routing/order_manager.hpp"
 #include "config/config.hpp"
 #include "routing/reconciler.hpp"
 #include "routing/stop_guard.hpp"
-#include "routing/strategies/strategy_factory.hpp"
-#include "routing/strategy_runner.hpp"
 
 namespace backstop {
 
@@ -87,9 +85,7 @@ int demo_main(cli::Args& args) {
   if (config.strategies.empty()) throw ConfigError("the config defines no strategy to run");
   const StrategyConfig& strategy_config = config.strategies.front();
   const RouteConfig* route = config.route_for(strategy_config.name);
-  const BrokerConfig* broker_config = route ? config.find_broker(route->brokers.front()) : nullptr;
-  if (!broker_config) throw ConfigError("strategy " + strategy_config.name + " has no route to a broker");
-  const Instrument* instrument = config.find_instrument(strategy_config.instrument);
+  if (!route) throw ConfigError("strategy " + strategy_config.name + " has no route to a broker");
 
   SystemClock clock;
   EventLoop loop(clock);
@@ -100,94 +96,35 @@ int demo_main(cli::Args& args) {
     throw cli::UsageError("--journal " + opt.journal + " already exists; the demo starts a fresh journal");
   }
 
-  // The simulated broker's own settings give the defaults; an emulator gets the same profile.
-  const std::uint64_t seed = opt.seed.value_or(broker_config->sim() ? broker_config->sim()->seed : 7);
-  FaultProfile profile = opt.faults ? FaultProfile::named(*opt.faults)
-                                    : (broker_config->sim() ? broker_config->sim()->faults : FaultProfile::named("demo"));
-  std::map<std::string, Instrument> instruments;
-  for (const auto& inst : config.instruments) instruments[inst.symbol] = inst;
-  auto demo_broker = make_demo_broker(config, *broker_config, *instrument, loop, clock, profile, seed);
-  Broker& broker = demo_broker->broker();
+  SessionOptions so;
+  so.journal_path = opt.journal;
+  so.seed = opt.seed;
+  so.fault_profile = opt.faults;
+  so.start_emulators = true;
+  Session session(config, loop, clock, so);
 
-  Journal journal(opt.journal);
-  ClientOrderIdGenerator ids(ClientOrderIdGenerator::time_prefix(origin));
-  OrderManagerOptions om_opt;
-  om_opt.resolve_retry_interval = std::chrono::milliseconds(200);
-  om_opt.stuck_threshold = config.reconciliation.stuck_order_threshold;
-  OrderManager orders(loop, journal, ids, om_opt);
-
-  orders.add_broker(broker);
-
-  StopGuardSettings guard_settings;
-  guard_settings.policy = strategy_config.protection;
-  guard_settings.verify_deadline = config.protection.verify_deadline;
-  guard_settings.reverify_interval = config.protection.reverify_interval;
-  guard_settings.ghost_grace = config.protection.ghost_grace;
-  guard_settings.trigger = config.protection.trigger;
-  guard_settings.lint.required_tif = config.protection.default_stop_tif;
-  guard_settings.lint.outside_rth = config.protection.outside_rth;
-  guard_settings.lint.allow_marketable = config.protection.allow_marketable_stops;
-  StopGuard guard(loop, orders, journal, guard_settings, instruments);
-
-  auto strategy = make_strategy(strategy_config);
-  StrategyRunner runner(*strategy, orders, loop, broker.name(), instruments);
-
-  std::cout << fmt::format("Backstop demo: {} of {} ({}) on broker \"{}\": {} (seed {}, fault profile \"{}\", "
+  std::string route_text;
+  for (const auto& b : route->brokers)
+    route_text += (route_text.empty() ? "" : route->mode == RouteMode::dual ? " + " : " -> ") + b;
+  std::cout << fmt::format("Backstop demo: {} of {} ({}) on route {} ({}) (seed {}, fault profile \"{}\", "
                            "protection \"{}\")\n",
                            fmt::format("{:.1f}s", static_cast<double>(opt.run_for.count()) / 1e9), strategy_config.name,
-                           strategy_config.kind, broker.name(), demo_broker->description(), seed, profile.name,
-                           to_string(strategy_config.protection))
-            << "config: " << (opt.config ? *opt.config : "embedded default (config/examples/sim.json)") << "\n"
+                           strategy_config.kind, route_text, to_string(route->mode), session.seed(),
+                           session.fault_profile_name(), to_string(strategy_config.protection));
+  for (const auto& b : session.brokers())
+    std::cout << "  broker \"" << b->broker().name() << "\": " << b->description() << "\n";
+  std::cout << "config: " << (opt.config ? *opt.config : "embedded default (config/examples/sim.json)") << "\n"
             << "journal: " << opt.journal << "\n\n";
 
-  Reconciler reconciler(loop, orders, journal,
-                        {config.reconciliation.positions_interval, config.reconciliation.orders_interval});
-
-  // Runs the loop for a while of real time (timers, network answers, journal commits).
-  auto run_for = [&loop](Duration d) { loop.run_until(loop.now() + d.count()); };
-
-  // Connect (an adapter logs in and opens its streams), then send nothing new before the
-  // journal's open orders are resolved (none, on a fresh one) and the broker is reconciled.
-  demo_broker->start();
-  const Timestamp connect_deadline = loop.now() + to_ns(std::chrono::seconds(15));
-  while (!demo_broker->ready() && loop.now() < connect_deadline) run_for(std::chrono::milliseconds(20));
-  if (!demo_broker->ready())
-    throw Error(broker.name() + " did not connect within 15 s: " + broker.health().detail);
-  bool ready = false;
-  orders.recover([&](std::size_t, std::size_t) { reconciler.start([&] { ready = true; }); });
-  while (!ready) run_for(std::chrono::milliseconds(10));
-  // The stop guard sees each tick before the strategy does.
-  broker.subscribe_quotes({instrument->symbol}, [&](const Quote& q) {
-    guard.on_quote(q);
-    runner.on_quote(q);
-  });
-  runner.start();
-
+  session.start();
   loop.run_until(origin + opt.run_for.count());
+  session.wind_down();
+  session.stop();
 
-  // Wind down: stop the strategy, let the guard finish what it started, cancel what is
-  // working, flatten, and read everything back.
-  runner.stop();
-  loop.run_until(loop.now() + (config.protection.ghost_grace + std::chrono::milliseconds(500)).count());
-  for (const OrderRecord* o : orders.working_orders()) orders.cancel(o->spec.client_order_id);
-  run_for(std::chrono::milliseconds(300));
-  orders.resync();
-  run_for(std::chrono::milliseconds(300));
-  for (const auto& [key, pos] : orders.positions()) {
-    if (pos.quantity == 0) continue;
-    orders.submit(key.first, market_order(key.second, pos.quantity > 0 ? Side::sell : Side::buy,
-                                          pos.quantity > 0 ? pos.quantity : -pos.quantity));
-  }
-  run_for(std::chrono::milliseconds(500));
-  orders.resync();
-  run_for(std::chrono::milliseconds(300));
-  // The broker's own word on the final position, through its query.
-  std::optional<PositionsResult> final_positions;
-  broker.list_positions([&](PositionsResult r) { final_positions = std::move(r); });
-  for (int i = 0; i < 250 && !final_positions; ++i) run_for(std::chrono::milliseconds(20));
-  demo_broker->stop();
-  reconciler.stop();
-  journal.flush();
+  Journal& journal = session.journal();
+  OrderManager& orders = session.orders();
+  StopGuard& guard = session.guard();
+  Reconciler& reconciler = session.reconciler();
 
   // Summary, from the journal: what is on disk is what counts.
   const auto recorded = journal.orders();
@@ -203,18 +140,21 @@ int demo_main(cli::Args& args) {
   print_fills(std::cout, fills, origin);
 
   std::cout << "\nPosition at the broker:";
-  if (!final_positions || final_positions->outcome != Outcome::accepted) {
-    std::cout << " unknown (" << (final_positions ? final_positions->message : "no answer") << ")";
-  } else {
+  for (const auto& [name, r] : session.final_positions()) {
+    std::cout << " " << name << ":";
+    if (r.outcome != Outcome::accepted) {
+      std::cout << " unknown (" << r.message << ")";
+      continue;
+    }
     bool any = false;
-    for (const auto& p : final_positions->positions)
+    for (const auto& p : r.positions)
       if (p.quantity != 0) std::cout << " " << p.symbol << " " << p.quantity, any = true;
     if (!any) std::cout << " flat";
   }
   std::cout << "   (Backstop's record:";
   bool flat = true;
   for (const auto& [key, pos] : orders.positions())
-    if (pos.quantity != 0) std::cout << " " << key.second << " " << pos.quantity, flat = false;
+    if (pos.quantity != 0) std::cout << " " << key.first << ": " << key.second << " " << pos.quantity, flat = false;
   std::cout << (flat ? " flat)\n" : ")\n");
 
   std::map<std::string, int> verification_counts;
@@ -239,7 +179,21 @@ int demo_main(cli::Args& args) {
   for (const auto& [kind, n] : divergence_counts) std::cout << " " << n << " " << kind << ";";
   std::cout << "\n";
 
-  const auto met = demo_broker->faults();
+  const auto health_changes = journal.events("health_change");
+  std::cout << "\nBroker health changes (" << health_changes.size() << "):\n";
+  for (const auto& ev : health_changes)
+    std::cout << fmt::format("  {:>9} {:<6} {}\n", relative(ev.at, origin), ev.broker, ev.detail);
+  std::cout << "Route switches (" << session.router().switches().size() << "):\n";
+  for (const auto& sw : session.router().switches())
+    std::cout << fmt::format("  {:>9} {}: new orders {} -> {}: {}\n", relative(sw.at, origin), sw.strategy, sw.from,
+                             sw.to, sw.reason);
+  if (route->mode == RouteMode::dual)
+    std::cout << "Dual-run order pairs journaled: " << journal.events("dual_pair").size()
+              << " (compare them: backstop compare --journal " << opt.journal << ")\n";
+
+  std::vector<FaultRecord> met;
+  for (const auto& b : session.brokers())
+    for (auto& f : b->faults()) met.push_back(std::move(f));
   std::map<std::string, int> fault_counts;
   for (const auto& f : met) fault_counts[f.kind]++;
   std::cout << "\nFaults injected (" << met.size() << "):";

@@ -16,7 +16,9 @@ constexpr const char* kUsage = R"(usage: backstop COMMAND [OPTIONS]
 
 Commands:
   demo          run a bracket strategy on the simulated venue with faults and print a summary
+  run           run the configured strategies on their routes until stopped
   orders        list the orders of a journal (--json for scripts)
+  compare       compare brokers' reliability from a journal (table, JSON or HTML)
   check-config  validate config files without connecting anything
   emulate       serve an emulated broker on loopback: `emulate tradestation|ibkr --help`
   auth          first authorization with a broker: `auth tradestation --config FILE`
@@ -29,7 +31,9 @@ int main(int argc, char** argv) {
   using Command = int (*)(backstop::cli::Args&);
   const std::map<std::string, Command> commands = {
       {"demo", backstop::demo_main},
+      {"run", backstop::run_main},
       {"orders", backstop::orders_main},
+      {"compare", backstop::compare_main},
   };
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
       std::string(argv[1]) == "help") {

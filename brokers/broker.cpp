@@ -56,6 +56,14 @@ void Broker::list_positions(PositionsCallback done) {
 void Broker::list_fills(FillsCallback done) {
   done({Outcome::failed_locally, name() + ": listing fills is not supported", {}});
 }
+void Broker::check_health(CommandCallback done) {
+  list_positions([done = std::move(done)](PositionsResult r) {
+    CommandResult c;
+    c.outcome = r.outcome;
+    c.message = std::move(r.message);
+    done(std::move(c));
+  });
+}
 void Broker::subscribe_quotes(const std::vector<std::string>&, QuoteHandler) {}
 
 }  // namespace backstop

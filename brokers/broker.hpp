@@ -174,6 +174,11 @@ class Broker {
   virtual void list_positions(PositionsCallback done);
   // Executions as the broker records them: the truth a missed fill event is recovered from.
   virtual void list_fills(FillsCallback done);
+  // A cheap, independent request that proves the broker answers and will take orders, for the
+  // router's health checks. accepted: healthy; anything else: why not. The default lists
+  // positions; adapters override it with their lightest authenticated endpoint within the
+  // broker's rate limits.
+  virtual void check_health(CommandCallback done);
 
   // One handler each; later calls replace earlier ones.
   virtual void subscribe_order_events(OrderEventHandler handler) = 0;

@@ -145,6 +145,10 @@ struct HealthConfig {
   int half_open_probes = 1;
   Duration request_timeout{std::chrono::milliseconds(3000)};
   Duration latency_degraded{std::chrono::milliseconds(1000)};
+  // How often each broker gets a health check. New orders leave a failed broker within one
+  // interval plus one request timeout. TradeStation's 250 requests / 5 min per category and
+  // IBKR's 1/s tickle bound how low it may go against live brokers.
+  Duration check_interval{std::chrono::milliseconds(2000)};
 };
 
 struct ApiConfig {

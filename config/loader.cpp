@@ -581,12 +581,13 @@ void read_reconciliation(Context& c, const json* j, ReconciliationConfig& rc) {
 void read_health(Context& c, const json* j, HealthConfig& h) {
   ObjectReader o(c.r, j, "health");
   o.reject_unknown_keys({"failure_threshold", "open_interval_s", "half_open_probes", "request_timeout_ms",
-                         "latency_degraded_ms"});
+                         "latency_degraded_ms", "check_interval_ms"});
   if (auto v = o.integer("failure_threshold", 1, 1000)) h.failure_threshold = static_cast<int>(*v);
   if (auto v = o.seconds("open_interval_s", 1)) h.open_interval = *v;
   if (auto v = o.integer("half_open_probes", 1, 1000)) h.half_open_probes = static_cast<int>(*v);
   if (auto v = o.millis("request_timeout_ms", 1)) h.request_timeout = *v;
   if (auto v = o.millis("latency_degraded_ms", 1)) h.latency_degraded = *v;
+  if (auto v = o.millis("check_interval_ms", 10)) h.check_interval = *v;
   // A broker could never be seen as slow if requests time out first.
   if (h.latency_degraded >= h.request_timeout)
     c.r.error(o.path_of("latency_degraded_ms"),

@@ -28,7 +28,7 @@ BrokerHealth::BrokerHealth(EventLoop& loop, Journal& journal, BrokerHealthSettin
 
 HealthState BrokerHealth::derived_state(const Entry& e) const {
   if (e.circuit == Circuit::open) return HealthState::down;
-  if (e.circuit == Circuit::half_open || e.degraded_by_stops || e.slow || e.consecutive_failures > 0)
+  if (e.circuit == Circuit::half_open || e.degraded_by_stops || e.slow || e.stream_down || e.consecutive_failures > 0)
     return HealthState::degraded;
   return HealthState::up;
 }
@@ -108,6 +108,48 @@ bool BrokerHealth::admits(const std::string& broker) {
   if (e.last_stream_message != 0 && loop_.now() - e.last_stream_message > settings_.stream_silence_degraded.count())
     set(broker, e, e.circuit, HealthState::degraded, "stream silent");
   return true;
+}
+
+void BrokerHealth::check_succeeded(const std::string& broker, Duration latency) {
+  Entry& e = entry(broker);
+  if (e.circuit == Circuit::open) {
+    if (loop_.now() - e.opened_at < settings_.open_interval.count()) return;  // still cooling down
+    e.probe_successes = 0;
+    set(broker, e, Circuit::half_open, HealthState::degraded, "cool-down over; health check answered");
+  }
+  e.consecutive_failures = 0;
+  e.slow = latency > settings_.latency_degraded;
+  if (e.circuit == Circuit::half_open) {
+    if (++e.probe_successes < settings_.half_open_probes) return;
+    Entry closed = e;
+    closed.circuit = Circuit::closed;
+    set(broker, e, Circuit::closed, derived_state(closed), "health checks answered; circuit closed");
+    return;
+  }
+  set(broker, e, e.circuit, derived_state(e), e.slow ? "slow answers" : "answering");
+}
+
+void BrokerHealth::check_failed(const std::string& broker, const std::string& why) {
+  Entry& e = entry(broker);
+  ++e.consecutive_failures;
+  if (e.circuit == Circuit::open) {
+    e.opened_at = loop_.now();  // the cool-down counts from the latest failed check
+    return;
+  }
+  open(broker, e, "health check failed: " + why);
+}
+
+void BrokerHealth::stream_connected(const std::string& broker, bool connected, const std::string& detail) {
+  Entry& e = entry(broker);
+  if (e.stream_down == !connected) return;
+  e.stream_down = !connected;
+  set(broker, e, e.circuit, derived_state(e), connected ? "stream connected" : "stream down: " + detail);
+}
+
+std::vector<std::string> BrokerHealth::brokers() const {
+  std::vector<std::string> out;
+  for (const auto& [name, e] : brokers_) out.push_back(name);
+  return out;
 }
 
 HealthState BrokerHealth::state(const std::string& broker) const {

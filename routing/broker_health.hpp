@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/event_loop.hpp"
 #include "core/journal.hpp"
@@ -47,10 +48,25 @@ class BrokerHealth {
   void disconnected(const std::string& broker, const std::string& why);
   void stream_message(const std::string& broker);  // any stream traffic (heartbeats included)
   void stop_failure(const std::string& broker, const std::string& why);  // ghost stop, verification failure
+  // A dedicated health check (HealthMonitor). A failed check opens the circuit at once: it is
+  // the signal that moves new orders to the next broker within one check interval plus one
+  // request timeout. While open, checks are the only probes: after the cool-down a successful
+  // check half-opens the circuit and enough of them close it, so no real order is risked on a
+  // broker that has not answered yet.
+  void check_succeeded(const std::string& broker, Duration latency);
+  void check_failed(const std::string& broker, const std::string& why);
+  // The broker's event stream (orders, fills) is connected or not. A broker without its stream
+  // still takes orders and answers queries, so this degrades it rather than opening the circuit.
+  void stream_connected(const std::string& broker, bool connected, const std::string& detail);
 
   // May a new order go to this broker now? Closed: yes. Open: no. Half-open: only as a probe,
   // up to the configured number in flight.
   bool admits(const std::string& broker);
+  // Will the router send a new order here? Only with the circuit closed: half-open brokers are
+  // probed by health checks, not by orders.
+  bool takes_orders(const std::string& broker) const { return circuit(broker) == Circuit::closed; }
+  // Brokers seen so far.
+  std::vector<std::string> brokers() const;
   HealthState state(const std::string& broker) const;
   Circuit circuit(const std::string& broker) const;
   void on_change(Listener l) { listeners_.push_back(std::move(l)); }
@@ -66,6 +82,7 @@ class BrokerHealth {
     Timestamp last_stream_message = 0;
     bool degraded_by_stops = false;
     bool slow = false;
+    bool stream_down = false;
   };
   Entry& entry(const std::string& broker) { return brokers_[broker]; }
   void set(const std::string& broker, Entry& e, Circuit c, HealthState s, const std::string& reason);

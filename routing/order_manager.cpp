@@ -84,6 +84,17 @@ std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec,
   return coid;
 }
 
+std::string OrderManager::record_refused(const std::string& broker_name, OrderSpec spec, const std::string& reason) {
+  if (spec.client_order_id.empty()) spec.client_order_id = ids_.next();
+  const std::string coid = spec.client_order_id;
+  if (orders_.count(coid)) return coid;  // an id in use is never overwritten
+  OrderRecord& o = create(broker_name, std::move(spec));
+  journal_.record_order(o);
+  o.last_message = reason;
+  apply_state(o, OrderState::failed, reason);
+  return coid;
+}
+
 BracketIds OrderManager::submit_bracket(const std::string& broker_name, BracketSpec b, SubmitCallback done) {
   for (OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop})
     if (leg->client_order_id.empty()) leg->client_order_id = ids_.next();

@@ -48,6 +48,12 @@ class OrderManager {
   std::string submit(const std::string& broker, OrderSpec spec, SubmitCallback done = {});
   // Entry, take-profit and stop journaled together, then sent as one bracket.
   BracketIds submit_bracket(const std::string& broker, BracketSpec bracket, SubmitCallback done = {});
+  // Records an order that is not sent because the router refused it (pre-trade checks, no
+  // healthy broker): journaled, then failed with the reason, so every order a strategy asked for
+  // is on record. Returns its client order id (assigned if the spec has none).
+  std::string record_refused(const std::string& broker, OrderSpec spec, const std::string& reason);
+  // Hands out a client order id from the same sequence as submit() does.
+  std::string next_client_order_id() { return ids_.next(); }
   void cancel(const std::string& client_order_id, SubmitCallback done = {});
   void replace(const std::string& client_order_id, const OrderSpec& updated, SubmitCallback done = {});
 

@@ -32,6 +32,10 @@ StopGuard::StopGuard(EventLoop& loop, OrderManager& orders, Journal& journal, St
   orders_.on_order_update([this](const OrderRecord& o) { on_order(o); });
   // A trigger report is the broker saying the stop fired: it is not a ghost.
   orders_.on_triggered([this](const OrderRecord& o) { unwatch(o.spec.client_order_id); });
+  // A fill anywhere can make a position flat (a parent closed by another order): mirrors of
+  // stops that no longer protect anything must go.
+  if (settings_.policy == ProtectionPolicy::mirror)
+    orders_.on_fill([this](const Fill&, const OrderRecord&) { evaluate_all_mirrors(); });
   scratch_.reserve(64);
 }
 
@@ -66,6 +70,12 @@ void StopGuard::on_order(const OrderRecord& o) {
     rec.verification_started = true;
     start_verification(o);
   }
+  if (auto mi = mirror_index_.find(coid); mi != mirror_index_.end()) {
+    // A mirror stop: verified like any stop, but not watched (the primary is what the watchdog
+    // judges); its own updates drive the mirror logic of its primary.
+    evaluate_mirror(mirrors_[mi->second].primary);
+    return;
+  }
   const bool working = o.state == OrderState::submitted || o.state == OrderState::partially_filled;
   // The broker ended a stop that price had already gone through without filling it (an OCO
   // sibling filled, or it expired): the grace expiry still judges it. Our own cancel ends watching.
@@ -80,6 +90,7 @@ void StopGuard::on_order(const OrderRecord& o) {
     // settled when a crossing expires (our record of the entry's fill may lag a lossy stream).
     watch(o);
   }
+  evaluate_mirror(coid);
 }
 
 void StopGuard::start_verification(const OrderRecord& o) {
@@ -154,7 +165,9 @@ void StopGuard::finish_verification(const std::string& coid, Verification v, con
   if (v == Verification::verified) {
     ++rec.verifications;
     if (rec.verified_at == 0) rec.verified_at = loop_.now();
+    rec.needs_reconfirm = false;
   }
+  evaluate_mirror(coid);  // a verdict (even an unchanged one after a reconnect) may settle a mirror
   if (!changed) return;
   journal_.record_event({loop_.now(), rec.broker, "stop_verification", coid,
                          nlohmann::json{{"outcome", to_string(v)}, {"detail", detail}}.dump()});
@@ -264,7 +277,11 @@ void StopGuard::declare_ghost(const CrossedStop& c) {
     case ProtectionPolicy::verify: g.action = "alerted (policy verify: no action)"; break;
     case ProtectionPolicy::guard: g.action = "guard: cancelling the broker stop, then flattening"; break;
     case ProtectionPolicy::local: g.action = "alerted (broker stop under policy local)"; break;
-    case ProtectionPolicy::mirror: g.action = "alerted (mirror stop at the second venue covers it)"; break;
+    case ProtectionPolicy::mirror:
+      g.action = broker_down(g.broker)
+                     ? "mirror: its broker is down; the mirror stop at the second venue covers it"
+                     : "mirror: cancelling the ghost at its broker, then flattening there";
+      break;
   }
   spdlog::error("GHOST STOP {} at {}: {} {} stop {} crossed at {} ({}), no fill or trigger within {} ms; {}",
                 g.client_order_id, g.broker, to_string(g.side), g.symbol, g.stop_price.to_string(),
@@ -283,6 +300,15 @@ void StopGuard::declare_ghost(const CrossedStop& c) {
   ghosts_.push_back(g);
   for (auto& l : ghost_listeners_) l(g);
   if (settings_.policy == ProtectionPolicy::guard) guard_flatten(ghosts_.size() - 1, 0);
+  if (settings_.policy == ProtectionPolicy::mirror) {
+    // With its broker up, a ghost is handled as `guard` does (the broker is reachable, so the
+    // exit belongs there, and flat at the primary removes any mirror). With it down, the ghost
+    // verdict keeps (or puts) a mirror in place; the flatten waits for the broker to return.
+    if (!broker_down(g.broker))
+      guard_flatten(ghosts_.size() - 1, 0);
+    else
+      evaluate_mirror(g.client_order_id);
+  }
 }
 
 void StopGuard::guard_flatten(std::size_t index, int attempt) {
@@ -386,6 +412,225 @@ void StopGuard::restore_local_stops() {
     watchdog_.watch({coid, ev.broker, s.symbol, s.side, *s.stop_price, s.quantity});
     local_stops_[coid] = {ev.broker, std::move(s)};
     spdlog::info("local stop {} re-armed from the journal", coid);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mirror policy
+
+void StopGuard::set_broker_down(const std::string& broker, bool down) {
+  const bool was_down = broker_down(broker);
+  if (was_down == down) return;
+  if (down) {
+    down_brokers_.insert(broker);
+    spdlog::warn("stop guard: broker {} is down", broker);
+  } else {
+    down_brokers_.erase(broker);
+    spdlog::info("stop guard: broker {} is back", broker);
+    // Its stops must read back again before their mirrors go.
+    for (auto& [coid, rec] : stops_)
+      if (rec.broker == broker && !is_mirror(coid)) rec.needs_reconfirm = true;
+  }
+  journal_.record_event({loop_.now(), broker, down ? "broker_down" : "broker_up", {}, "{}"});
+  evaluate_all_mirrors();
+  if (down) return;
+  reverify(broker);
+  if (settings_.policy != ProtectionPolicy::mirror) return;
+  // Ghosts declared while the broker was down, whose mirror did not take over: flatten now.
+  for (std::size_t i = 0; i < ghosts_.size(); ++i) {
+    const GhostStop& g = ghosts_[i];
+    if (g.broker != broker || acted_.count(g.client_order_id)) continue;
+    if (auto am = active_mirror_.find(g.client_order_id); am != active_mirror_.end() && mirrors_[am->second].fired)
+      continue;
+    guard_flatten(i, 0);
+  }
+}
+
+void StopGuard::evaluate_all_mirrors() {
+  if (settings_.policy != ProtectionPolicy::mirror) return;
+  std::vector<std::string> coids;
+  coids.reserve(stops_.size());
+  for (const auto& [coid, rec] : stops_)
+    if (!is_mirror(coid)) coids.push_back(coid);
+  for (const auto& coid : coids) evaluate_mirror(coid);
+}
+
+std::string StopGuard::mirror_need(const OrderRecord& p) const {
+  const std::string& coid = p.spec.client_order_id;
+  if (settings_.policy != ProtectionPolicy::mirror || is_mirror(coid) || !p.spec.stop_price) return {};
+  if (!settings_.mirror_brokers.count(p.broker)) return {};
+  // Filled, ended, or being cancelled: nothing left for a mirror to stand in for.
+  if (p.filled_quantity > 0 || (p.state != OrderState::submitted && p.state != OrderState::partially_filled))
+    return {};
+  if (!protecting(p)) return {};  // a bracket exit whose entry has not filled protects nothing yet
+  const std::int64_t position = orders_.position(p.broker, p.spec.symbol);
+  if (p.spec.side == Side::sell ? position <= 0 : position >= 0) return {};  // flat: parent closed
+  auto it = stops_.find(coid);
+  if (it == stops_.end()) return {};
+  const StopRecord& rec = it->second;
+  if (broker_down(p.broker)) return "broker " + p.broker + " down";
+  if (rec.ghost) return "ghost stop";
+  if (rec.needs_reconfirm) return "re-verifying after broker " + p.broker + " came back";
+  if (rec.verification == Verification::verified) return {};
+  return std::string("verification ") + to_string(rec.verification) + (rec.detail.empty() ? "" : ": " + rec.detail);
+}
+
+void StopGuard::evaluate_mirror(const std::string& primary) {
+  if (settings_.policy != ProtectionPolicy::mirror || is_mirror(primary)) return;
+  const OrderRecord* p = orders_.find(primary);
+  if (!p || !p->spec.is_stop()) return;
+  if (auto am = active_mirror_.find(primary); am != active_mirror_.end()) {
+    const std::size_t idx = am->second;
+    const OrderRecord* mo = orders_.find(mirrors_[idx].mirror);
+    if (mo && mo->filled_quantity > 0) return on_mirror_fired(mirrors_[idx]);
+    if (!mo || is_terminal(mo->state)) {
+      // Cancelled as asked, or refused / never sent: the slot is free again.
+      active_mirror_.erase(am);
+      if (!mirrors_[idx].removal_requested) {
+        mirrors_[idx].removed_because = std::string("mirror ended at its broker: ") + (mo ? to_string(mo->state) : "?");
+        if (++mirror_failures_[primary] >= kMaxMirrorFailures) {
+          spdlog::error("stop {}: {} mirror placements failed; giving up (alerting)", primary, kMaxMirrorFailures);
+          return;
+        }
+      }
+    } else {
+      const std::string need = mirror_need(*p);
+      if (need.empty()) {
+        std::string why = p->filled_quantity > 0                           ? "primary stop filled"
+                          : !is_working(p->state)                          ? "primary stop ended"
+                          : p->state == OrderState::pending_cancel         ? "primary stop being cancelled"
+                          : stops_.count(primary) && stops_.at(primary).verification == Verification::verified
+                              ? "primary stop verified"
+                              : "position flat";
+        if (orders_.position(p->broker, p->spec.symbol) == 0) why = "position flat";
+        remove_mirror(mirrors_[idx], why);
+      }
+      return;  // needed: keep it (a mirror whose removal is in flight is replaced once it ends)
+    }
+  }
+  if (restored_.count(primary)) return;
+  const std::string need = mirror_need(*p);
+  if (need.empty()) return;
+  const std::string& mb = settings_.mirror_brokers.at(p->broker);
+  if (broker_down(mb) || !orders_.broker(mb)) {
+    spdlog::error("stop {}: needs a mirror ({}) but mirror broker {} is unavailable", primary, need, mb);
+    return;
+  }
+  place_mirror(*p, mb, need);
+}
+
+void StopGuard::place_mirror(const OrderRecord& p, const std::string& mb, const std::string& why) {
+  OrderSpec spec = p.spec;  // same side, quantity, stop (and limit), time in force, hours
+  spec.client_order_id.clear();
+  spec.parent_client_order_id.clear();
+  spec.oco_group.clear();
+  spec.quantity = p.remaining_quantity();
+  for (const auto& f : lint(spec, mb))
+    if (f.field != "stop_price" || f.problem.find("through the market") == std::string::npos)
+      spdlog::warn("mirror for {}: lint: {}", p.spec.client_order_id, f.to_string());
+  MirrorStop m;
+  m.primary = p.spec.client_order_id;
+  m.primary_broker = p.broker;
+  m.mirror_broker = mb;
+  m.placed_because = why;
+  const std::string primary = m.primary;
+  const std::size_t idx = mirrors_.size();
+  mirrors_.push_back(std::move(m));
+  active_mirror_[primary] = idx;
+  // submit() journals the order and awaits the commit before it leaves; the mirror_placed event
+  // is written in the same turn, so a restart finds both or neither sent.
+  const std::string coid = orders_.submit(mb, spec);
+  mirrors_[idx].mirror = coid;
+  mirror_index_[coid] = idx;
+  journal_.record_event({loop_.now(), mb, "mirror_placed", coid,
+                         nlohmann::json{{"primary", primary},
+                                        {"primary_broker", mirrors_[idx].primary_broker},
+                                        {"mirror", coid},
+                                        {"mirror_broker", mb},
+                                        {"symbol", spec.symbol},
+                                        {"side", to_string(spec.side)},
+                                        {"quantity", spec.quantity},
+                                        {"stop_price", spec.stop_price->to_string()},
+                                        {"reason", why}}
+                             .dump()});
+  spdlog::warn("stop {} at {}: {}; mirror stop {} placed at {}", primary, mirrors_[idx].primary_broker, why, coid, mb);
+  // The order's first update may already have gone by before it was known as a mirror.
+  evaluate_mirror(primary);
+}
+
+void StopGuard::remove_mirror(MirrorStop& m, const std::string& why) {
+  const std::string coid = m.mirror;
+  if (!m.removal_requested) {
+    m.removal_requested = true;
+    m.removed_because = why;
+    journal_.record_event({loop_.now(), m.mirror_broker, "mirror_removed", coid,
+                           nlohmann::json{{"primary", m.primary},
+                                          {"mirror", coid},
+                                          {"mirror_broker", m.mirror_broker},
+                                          {"reason", why}}
+                               .dump()});
+    spdlog::info("mirror {} at {} for {}: removing ({})", coid, m.mirror_broker, m.primary, why);
+  }
+  // (Re)send the cancel while the mirror works and no cancel is in flight; an unacknowledged
+  // mirror is cancelled on its acknowledgement, an unreachable broker when it comes back.
+  const OrderRecord* mo = orders_.find(coid);
+  if (!mo || mo->state == OrderState::pending_cancel || !is_working(mo->state) || broker_down(m.mirror_broker)) return;
+  orders_.cancel(coid);
+}
+
+void StopGuard::on_mirror_fired(MirrorStop& m) {
+  const std::string primary = m.primary;
+  const OrderRecord* p = orders_.find(primary);
+  const OrderRecord* mo = orders_.find(m.mirror);
+  if (!p || !mo) return;
+  if (!m.fired) {
+    m.fired = true;
+    journal_.record_event({loop_.now(), m.mirror_broker, "mirror_fired", m.mirror,
+                           nlohmann::json{{"primary", primary}, {"filled", mo->filled_quantity}}.dump()});
+  }
+  // The intended net position is what the primary alone would have made. The mirror's fill
+  // stands in for the primary's; it is unintended when the primary filled as well, or when the
+  // position it protected was already closed at the primary venue.
+  const std::int64_t position = orders_.position(p->broker, p->spec.symbol);
+  const bool exposure_left = p->spec.side == Side::sell ? position > 0 : position < 0;
+  std::int64_t excess = 0;
+  std::string cause;
+  if (p->filled_quantity > 0) {
+    excess = std::min(p->filled_quantity, mo->filled_quantity);
+    cause = "primary and mirror both filled";
+  } else if (is_terminal(p->state) && !m.primary_cancel_done && !exposure_left) {
+    excess = mo->filled_quantity;
+    cause = "mirror filled after the position was closed at the primary venue";
+  }
+  if (excess > 0) {
+    if (!restored_.insert(primary).second) return;  // exactly once
+    const std::int64_t before = orders_.position(m.mirror_broker, p->spec.symbol);
+    m.restore_order = orders_.submit(m.mirror_broker, market_order(p->spec.symbol, opposite(mo->spec.side), excess));
+    journal_.record_event({loop_.now(), m.mirror_broker, "mirror_double_fill_restored", m.mirror,
+                           nlohmann::json{{"primary", primary},
+                                          {"mirror", m.mirror},
+                                          {"mirror_broker", m.mirror_broker},
+                                          {"cause", cause},
+                                          {"symbol", p->spec.symbol},
+                                          {"side", to_string(opposite(mo->spec.side))},
+                                          {"quantity", excess},
+                                          {"position_at_mirror_before", before},
+                                          {"restore_order", m.restore_order}}
+                               .dump()});
+    spdlog::error("mirror {} for {}: {}; restoring {} with market order {} at {}", m.mirror, primary, cause, excess,
+                  m.restore_order, m.mirror_broker);
+    return;
+  }
+  // The mirror did the primary's job: the primary must not fire as well.
+  if (p->state == OrderState::submitted || p->state == OrderState::partially_filled) {
+    if (broker_down(p->broker)) return;  // cancelled when its broker comes back
+    m.primary_cancel_done = true;
+    unwatch(primary);
+    orders_.cancel(primary, [this, primary](const CommandResult& r) {
+      if (r.outcome == Outcome::failed_locally || r.outcome == Outcome::rejected) {
+        if (auto am = active_mirror_.find(primary); am != active_mirror_.end()) mirrors_[am->second].primary_cancel_done = false;
+      }
+    });
   }
 }
 

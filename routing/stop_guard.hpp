@@ -8,7 +8,10 @@
 //  3. watches the trigger (trigger_watchdog.hpp) and declares a ghost stop when price went
 //     through it and no fill or trigger arrived within the grace period,
 // and applies the protection policy: `verify` (alert only), `guard` (cancel the broker stop and
-// flatten with a market order, exactly once), `local` (Backstop holds the stop itself).
+// flatten with a market order, exactly once), `local` (Backstop holds the stop itself), `mirror`
+// (an offsetting stop at the route's second venue while the primary stop is unverified or its
+// broker is down; removed when the primary is verified or the position is flat; a double fill of
+// primary and mirror is detected and undone with one market order at the mirror venue).
 #include <functional>
 #include <map>
 #include <set>
@@ -33,6 +36,9 @@ struct StopGuardSettings {
   // Quotes from this source feed the watchdog; empty = any source. A source other than the
   // broker holding the stop is preferred: a broker that loses a stop may also lose its ticks.
   std::string market_data_source;
+  // `mirror` policy: primary broker -> the broker that holds its mirror stops (the route's
+  // second broker). A primary broker with no entry gets no mirrors.
+  std::map<std::string, std::string> mirror_brokers;
 };
 
 enum class Verification { pending, verified, mismatch, missing, timeout };
@@ -48,6 +54,23 @@ struct StopRecord {
   bool verification_started = false;
   bool watching = false;
   bool ghost = false;
+  // Its broker came back after being down: the stop must read back again before it is trusted
+  // (a broker that was unreachable may have lost it); mirrors stay until then.
+  bool needs_reconfirm = false;
+};
+
+// One mirror stop placed for a primary stop (each placement is a new order and a new record).
+struct MirrorStop {
+  std::string primary;        // the primary stop's client order id
+  std::string primary_broker;
+  std::string mirror;         // the mirror stop's client order id
+  std::string mirror_broker;
+  std::string placed_because; // "verification pending", "broker down", ...
+  std::string removed_because;  // empty while it should stay
+  bool removal_requested = false;
+  bool fired = false;          // the mirror filled (the primary's job done at the mirror venue)
+  bool primary_cancel_done = false;  // after the mirror fired, the primary was cancelled
+  std::string restore_order;   // the market order that undid a double fill, if any
 };
 
 struct GhostStop {
@@ -84,6 +107,14 @@ class StopGuard {
   void disarm_local_stop(const std::string& client_order_id);
   void restore_local_stops();
 
+  // Router health: the broker is unreachable (true) or back (false). Under `mirror`, stops of a
+  // broker going down get mirrors; coming back up with verified stops, the mirrors are removed.
+  void set_broker_down(const std::string& broker, bool down);
+  bool broker_down(const std::string& broker) const { return down_brokers_.count(broker) != 0; }
+  const std::vector<MirrorStop>& mirrors() const { return mirrors_; }
+  // True when `coid` is a mirror stop placed by this guard.
+  bool is_mirror(const std::string& coid) const { return mirror_index_.count(coid) != 0; }
+
   void on_ghost(GhostListener l) { ghost_listeners_.push_back(std::move(l)); }
   const std::map<std::string, StopRecord>& stops() const { return stops_; }
   const std::vector<GhostStop>& ghosts() const { return ghosts_; }
@@ -106,6 +137,13 @@ class StopGuard {
   void guard_flatten(std::size_t ghost_index, int attempt);
   void fire_local(const CrossedStop& c);
   void schedule_reverify();
+  // Mirror policy: brings the mirror of one primary stop in line with what it needs now.
+  void evaluate_mirror(const std::string& primary);
+  void evaluate_all_mirrors();
+  std::string mirror_need(const OrderRecord& primary) const;  // why a mirror is needed, or ""
+  void place_mirror(const OrderRecord& primary, const std::string& mirror_broker, const std::string& why);
+  void remove_mirror(MirrorStop& m, const std::string& why);
+  void on_mirror_fired(MirrorStop& m);
 
   EventLoop& loop_;
   OrderManager& orders_;
@@ -124,6 +162,13 @@ class StopGuard {
   Timestamp expiry_at_ = 0;
   bool reverify_scheduled_ = false;
   std::uint64_t local_stop_sequence_ = 0;  // local stop ids: never sent to a broker
+  std::set<std::string> down_brokers_;
+  std::vector<MirrorStop> mirrors_;                      // every mirror ever placed
+  std::map<std::string, std::size_t> active_mirror_;     // primary coid -> index of its live mirror
+  std::map<std::string, std::size_t> mirror_index_;      // mirror coid -> index
+  std::set<std::string> restored_;                       // primaries whose double fill was undone
+  std::map<std::string, int> mirror_failures_;           // primary -> mirrors refused or never sent
+  static constexpr int kMaxMirrorFailures = 3;
 };
 
 }  // namespace backstop

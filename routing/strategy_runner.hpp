@@ -1,22 +1,25 @@
 #pragma once
-// Hosts one strategy on one broker: the strategy's context sends every order there through the
-// OrderManager, and the broker's quotes and the manager's order updates and fills reach the
-// strategy. (Routes across several brokers, failover and dual-run build on the same context.)
+// Hosts one strategy on its route: the strategy's context sends every order through the Router
+// (which picks the broker: a single broker, a failover route, or a dual-run pair), and market
+// data, order updates and fills reach the strategy. The strategy follows the broker(s) its
+// orders went to: on a failover route the orders are at whichever broker took them; on a dual
+// route the strategy follows the first broker, the second executes the same intent.
 #include <map>
+#include <set>
 
-#include "routing/order_manager.hpp"
+#include "routing/router.hpp"
 #include "routing/strategy.hpp"
 
 namespace backstop {
 
 class StrategyRunner final : public StrategyContext {
  public:
-  StrategyRunner(Strategy& strategy, OrderManager& orders, EventLoop& loop, std::string broker,
-                 std::map<std::string, Instrument> instruments);
+  // `route_name` is the strategy's name in the config (the key of its route).
+  StrategyRunner(Strategy& strategy, Router& router, EventLoop& loop, std::string route_name);
 
   void start();  // calls on_start
   void stop();   // calls on_stop; later events no longer reach the strategy
-  // Market data, fanned out by the host (which also feeds the stop guard).
+  // Market data, fanned out by the host (which also feeds the stop guard and the router).
   void on_quote(const Quote& q) {
     if (!stopped_) strategy_.on_quote(*this, q);
   }
@@ -26,18 +29,20 @@ class StrategyRunner final : public StrategyContext {
   BracketIds submit_bracket(BracketSpec bracket) override;
   void cancel(const std::string& client_order_id) override;
   void replace(const std::string& client_order_id, const OrderSpec& updated) override;
+  // Net over the brokers this strategy's orders went to (its followed side in dual mode).
   std::int64_t position(const std::string& symbol) const override;
   const OrderRecord* order(const std::string& client_order_id) const override;
   const Instrument* instrument(const std::string& symbol) const override;
 
  private:
-  bool mine(const OrderRecord& o) const { return o.broker == broker_ && !stopped_; }
+  bool mine(const OrderRecord& o) const { return !stopped_ && owned_.count(o.spec.client_order_id); }
 
   Strategy& strategy_;
-  OrderManager& orders_;
+  Router& router_;
   EventLoop& loop_;
-  std::string broker_;
-  std::map<std::string, Instrument> instruments_;
+  std::string route_name_;
+  std::set<std::string> owned_;    // client order ids this strategy submitted (followed side)
+  std::set<std::string> brokers_;  // brokers its orders went to
   bool stopped_ = false;
 };
 

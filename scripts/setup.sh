@@ -10,6 +10,8 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libsqlite3-dev sqlite3
+  clang libclang-rt-14-dev  # fuzz/: clang with the libFuzzer and sanitizer runtimes (Debian 12: LLVM 14)
+  chromium
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -29,6 +31,14 @@ if [ ! -x tools/prism/node_modules/.bin/prism ]; then
   echo "setup: installing Prism (npm @stoplight/prism-cli) into tools/prism"
   mkdir -p tools/prism
   npm install --prefix tools/prism --no-audit --no-fund --loglevel=error @stoplight/prism-cli@5 >/dev/null
+fi
+
+# playwright-core drives Debian's chromium headless for the dashboard's browser test (CTest label
+# "browser"); no browser is downloaded by npm.
+if [ ! -d tools/playwright/node_modules/playwright-core ]; then
+  echo "setup: installing playwright-core (npm) into tools/playwright"
+  mkdir -p tools/playwright
+  npm install --prefix tools/playwright --no-audit --no-fund --loglevel=error playwright-core@1 >/dev/null
 fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -488,6 +488,25 @@ void IbkrBroker::session_ready() {
   pump();
 }
 
+void IbkrBroker::check_health(CommandCallback done) {
+  if (!started_) return done(CommandResult::failed(options_.name + ": not started"));
+  post("/iserver/auth/status", "", [done = std::move(done)](net::HttpResult r) {
+    if (!r.ok()) return done(CommandResult::unknown_because("auth status: " + r.error.message));
+    const int st = r.response->status;
+    const json j = parse_body(r);
+    CommandResult c = CommandResult::unknown_because("auth status: " + short_body(r));
+    c.http_status = st;
+    if (st != 200 || !j.is_object()) return done(c);
+    if (!j.value("authenticated", false) || !j.value("connected", false)) {
+      c.message = "auth status: brokerage session not authenticated";
+      return done(c);
+    }
+    c.outcome = Outcome::accepted;
+    c.message.clear();
+    done(c);
+  }, false);  // asked whatever the session state: the answer says what that state is
+}
+
 void IbkrBroker::tickle() {
   if (!started_) return;
   loop_.cancel(tickle_timer_);

@@ -107,6 +107,10 @@ class IbkrBroker final : public Broker {
   void query_by_client_id(const std::string& client_order_id, OrderQueryCallback done) override;
   void list_open_orders(OrdersCallback done) override;
   void list_positions(PositionsCallback done) override;
+  // POST /iserver/auth/status: unpaced (only the global 10 req/s), answers while the gateway is
+  // up and says whether the brokerage session is authenticated. /tickle is paced at 1 req/s and
+  // positions queue behind portfolio pacing: either would make a healthy gateway look slow.
+  void check_health(CommandCallback done) override;
   void list_fills(FillsCallback done) override;
 
   void subscribe_order_events(OrderEventHandler handler) override;

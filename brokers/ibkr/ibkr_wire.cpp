@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <stdexcept>
 
@@ -19,6 +20,15 @@ std::string upper(std::string_view s) {
 // round-trip form (what nlohmann prints) is that same decimal; preview() decodes the printed
 // body back into a Price, so any drift would show in the stop lint.
 json wire_price(Price p) { return p.to_double(); }
+// A double's shortest round-trip text in plain decimal notation: the decimal it was written
+// from when that had at most 15 significant digits. Not nlohmann's dump(): its Grisu2 output is
+// not always the shortest ("693583.2438065601" for 693583.24380656, about 0.1% of 5-decimal
+// prices) and it uses exponents ("1e-05"), either of which Price::try_parse refuses.
+std::string decimal_text(double d) {
+  char buf[400];  // fixed notation of any finite double fits
+  const auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::fixed);
+  return r.ec == std::errc() ? std::string(buf, r.ptr) : std::string();
+}
 }  // namespace
 
 const json* field(const json& obj, std::string_view key) {
@@ -41,8 +51,10 @@ std::optional<Price> json_price(const json& j) {
   std::string text;
   if (j.is_string()) {
     text = j.get<std::string>();
+  } else if (j.is_number_float()) {
+    text = decimal_text(j.get<double>());
   } else if (j.is_number()) {
-    text = j.dump();  // exact for integers; shortest round-trip form for doubles
+    text = j.dump();  // exact for integers
   } else {
     return std::nullopt;
   }
@@ -56,7 +68,11 @@ std::optional<Price> json_price(const json& j) {
 std::optional<std::int64_t> json_quantity(const json& j) {
   if (j.is_number_integer()) return j.get<std::int64_t>();
   if (j.is_number_unsigned()) return static_cast<std::int64_t>(j.get<std::uint64_t>());
-  if (j.is_number_float()) return static_cast<std::int64_t>(std::llround(j.get<double>()));
+  if (j.is_number_float()) {
+    const double d = j.get<double>();
+    if (!(d > -9.2e18 && d < 9.2e18)) return std::nullopt;  // llround's result is unspecified beyond int64
+    return static_cast<std::int64_t>(std::llround(d));
+  }
   if (auto p = json_price(j)) return p->units() / Price::kScale;
   return std::nullopt;
 }
@@ -143,7 +159,8 @@ BrokerOrder order_from_json(const json& o, const std::map<std::int64_t, std::str
   b.filled_quantity = qty({"filledQuantity", "cum_fill"}).value_or(0);
   const auto remaining = qty({"remainingQuantity", "size"});
   if (auto total = qty({"totalSize", "total_size"})) b.quantity = *total;
-  else b.quantity = b.filled_quantity + remaining.value_or(0);
+  // A garbled remaining quantity that overflows with the filled one is ignored.
+  else if (__builtin_add_overflow(b.filled_quantity, remaining.value_or(0), &b.quantity)) b.quantity = b.filled_quantity;
   if (auto avg = price({"avgPrice", "average_price"}); avg && b.filled_quantity > 0) b.average_fill_price = avg;
   b.parent_broker_order_id = text({"parentId", "parent_id"});
   // Prices: the single-status answer names them (limit_price/stop_price). The list reads the
@@ -349,7 +366,9 @@ Quote quote_from_market_data(const json& j, const std::string& symbol) {
   if (const json* f = field(j, "88")) q.bid_size = json_quantity(*f).value_or(0);
   if (const json* f = field(j, "85")) q.ask_size = json_quantity(*f).value_or(0);
   if (const json* f = field(j, "7059")) q.last_size = json_quantity(*f).value_or(0);
-  if (const json* f = field(j, "_updated")) q.at = json_quantity(*f).value_or(0) * 1'000'000;  // ms
+  // ms; a time beyond int64 nanoseconds is garbage and left unset (0) rather than overflowing.
+  if (const json* f = field(j, "_updated"))
+    if (__builtin_mul_overflow(json_quantity(*f).value_or(0), std::int64_t{1'000'000}, &q.at)) q.at = 0;
   return q;
 }
 

@@ -1,6 +1,7 @@
 #include "brokers/sim/sim_broker.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace backstop {
 
@@ -67,6 +68,15 @@ void SimBroker::tick() {
   tick_timer_ = loop_.call_after(options_.tick_interval, [this] { tick(); });
 }
 
+void SimBroker::set_link_up(bool up) {
+  if ((link_ == Link::up) == up) return;
+  const Timestamp now = loop_.now();
+  link_ = up ? Link::up : Link::down;
+  link_down_until_ = up ? now : std::numeric_limits<Timestamp>::max();
+  venue_.faults().record({now, up ? "reconnect" : "disconnect", {}, {},
+                          "link to " + options_.name + (up ? " restored" : " dropped (on demand)")});
+}
+
 Duration SimBroker::ack_delay() {
   const auto& p = venue_.faults().profile();
   Duration d = p.ack_delay;
@@ -100,8 +110,29 @@ void SimBroker::transmit(const char* what, std::function<void()> request, std::f
 
 void SimBroker::submit(const OrderSpec& order, CommandCallback done) {
   auto result = std::make_shared<VenueSubmitResult>();
+  auto& faults = venue_.faults();
+  const bool lose = faults.roll(faults.profile().extra_rate("sim_lost_order"));
+  const bool alter = order.stop_price && faults.roll(faults.profile().extra_rate("sim_alter_stop_readback"));
   transmit(
-      "submit", [this, order, result] { *result = venue_.submit(order, options_.account); },
+      "submit",
+      [this, order, result, lose, alter] {
+        if (lose) {
+          // Acknowledged with an id, never reaches the venue: no events, not listed, not found.
+          *result = {true, "LOST" + std::to_string(++lost_sequence_), {}};
+          venue_.faults().record({loop_.now(), "lost_order", result->order_id, order.client_order_id,
+                                  "acknowledged, never reached the venue"});
+          return;
+        }
+        *result = venue_.submit(order, options_.account);
+        if (alter && result->accepted) {
+          // The venue holds the stop as sent; queries show it one tick higher (one field differs).
+          const Price tick = venue_.tick(order.symbol).value_or(TickSize(Price::parse("0.01"))).value();
+          altered_stops_[result->order_id] = *order.stop_price + tick;
+          venue_.faults().record({loop_.now(), "alter_stop_readback", result->order_id, order.client_order_id,
+                                  "stop reads back as " + altered_stops_[result->order_id].to_string() +
+                                      ", venue holds " + order.stop_price->to_string()});
+        }
+      },
       [done, result] {
         done(result->accepted ? CommandResult::accepted_as(result->order_id)
                               : CommandResult::rejected_by_broker(result->reason));
@@ -167,23 +198,29 @@ BrokerOrder SimBroker::to_broker_order(const VenueOrder& v) {
   return b;
 }
 
+BrokerOrder SimBroker::read_back(const VenueOrder& v) const {
+  BrokerOrder b = to_broker_order(v);
+  if (auto it = altered_stops_.find(v.id); it != altered_stops_.end()) b.stop_price = it->second;
+  return b;
+}
+
 // Queries are answered from the venue's book, independently of the (lossy) event delivery.
 void SimBroker::query_order(const std::string& id, OrderQueryCallback done) {
   if (link_ == Link::down) return done({Outcome::failed_locally, options_.name + ": not connected", std::nullopt});
   const VenueOrder* v = venue_.find(id);
-  done({Outcome::accepted, {}, v ? std::optional(to_broker_order(*v)) : std::nullopt});
+  done({Outcome::accepted, {}, v ? std::optional(read_back(*v)) : std::nullopt});
 }
 
 void SimBroker::query_by_client_id(const std::string& coid, OrderQueryCallback done) {
   if (link_ == Link::down) return done({Outcome::failed_locally, options_.name + ": not connected", std::nullopt});
   const VenueOrder* v = venue_.find_by_client_id(coid);
-  done({Outcome::accepted, {}, v ? std::optional(to_broker_order(*v)) : std::nullopt});
+  done({Outcome::accepted, {}, v ? std::optional(read_back(*v)) : std::nullopt});
 }
 
 void SimBroker::list_open_orders(OrdersCallback done) {
   if (link_ == Link::down) return done({Outcome::failed_locally, options_.name + ": not connected", {}});
   OrdersResult r{Outcome::accepted, {}, {}};
-  for (const auto& v : venue_.open_orders()) r.orders.push_back(to_broker_order(v));
+  for (const auto& v : venue_.open_orders()) r.orders.push_back(read_back(v));
   done(std::move(r));
 }
 

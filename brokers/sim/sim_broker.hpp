@@ -3,6 +3,7 @@
 // It drives the venue's market from price paths, delivers venue events as order events, and
 // applies the delivery faults of its profile (ack delays, dropped events, disconnects with lost
 // replies, stale position reports), logging each one.
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -46,6 +47,10 @@ class SimBroker final : public Broker {
   std::optional<WireOrderView> preview(const OrderSpec& order) const override;
 
   Venue& venue() { return venue_; }
+  // Fault on demand (tests, rehearsals): the link to the venue drops now and stays down until
+  // set_link_up(true); while down, requests fail locally and events are lost, as with the
+  // random `disconnect_rate` outages. Market data keeps flowing (it is the venue's own feed).
+  void set_link_up(bool up);
   static BrokerOrder to_broker_order(const VenueOrder& v);
 
  private:
@@ -56,6 +61,7 @@ class SimBroker final : public Broker {
   void transmit(const char* what, std::function<void()> request, std::function<void()> reply,
                 std::function<void(const std::string&)> lost, std::function<void(const std::string&)> not_sent);
   void on_venue_event(const VenueEvent& ev);
+  BrokerOrder read_back(const VenueOrder& v) const;  // as queries show it (with read-back faults)
   void tick();
 
   SimBrokerOptions options_;
@@ -71,6 +77,9 @@ class SimBroker final : public Broker {
   Timestamp last_message_at_ = 0;
   bool running_ = false;
   EventLoop::TimerId tick_timer_ = 0;
+  // Fault sim_alter_stop_readback: venue order id -> the stop price queries show instead.
+  std::map<std::string, Price> altered_stops_;
+  std::uint64_t lost_sequence_ = 0;  // ids handed out for orders lost by sim_lost_order
 };
 
 }  // namespace backstop

@@ -107,6 +107,10 @@ class Venue {
 
   void add_instrument(const std::string& symbol, TickSize tick);
   bool has_instrument(const std::string& symbol) const { return ticks_.count(symbol) != 0; }
+  std::optional<TickSize> tick(const std::string& symbol) const {
+    auto it = ticks_.find(symbol);
+    return it == ticks_.end() ? std::nullopt : std::optional<TickSize>(it->second);
+  }
   void set_listener(Listener l) { listener_ = std::move(l); }
   // Called for every request that reaches the venue (accepted, refused or duplicate), before the
   // venue acts on it: emulators and tests persist it as the venue's own record of what arrived.

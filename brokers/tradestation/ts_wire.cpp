@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <limits>
 
 namespace backstop::tradestation {
 
@@ -170,10 +172,14 @@ std::optional<Price> json_price(const json& obj, const char* key) {
     if (s.empty() || !Price::try_parse(s, p)) return std::nullopt;
     return p;
   }
-  if (it->is_number_integer()) return Price::from_integer(it->get<std::int64_t>());
+  // Through the text, which is range-checked: from_integer would overflow past 9.2e10.
+  if (it->is_number_integer()) return Price::try_parse(it->dump(), p) ? std::optional<Price>(p) : std::nullopt;
   if (it->is_number()) {
-    // A JSON number (not what the API sends): go through its shortest decimal text, never a double compare.
-    if (!Price::try_parse(it->dump(), p)) return std::nullopt;
+    // A JSON number (not what the API sends): go through its shortest decimal text, never a double
+    // compare. Not dump(): Grisu2 is not always shortest ("693583.2438065601") and uses exponents.
+    char buf[400];  // fixed notation of any finite double fits
+    const auto r = std::to_chars(buf, buf + sizeof buf, it->get<double>(), std::chars_format::fixed);
+    if (r.ec != std::errc() || !Price::try_parse(std::string_view(buf, r.ptr - buf), p)) return std::nullopt;
     return p;
   }
   return std::nullopt;
@@ -187,7 +193,12 @@ std::int64_t json_int(const json& obj, const char* key, std::int64_t fallback) {
     Price p;  // quantities are strings like "100" (or "100.0" for some assets)
     if (Price::try_parse(it->get_ref<const std::string&>(), p)) return p.units() / Price::kScale;
   }
-  if (it->is_number()) return static_cast<std::int64_t>(it->get<double>());
+  if (it->is_number()) {
+    const double d = it->get<double>();
+    // Out of int64's range the cast is undefined: such a quantity is garbage.
+    if (!(d > -9.2e18 && d < 9.2e18)) return fallback;
+    return static_cast<std::int64_t>(d);
+  }
   return fallback;
 }
 
@@ -236,8 +247,9 @@ WireOrder parse_order(const json& o, const SymbolMap& symbols, std::optional<Ord
     for (const auto& leg : *legs) {
       if (b.symbol.empty()) b.symbol = symbols.to_backstop(json_string(leg, "Symbol"));
       if (auto s = side_from_wire(json_string(leg, "BuyOrSell"))) b.side = *s;
-      ordered += json_int(leg, "QuantityOrdered");
-      exec += json_int(leg, "ExecQuantity");  // cumulative (api-notes section 5)
+      if (__builtin_add_overflow(ordered, json_int(leg, "QuantityOrdered"), &ordered) ||
+          __builtin_add_overflow(exec, json_int(leg, "ExecQuantity"), &exec))  // cumulative (api-notes section 5)
+        throw ParseError("order " + b.broker_order_id + ": leg quantities out of range");
       if (!leg_price) leg_price = json_price(leg, "ExecutionPrice");
     }
   }
@@ -249,6 +261,10 @@ WireOrder parse_order(const json& o, const SymbolMap& symbols, std::optional<Ord
   if (leg_price && leg_price->is_zero()) leg_price.reset();
   w.exec_price = filled_price ? filled_price : leg_price;
   if (exec > 0) b.average_fill_price = w.exec_price;
+  // The mapper works with price units x cumulative quantity in 64 bits: beyond that is garbage.
+  std::int64_t notional = 0;
+  if (w.exec_price && exec > 0 && __builtin_mul_overflow(w.exec_price->units(), exec, &notional))
+    throw ParseError("order " + b.broker_order_id + ": fill notional out of range");
   auto state = state_for_status(b.broker_status, exec, ordered);
   w.status_known = state.has_value();
   b.state = state ? *state : previous_state.value_or(exec > 0 ? OrderState::partially_filled : OrderState::submitted);
@@ -282,10 +298,15 @@ std::optional<Fill> OrderFrameMapper::advance(Known& k, const WireOrder& w, Time
   f.at = now;
   f.execution_id = w.order.broker_order_id + "-" + std::to_string(w.exec_quantity);
   // The delta's price from the average: avg_new * cum_new - (sum of earlier fills).
+  // In 128 bits: parse_order refuses notionals beyond 64 bits, but a WireOrder may come from elsewhere.
+  __extension__ using Wide = __int128;
+  constexpr Wide kMin = std::numeric_limits<std::int64_t>::min(), kMax = std::numeric_limits<std::int64_t>::max();
   const std::int64_t avg = w.exec_price ? w.exec_price->units() : 0;
-  const std::int64_t total = avg * w.exec_quantity;
-  f.price = Price::from_units(k.fills.empty() ? avg : (total - k.notional_units_x_qty) / delta);
-  k.notional_units_x_qty = total;
+  const Wide total = static_cast<Wide>(avg) * w.exec_quantity;
+  Wide price = k.fills.empty() ? avg : (total - k.notional_units_x_qty) / delta;
+  if (price < kMin || price > kMax) price = avg;  // not representable: report the average
+  f.price = Price::from_units(static_cast<std::int64_t>(price));
+  k.notional_units_x_qty = static_cast<std::int64_t>(std::clamp(total, kMin, kMax));
   k.cumulative = w.exec_quantity;
   k.fills.push_back(f);
   return f;

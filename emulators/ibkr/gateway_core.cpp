@@ -46,6 +46,9 @@ struct GatewayCore::OrderMeta {
   bool lost = false;
   bool inactive = false;
   bool pending_cancel = false;
+  // Fault ibkr_alter_stop_readback: the stop price every read shows (one tick away from what the
+  // venue holds); unset = the truth.
+  std::optional<Price> readback_stop;
 };
 
 struct GatewayCore::PendingReply {
@@ -975,6 +978,14 @@ HttpResponse GatewayCore::execute_place(PendingReply& p) {
     if (tickets.size() == 3) {
       if (i == 0) parent_ib = m.ib_id; else m.parent_ib_id = parent_ib;
     }
+    if (tickets[i].spec.stop_price && faults_->roll(prof.extra_rate("ibkr_alter_stop_readback"))) {
+      // The venue holds the stop as sent; every read (live orders, status, sor) shows it one tick
+      // higher: the read-back differs in exactly one field.
+      m.readback_stop = *tickets[i].spec.stop_price + m.contract->tick;
+      record("alter_stop_readback", m.ib_id, m.coid,
+             "stop reads back as " + m.readback_stop->to_string() + ", venue holds " +
+                 tickets[i].spec.stop_price->to_string());
+    }
     entry(m);
     log_order_request("executed", tickets[i], m.ib_id, false, "accepted");
     if (faults_->roll(prof.extra_rate("ibkr_inactive"))) {
@@ -1141,13 +1152,14 @@ json GatewayCore::order_row(const OrderMeta& m, const VenueOrder& v) const {
   const auto& c = *m.contract;
   const std::string status = ib_status(m, v);
   const bool buy = v.side == Side::buy;
+  const std::optional<Price> stop = m.readback_stop ? m.readback_stop : v.stop_price;
   // Live-order rows: field names and number/string mix as in the IBIND capture and the WS
   // samples (notes 1.7, ibkr-examples); SPEC229 types some of these as strings, see SPEC_DEFECTS.md.
   std::string desc = std::string(status == "Filled" ? (buy ? "Bought " : "Sold ") : (buy ? "Buy " : "Sell ")) +
                      std::to_string(v.quantity) + " " + display_type(m.order_type);
-  std::optional<Price> price_field = m.order_type == "STP" ? v.stop_price : v.limit_price;
+  std::optional<Price> price_field = m.order_type == "STP" ? stop : v.limit_price;
   if (price_field) desc += " " + money(*price_field, c);
-  if (m.order_type == "STOP_LIMIT" && v.stop_price) desc += ", Stop " + money(*v.stop_price, c);
+  if (m.order_type == "STOP_LIMIT" && stop) desc += ", Stop " + money(*stop, c);
   desc += ", " + tif_display(m.tif);
   json row{{"acct", m.account}, {"account", m.account}, {"conid", c.conid}, {"conidex", std::to_string(c.conid)},
            {"orderId", std::stoll(m.ib_id)}, {"cashCcy", c.currency},
@@ -1165,7 +1177,7 @@ json GatewayCore::order_row(const OrderMeta& m, const VenueOrder& v) const {
            {"bgColor", status == "Submitted" ? "#000000" : "#FFFFFF"},
            {"fgColor", status == "Submitted" ? "#00F000" : "#0000CC"}};
   if (price_field) row["price"] = money(*price_field, c);
-  if (m.order_type == "STOP_LIMIT" && v.stop_price) row["auxPrice"] = money(*v.stop_price, c);
+  if (m.order_type == "STOP_LIMIT" && stop) row["auxPrice"] = money(*stop, c);
   if (v.filled_quantity > 0) row["avgPrice"] = money(v.average_fill_price, c);
   if (!m.coid.empty()) row["order_ref"] = m.coid;  // cOID echoes as order_ref (notes 1.4)
   // Children carry the parent's IBKR order id, not its cOID (notes 1.7, unverified capture).
@@ -1193,7 +1205,8 @@ json GatewayCore::status_json(const OrderMeta& m, const VenueOrder& v) const {
          {"alert_active", 1}, {"allowed_duplicate_opposite", true}};
   if (v.filled_quantity > 0) s["average_price"] = money(v.average_fill_price, c);
   if (v.limit_price) s["limit_price"] = money(*v.limit_price, c);
-  if (v.stop_price) s["stop_price"] = money(*v.stop_price, c);
+  if (m.readback_stop ? m.readback_stop : v.stop_price)
+    s["stop_price"] = money(*(m.readback_stop ? m.readback_stop : v.stop_price), c);
   if (!v.oco_group.empty()) s["oca_group_id"] = v.oco_group;
   return s;
 }

@@ -621,6 +621,13 @@ TradeStationEmulator::Impl::Placement TradeStationEmulator::Impl::place_single(
     log_request(endpoint, p.meta.confirm_id, o.last.id, false, true, message);
     return {true, o.last.id, message};
   }
+  // Acknowledged with an order id, never reaches the venue: not listed, GET answers NotFound.
+  if (faults_.roll(rate("ts_lost_order"))) {
+    const std::string id = std::to_string(next_local_id_++);
+    record("ts_lost_order", id, coid, "acknowledged to the client, never reaches the venue");
+    log_request(endpoint, p.meta.confirm_id, id, false, true, message);
+    return {true, id, message};
+  }
   // Fill-or-kill: the venue has no all-or-none matching, so an order the touch cannot fill
   // entirely is killed here, before it reaches the venue.
   if (p.meta.duration == "FOK") {
@@ -649,6 +656,16 @@ TradeStationEmulator::Impl::Placement TradeStationEmulator::Impl::place_single(
   batch_ = nullptr;
   for (const auto& e : events) process_event(e);
   pending_.erase(coid);
+  // The venue holds the stop as sent; every later read (GET, stream frames) shows its StopPrice
+  // one tick higher: the read-back differs in exactly one field.
+  if (r.accepted && p.spec.stop_price && faults_.roll(rate("ts_alter_stop_readback"))) {
+    if (auto it = orders_.find(r.order_id); it != orders_.end()) {
+      it->second.readback_stop_price = *p.spec.stop_price + symbols_.at(p.meta.symbol).tick;
+      record("ts_alter_stop_readback", r.order_id, coid,
+             "StopPrice reads back as " + it->second.readback_stop_price->to_string() + ", venue holds " +
+                 p.spec.stop_price->to_string());
+    }
+  }
   if (r.order_id.empty()) {
     // Refused before it got an id (validation): a failed order in Errors.
     confirm_ids_.erase(p.meta.confirm_id);

@@ -278,8 +278,9 @@ json render_order(const TsOrder& o, const std::string& status, bool with_closed_
     j["GoodTillDate"] = ts_time((v.created_at / day + 90) * day);
   }
   if (v.limit_price) j["LimitPrice"] = v.limit_price->to_string();
-  if (v.stop_price) j["StopPrice"] = v.stop_price->to_string();
-  if (auto p = v.limit_price ? v.limit_price : v.stop_price)
+  const std::optional<Price> stop = o.readback_stop_price ? o.readback_stop_price : v.stop_price;
+  if (stop) j["StopPrice"] = stop->to_string();
+  if (auto p = v.limit_price ? v.limit_price : stop)
     j["PriceUsedForBuyingPower"] = p->to_string();
   if (v.filled_quantity > 0) j["FilledPrice"] = v.average_fill_price.to_string();
   // Order objects carry AdvancedOptions as a string: "STPTRG=STT;OCA=2706452145;" ([SPEC]

@@ -41,6 +41,9 @@ struct TsOrder {
   std::string reject_reason;
   Timestamp closed_at = 0;
   bool cancel_pending = false;
+  // Fault ts_alter_stop_readback: the StopPrice this order reads back with (one tick away from
+  // what the venue holds); unset = the truth.
+  std::optional<Price> readback_stop_price;
 };
 
 struct ParsedOrder {

@@ -103,13 +103,19 @@ TEST_F(CliTest, EveryCommandHasHelpAndBadInputGivesOneLine) {
 // The same demo through the real adapters, against each broker's protocol emulator started by
 // the demo on the loopback port its example config names.
 TEST_F(CliTest, DemoRunsThroughEachAdapterAgainstItsEmulator) {
-  for (const char* config : {"tradestation-emulated.json", "ibkr-emulated.json"}) {
-    const std::string journal = (dir_ / (std::string(config) + ".db")).string();
+  // (config, the final position line: each broker of the route, then Backstop's own record)
+  const std::vector<std::pair<std::string, std::string>> runs = {
+      {"tradestation-emulated.json", "Position at the broker: ts: flat   (Backstop's record: flat)"},
+      {"ibkr-emulated.json", "Position at the broker: ib: flat   (Backstop's record: flat)"},
+      // Both emulators at once: every order of the strategy at both brokers.
+      {"dual-run-emulated.json", "Position at the broker: ib: flat ts: flat   (Backstop's record: flat)"},
+  };
+  for (const auto& [config, position_line] : runs) {
+    const std::string journal = (dir_ / (config + ".db")).string();
     const auto demo = backstop("demo --for 8s --config " + std::string(EXAMPLES_DIR) + "/" + config + " --journal " +
                                journal);
     ASSERT_EQ(demo.exit_code, 0) << config << "\n" << demo.out;
-    EXPECT_NE(demo.out.find("Position at the broker: flat   (Backstop's record: flat)"), std::string::npos)
-        << config << "\n" << demo.out;
+    EXPECT_NE(demo.out.find(position_line), std::string::npos) << config << "\n" << demo.out;
     const auto listed = backstop("orders --json --journal " + journal);
     ASSERT_EQ(listed.exit_code, 0) << listed.out;
     EXPECT_FALSE(nlohmann::json::parse(listed.out).empty()) << config;

@@ -107,7 +107,8 @@ class ExampleConfigs : public ::testing::Test {
 TEST_F(ExampleConfigs, EveryExampleLoads) {
   const std::vector<std::string> names = {"sim.json",  "tradestation.json", "tradestation-emulated.json",
                                           "ibkr.json", "ibkr-emulated.json", "failover.json",
-                                          "dual-run.json"};
+                                          "dual-run.json", "failover-emulated.json", "dual-run-emulated.json",
+                                          "sim-api.json"};
   for (const auto& name : names) {
     const auto r = load_config_file(kExamples + "/" + name, with_env(env_));
     EXPECT_TRUE(r.ok()) << name << ":\n" << ::testing::PrintToString(r.issues);

@@ -1,0 +1,198 @@
+#include "apps/session.hpp"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/error.hpp"
+#include "routing/strategies/strategy_factory.hpp"
+
+namespace backstop {
+
+namespace {
+StopGuardSettings guard_settings(const Config& c) {
+  StopGuardSettings g;
+  // One guard watches every stop; it applies the policy of the first strategy (per-strategy
+  // policies need one guard per route, which the guard does not support yet).
+  g.policy = c.strategies.empty() ? ProtectionPolicy::verify : c.strategies.front().protection;
+  g.verify_deadline = c.protection.verify_deadline;
+  g.reverify_interval = c.protection.reverify_interval;
+  g.ghost_grace = c.protection.ghost_grace;
+  g.trigger = c.protection.trigger;
+  g.lint.required_tif = c.protection.default_stop_tif;
+  g.lint.outside_rth = c.protection.outside_rth;
+  g.lint.allow_marketable = c.protection.allow_marketable_stops;
+  if (c.protection.market_data_source) g.market_data_source = *c.protection.market_data_source;
+  // `mirror`: a stop at a route's first broker is mirrored at its second.
+  for (const auto& r : c.routes)
+    if (r.brokers.size() >= 2) g.mirror_brokers.emplace(r.brokers[0], r.brokers[1]);
+  return g;
+}
+}  // namespace
+
+Session::Session(Config config, EventLoop& loop, Clock& clock, SessionOptions options)
+    : config_(std::move(config)), loop_(loop), clock_(clock), options_(std::move(options)) {
+  if (options_.journal_path.empty()) throw ConfigError("session: no journal path");
+  if (config_.strategies.empty()) throw ConfigError(config_.origin + ": the config defines no strategy to run");
+  const BrokerConfig* first_sim = nullptr;
+  for (const auto& b : config_.brokers)
+    if (b.sim() && !first_sim) first_sim = &b;
+  seed_ = options_.seed.value_or(first_sim ? first_sim->sim()->seed : 7);
+  FaultProfile profile = options_.fault_profile ? FaultProfile::named(*options_.fault_profile)
+                                                : (first_sim ? first_sim->sim()->faults : FaultProfile::named("demo"));
+  fault_profile_name_ = profile.name;
+
+  started_at_ = loop_.now();
+  journal_ = std::make_unique<Journal>(options_.journal_path);
+  ids_ = std::make_unique<ClientOrderIdGenerator>(ClientOrderIdGenerator::time_prefix(started_at_));
+  OrderManagerOptions om;
+  om.resolve_retry_interval = std::chrono::milliseconds(200);
+  om.stuck_threshold = config_.reconciliation.stuck_order_threshold;
+  orders_ = std::make_unique<OrderManager>(loop_, *journal_, *ids_, om);
+
+  // Only brokers some route uses are connected.
+  std::set<std::string> used;
+  for (const auto& r : config_.routes) used.insert(r.brokers.begin(), r.brokers.end());
+  for (const auto& b : config_.brokers) {
+    if (!used.count(b.name)) continue;
+    // A sim broker's own settings win; emulators take the session's profile and seed.
+    FaultProfile p = b.sim() && !options_.fault_profile ? b.sim()->faults : profile;
+    const std::uint64_t s = b.sim() && !options_.seed ? b.sim()->seed : seed_;
+    brokers_.push_back(make_demo_broker(b, config_.instruments, loop_, clock_, p, s, options_.start_emulators));
+    orders_->add_broker(brokers_.back()->broker());
+  }
+
+  BrokerHealthSettings hs;
+  hs.failure_threshold = config_.health.failure_threshold;
+  hs.open_interval = config_.health.open_interval;
+  hs.half_open_probes = config_.health.half_open_probes;
+  hs.latency_degraded = config_.health.latency_degraded;
+  health_ = std::make_unique<BrokerHealth>(loop_, *journal_, hs);
+  monitor_ = std::make_unique<HealthMonitor>(
+      loop_, *health_, HealthMonitorSettings{config_.health.check_interval, config_.health.request_timeout});
+  for (auto& b : brokers_) monitor_->watch(b->broker());
+
+  std::map<std::string, Instrument> instruments;
+  for (const auto& inst : config_.instruments) instruments[inst.symbol] = inst;
+  router_ = std::make_unique<Router>(loop_, *orders_, *health_, *journal_, config_.risk, instruments);
+  for (const auto& r : config_.routes) router_->add_route(r);
+
+  guard_ = std::make_unique<StopGuard>(loop_, *orders_, *journal_, guard_settings(config_), instruments);
+  // A ghost stop or a failed verification is a fact about the broker's health.
+  guard_->on_ghost([this](const GhostStop& g) { health_->stop_failure(g.broker, "ghost stop " + g.client_order_id); });
+  // A broker whose circuit opens is down for protection too: `mirror` covers its stops elsewhere.
+  health_->on_change([this](const HealthChange& c) {
+    if ((c.from == HealthState::down) != (c.to == HealthState::down)) guard_->set_broker_down(c.broker, c.to == HealthState::down);
+  });
+  reconciler_ = std::make_unique<Reconciler>(
+      loop_, *orders_, *journal_,
+      ReconcilerSettings{config_.reconciliation.positions_interval, config_.reconciliation.orders_interval});
+  monitor_->on_reconnect([this](const std::string& broker, Duration gap) {
+    // Facts for the reliability record: how long the stream was seen down, and the reconnect.
+    journal_->record_event({loop_.now(), broker, "stream_gap", {},
+                            nlohmann::json{{"gap_ms", to_ns(gap) / 1'000'000}}.dump()});
+    journal_->record_event({loop_.now(), broker, "reconnect", {}, "{}"});
+    reconciler_->on_reconnect(broker);
+    guard_->reverify(broker);
+  });
+
+  for (const auto& sc : config_.strategies) {
+    if (!config_.route_for(sc.name)) continue;
+    strategies_.push_back(make_strategy(sc));
+    runners_.push_back(std::make_unique<StrategyRunner>(*strategies_.back(), *router_, loop_, sc.name));
+  }
+}
+
+Session::~Session() {
+  if (!stopped_) {
+    try {
+      stop();
+    } catch (const std::exception& e) {
+      spdlog::error("session stop: {}", e.what());
+    }
+  }
+}
+
+DemoBroker* Session::broker(const std::string& name) const {
+  for (const auto& b : brokers_)
+    if (b->broker().name() == name) return b.get();
+  return nullptr;
+}
+
+void Session::run_for(Duration d) { loop_.run_until(loop_.now() + to_ns(d)); }
+
+void Session::wait_until(const std::function<bool()>& done, Duration timeout) {
+  const Timestamp deadline = loop_.now() + to_ns(timeout);
+  while (!done() && loop_.now() < deadline) run_for(std::chrono::milliseconds(10));
+}
+
+void Session::start() {
+  for (auto& b : brokers_) b->start();
+  wait_until([&] {
+    for (auto& b : brokers_)
+      if (!b->ready()) return false;
+    return true;
+  }, options_.connect_timeout);
+  for (auto& b : brokers_)
+    if (!b->ready())
+      throw Error(b->broker().name() + " did not connect within " +
+                  std::to_string(to_ns(options_.connect_timeout) / 1'000'000'000) +
+                  " s: " + b->broker().health().detail);
+  // Nothing new is sent before the journal's open orders are resolved and brokers reconciled.
+  bool ready = false;
+  orders_->recover([&](std::size_t, std::size_t) { reconciler_->start([&] { ready = true; }); });
+  wait_until([&] { return ready; }, options_.connect_timeout);
+  if (!ready) throw Error("start-up reconciliation did not finish within the connect timeout");
+  guard_->restore_local_stops();
+  monitor_->start();
+  // Every broker's quotes feed the router (reference prices) and the guard (which filters by
+  // source); each strategy takes quotes only from the broker its route currently sends to, so
+  // it never sees one market twice.
+  std::set<std::string> symbols;
+  for (const auto& inst : config_.instruments) symbols.insert(inst.symbol);
+  for (auto& b : brokers_) {
+    const std::string name = b->broker().name();
+    b->broker().subscribe_quotes({symbols.begin(), symbols.end()}, [this, name](const Quote& q) {
+      router_->on_quote(q);
+      guard_->on_quote(q);
+      for (std::size_t i = 0; i < runners_.size(); ++i)
+        if (router_->current_broker(strategies_[i]->name()) == name) runners_[i]->on_quote(q);
+      for (auto& l : quote_listeners_) l(q);
+    });
+  }
+  for (auto& r : runners_) r->start();
+  started_ = true;
+}
+
+void Session::wind_down() {
+  for (auto& r : runners_) r->stop();
+  run_for(config_.protection.ghost_grace + std::chrono::milliseconds(500));
+  for (const OrderRecord* o : orders_->working_orders()) orders_->cancel(o->spec.client_order_id);
+  run_for(std::chrono::milliseconds(300));
+  orders_->resync();
+  run_for(std::chrono::milliseconds(300));
+  for (const auto& [key, pos] : orders_->positions()) {
+    if (pos.quantity == 0) continue;
+    orders_->submit(key.first, market_order(key.second, pos.quantity > 0 ? Side::sell : Side::buy,
+                                            pos.quantity > 0 ? pos.quantity : -pos.quantity));
+  }
+  run_for(std::chrono::milliseconds(500));
+  orders_->resync();
+  run_for(std::chrono::milliseconds(300));
+  // Each broker's own word on the final position, through its query.
+  for (auto& b : brokers_) {
+    const std::string name = b->broker().name();
+    b->broker().list_positions([this, name](PositionsResult r) { final_positions_[name] = std::move(r); });
+  }
+  wait_until([&] { return final_positions_.size() == brokers_.size(); }, std::chrono::seconds(5));
+}
+
+void Session::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  monitor_->stop();
+  reconciler_->stop();
+  for (auto& b : brokers_) b->stop();
+  journal_->flush();
+}
+
+}  // namespace backstop

@@ -1,0 +1,287 @@
+#include "routing/router.hpp"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace backstop {
+
+namespace {
+// Price of the order used for the notional check: its own limit or stop price, else the market.
+std::optional<Price> order_price(const OrderSpec& s, const std::map<std::string, Price>& reference) {
+  if (s.limit_price) return s.limit_price;
+  if (s.stop_price) return s.stop_price;
+  auto it = reference.find(s.symbol);
+  if (it == reference.end()) return std::nullopt;
+  return it->second;
+}
+}  // namespace
+
+Router::Router(EventLoop& loop, OrderManager& orders, BrokerHealth& health, Journal& journal, RiskConfig risk,
+               std::map<std::string, Instrument> instruments)
+    : loop_(loop),
+      orders_(orders),
+      health_(health),
+      journal_(journal),
+      risk_(risk),
+      instruments_(std::move(instruments)) {}
+
+void Router::add_route(const RouteConfig& route) {
+  if (route.brokers.empty()) throw ConfigError("route of strategy " + route.strategy + ": no broker");
+  if (route.mode == RouteMode::dual && route.brokers.size() != 2)
+    throw ConfigError("route of strategy " + route.strategy + ": dual mode needs exactly two brokers");
+  for (const auto& b : route.brokers)
+    if (!orders_.broker(b)) throw ConfigError("route of strategy " + route.strategy + ": no broker named " + b);
+  routes_[route.strategy] = RouteState{route, 0};
+}
+
+const RouteConfig* Router::route(const std::string& strategy) const {
+  auto it = routes_.find(strategy);
+  return it == routes_.end() ? nullptr : &it->second.config;
+}
+
+Router::RouteState& Router::state(const std::string& strategy) {
+  auto it = routes_.find(strategy);
+  if (it == routes_.end()) throw ConfigError("strategy " + strategy + " has no route");
+  return it->second;
+}
+
+void Router::on_quote(const Quote& q) {
+  if (q.last)
+    reference_prices_[q.symbol] = *q.last;
+  else if (q.bid && q.ask)
+    reference_prices_[q.symbol] = Price::from_units((q.bid->units() + q.ask->units()) / 2);
+}
+
+std::string Router::current_broker(const std::string& strategy) const {
+  auto it = routes_.find(strategy);
+  return it == routes_.end() ? std::string() : it->second.config.brokers[it->second.active];
+}
+
+std::optional<std::string> Router::partner(const std::string& coid) const {
+  auto it = partners_.find(coid);
+  if (it == partners_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string Router::why_none(const RouteState& r) const {
+  std::string why;
+  for (const auto& b : r.config.brokers)
+    why += (why.empty() ? "" : ", ") + b + " " + to_string(health_.state(b)) + " (circuit " +
+           to_string(health_.circuit(b)) + ")";
+  return "no broker of the route takes orders: " + why;
+}
+
+std::optional<std::string> Router::choose(const std::string& strategy) {
+  RouteState& r = state(strategy);
+  const auto& brokers = r.config.brokers;
+  const std::size_t n = brokers.size();
+  // Back to the primary when allowed; otherwise stay where the route is until that broker fails.
+  const std::size_t start = r.config.return_to_primary ? 0 : r.active;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t idx = (start + i) % n;
+    if (!health_.takes_orders(brokers[idx])) continue;
+    if (idx != r.active) {
+      RouteSwitch sw{strategy, brokers[r.active], brokers[idx], loop_.now(),
+                     idx < r.active ? "primary healthy again" : brokers[r.active] + " does not take orders"};
+      spdlog::warn("route {}: new orders now go to {} (was {}): {}", strategy, sw.to, sw.from, sw.reason);
+      journal_.record_event({sw.at, sw.to, "route_switch", {},
+                             nlohmann::json{{"strategy", strategy}, {"from", sw.from}, {"to", sw.to},
+                                            {"reason", sw.reason}}
+                                 .dump()});
+      switches_.push_back(std::move(sw));
+      r.active = idx;
+    }
+    return brokers[idx];
+  }
+  return std::nullopt;
+}
+
+std::string Router::check(const std::string& broker, const OrderSpec& spec) const {
+  if (spec.quantity > risk_.max_order_quantity)
+    return "quantity " + std::to_string(spec.quantity) + " exceeds risk.max_order_quantity " +
+           std::to_string(risk_.max_order_quantity);
+  auto inst = instruments_.find(spec.symbol);
+  if (inst == instruments_.end()) return "unknown instrument " + spec.symbol;
+  if (!inst->second.broker_symbols.empty() && !inst->second.broker_symbols.count(broker))
+    return "instrument " + spec.symbol + " has no symbol at broker " + broker + " (instruments[].broker_symbols)";
+  const auto price = order_price(spec, reference_prices_);
+  if (!price) return "no market price for " + spec.symbol + " yet: the notional of a market order cannot be checked";
+  // 128-bit: quantity * price units * multiplier can pass 2^63 for large futures orders.
+  const __int128 notional =
+      static_cast<__int128>(price->units()) * spec.quantity * inst->second.multiplier;
+  if (notional < 0 || notional > static_cast<__int128>(risk_.max_notional.units()))
+    return "notional " + std::to_string(static_cast<double>(notional) / 1e8) + " exceeds risk.max_notional " +
+           risk_.max_notional.to_string();
+  return {};
+}
+
+bool Router::take_budget(const std::string& broker) {
+  Budget& b = budgets_[broker];
+  const double rate = risk_.max_orders_per_second;
+  const double capacity = std::max(1.0, rate);
+  const Timestamp now = loop_.now();
+  if (!b.started) {
+    b.started = true;
+    b.tokens = capacity;
+  } else {
+    b.tokens = std::min(capacity, b.tokens + rate * static_cast<double>(now - b.refilled_at) / 1e9);
+  }
+  b.refilled_at = now;
+  if (b.tokens < 1.0) return false;
+  b.tokens -= 1.0;
+  return true;
+}
+
+std::string Router::refusal(const std::string& broker, const OrderSpec& spec) {
+  if (auto why = check(broker, spec); !why.empty()) return why;
+  if (!take_budget(broker))
+    return "more than risk.max_orders_per_second (" + std::to_string(risk_.max_orders_per_second) +
+           ") order requests to " + broker;
+  return {};
+}
+
+std::string Router::refuse(const std::string& broker, OrderSpec spec, const std::string& why,
+                           const SubmitCallback& done) {
+  ++refused_;
+  spdlog::warn("order refused before sending to {}: {}", broker, why);
+  const std::string coid = orders_.record_refused(broker, std::move(spec), "refused by router: " + why);
+  if (done) done(CommandResult::failed("refused by router: " + why));
+  return coid;
+}
+
+Router::SubmitCallback Router::observed(const std::string& broker, SubmitCallback done) {
+  // Every answer (or lack of one) of a real request is evidence of the broker's health.
+  const Timestamp sent = loop_.now();
+  return [this, broker, sent, done = std::move(done)](const CommandResult& r) {
+    switch (r.outcome) {
+      case Outcome::accepted:
+      case Outcome::rejected:  // a business answer: the broker is up
+        health_.request_succeeded(broker, Duration(loop_.now() - sent));
+        break;
+      case Outcome::unknown:
+      case Outcome::failed_locally:
+        health_.request_failed(broker, r.message);
+        break;
+    }
+    if (done) done(r);
+  };
+}
+
+std::string Router::send_one(const std::string& broker, OrderSpec spec, SubmitCallback done) {
+  if (auto why = refusal(broker, spec); !why.empty()) return refuse(broker, std::move(spec), why, done);
+  return orders_.submit(broker, std::move(spec), observed(broker, std::move(done)));
+}
+
+BracketIds Router::send_bracket(const std::string& broker, BracketSpec b, SubmitCallback done) {
+  std::string why;
+  for (const OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop})
+    if (why.empty()) why = check(broker, *leg);
+  // One bracket is one request at either broker (TradeStation ordergroups, IBKR parent+children).
+  if (why.empty() && !take_budget(broker))
+    why = "more than risk.max_orders_per_second (" + std::to_string(risk_.max_orders_per_second) +
+          ") order requests to " + broker;
+  if (!why.empty()) {
+    for (OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop})
+      if (leg->client_order_id.empty()) leg->client_order_id = orders_.next_client_order_id();
+    const BracketIds ids{b.entry.client_order_id, b.take_profit.client_order_id, b.protective_stop.client_order_id};
+    refuse(broker, b.entry, why, done);
+    refuse(broker, b.take_profit, why, {});
+    refuse(broker, b.protective_stop, why, {});
+    refused_ -= 2;  // one refused request
+    return ids;
+  }
+  return orders_.submit_bracket(broker, std::move(b), observed(broker, std::move(done)));
+}
+
+void Router::record_pair(const std::string& strategy, const std::vector<std::pair<std::string, std::string>>& sides) {
+  nlohmann::json orders = nlohmann::json::object();
+  for (const auto& [broker, coid] : sides) orders[broker] = coid;
+  journal_.record_event({loop_.now(), sides.front().first, "dual_pair", sides.front().second,
+                         nlohmann::json{{"pair", sides.front().second}, {"strategy", strategy}, {"orders", orders}}
+                             .dump()});
+  partners_[sides.front().second] = sides.back().second;
+}
+
+std::string Router::submit(const std::string& strategy, OrderSpec spec, SubmitCallback done) {
+  RouteState& r = state(strategy);
+  if (spec.client_order_id.empty()) spec.client_order_id = orders_.next_client_order_id();
+  if (r.config.mode == RouteMode::dual) {
+    const std::string& first = r.config.brokers[0];
+    const std::string& second = r.config.brokers[1];
+    OrderSpec twin = spec;
+    twin.client_order_id = orders_.next_client_order_id();
+    // Journaled before either order: the pair is on record even if we stop between the two sends.
+    record_pair(strategy, {{first, spec.client_order_id}, {second, twin.client_order_id}});
+    const std::string coid = send_one(first, std::move(spec), std::move(done));
+    send_one(second, std::move(twin), {});
+    return coid;
+  }
+  const auto broker = choose(strategy);
+  if (!broker) return refuse(r.config.brokers[r.active], std::move(spec), why_none(r), done);
+  return send_one(*broker, std::move(spec), std::move(done));
+}
+
+BracketIds Router::submit_bracket(const std::string& strategy, BracketSpec bracket, SubmitCallback done) {
+  RouteState& r = state(strategy);
+  for (OrderSpec* leg : {&bracket.entry, &bracket.take_profit, &bracket.protective_stop})
+    if (leg->client_order_id.empty()) leg->client_order_id = orders_.next_client_order_id();
+  if (r.config.mode == RouteMode::dual) {
+    const std::string& first = r.config.brokers[0];
+    const std::string& second = r.config.brokers[1];
+    BracketSpec twin = bracket;
+    for (OrderSpec* leg : {&twin.entry, &twin.take_profit, &twin.protective_stop})
+      leg->client_order_id = orders_.next_client_order_id();
+    record_pair(strategy, {{first, bracket.entry.client_order_id}, {second, twin.entry.client_order_id}});
+    record_pair(strategy, {{first, bracket.take_profit.client_order_id}, {second, twin.take_profit.client_order_id}});
+    record_pair(strategy,
+                {{first, bracket.protective_stop.client_order_id}, {second, twin.protective_stop.client_order_id}});
+    BracketIds ids = send_bracket(first, std::move(bracket), std::move(done));
+    send_bracket(second, std::move(twin), {});
+    return ids;
+  }
+  const auto broker = choose(strategy);
+  if (!broker) {
+    const std::string why = why_none(r);
+    const std::string& at = r.config.brokers[r.active];
+    const BracketIds ids{bracket.entry.client_order_id, bracket.take_profit.client_order_id,
+                         bracket.protective_stop.client_order_id};
+    refuse(at, bracket.entry, why, done);
+    refuse(at, bracket.take_profit, why, {});
+    refuse(at, bracket.protective_stop, why, {});
+    refused_ -= 2;
+    return ids;
+  }
+  return send_bracket(*broker, std::move(bracket), std::move(done));
+}
+
+void Router::cancel(const std::string& coid, SubmitCallback done) {
+  orders_.cancel(coid, std::move(done));
+  if (auto p = partner(coid)) orders_.cancel(*p);
+}
+
+void Router::replace(const std::string& coid, const OrderSpec& updated, SubmitCallback done) {
+  // A replace can raise quantity or move the price: the same limits apply as to a new order.
+  if (const OrderRecord* o = orders_.find(coid)) {
+    OrderSpec next = o->spec;
+    next.quantity = updated.quantity;
+    if (updated.limit_price) next.limit_price = updated.limit_price;
+    if (updated.stop_price) next.stop_price = updated.stop_price;
+    if (auto why = check(o->broker, next); !why.empty()) {
+      ++refused_;
+      journal_.record_event({loop_.now(), o->broker, "replace_refused", coid,
+                             nlohmann::json{{"reason", why}}.dump()});
+      if (done) done(CommandResult::failed("replace refused by router: " + why));
+      return;
+    }
+  }
+  orders_.replace(coid, updated, std::move(done));
+  if (auto p = partner(coid)) {
+    OrderSpec twin = updated;
+    twin.client_order_id = *p;
+    orders_.replace(*p, twin);
+  }
+}
+
+}  // namespace backstop

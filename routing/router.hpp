@@ -1,0 +1,112 @@
+#pragma once
+// The Router sends each strategy's orders where its route says, once, the same way for every
+// broker:
+//  - pre-trade checks (max order quantity, max notional, max order requests per second per
+//    broker) before anything is journaled as sent; a refused order is still recorded (failed,
+//    with the reason) so nothing a strategy asked for disappears;
+//  - client order ids are assigned here (through the OrderManager's generator), never by an
+//    adapter;
+//  - failover routes: a new order goes to the first broker of the route whose circuit is closed
+//    (BrokerHealth). Orders already sent stay with their broker: an order whose outcome is
+//    unknown is resolved there by client order id (OrderManager) and is never sent elsewhere.
+//    With return_to_primary the route goes back to the first broker once it is healthy again;
+//    without, it stays where it failed over to;
+//  - dual routes: each order is sent to both brokers under two client order ids, and the pair
+//    is journaled (event "dual_pair") before either is sent, for the reliability comparison.
+//    The strategy follows the first broker (its orders, fills, position); the second executes
+//    the same intent and cancels and replaces follow the first.
+// Runs on the EventLoop thread.
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "routing/broker_health.hpp"
+#include "routing/order_manager.hpp"
+
+namespace backstop {
+
+struct RouteSwitch {
+  std::string strategy;
+  std::string from, to;
+  Timestamp at = 0;
+  std::string reason;
+};
+
+class Router {
+ public:
+  using SubmitCallback = OrderManager::SubmitCallback;
+
+  Router(EventLoop& loop, OrderManager& orders, BrokerHealth& health, Journal& journal, RiskConfig risk,
+         std::map<std::string, Instrument> instruments);
+
+  // Every broker of the route must be registered with the OrderManager (ConfigError otherwise).
+  void add_route(const RouteConfig& route);
+  const RouteConfig* route(const std::string& strategy) const;
+
+  // Reference prices for the notional check of market orders.
+  void on_quote(const Quote& q);
+
+  // Where a new order of `strategy` goes now (failover), or nullopt when no broker of its route
+  // takes orders. Journals a "route_switch" event when the answer changes.
+  std::optional<std::string> choose(const std::string& strategy);
+  // The pre-trade checks for one order request at one broker: empty when it may go. Does not
+  // consume rate budget.
+  std::string check(const std::string& broker, const OrderSpec& spec) const;
+
+  // Returns the client order id (of the first broker's order in dual mode). `done` receives the
+  // outcome at the chosen (first) broker, or failed_locally with the refusal.
+  std::string submit(const std::string& strategy, OrderSpec spec, SubmitCallback done = {});
+  BracketIds submit_bracket(const std::string& strategy, BracketSpec bracket, SubmitCallback done = {});
+  // By client order id; dual-run partners follow.
+  void cancel(const std::string& client_order_id, SubmitCallback done = {});
+  void replace(const std::string& client_order_id, const OrderSpec& updated, SubmitCallback done = {});
+
+  // The broker a failover route sends to now (its last choice), or the first of a dual route.
+  std::string current_broker(const std::string& strategy) const;
+  // Dual-run partner of an order (the second broker's client order id), if any.
+  std::optional<std::string> partner(const std::string& client_order_id) const;
+  const std::vector<RouteSwitch>& switches() const { return switches_; }
+  std::size_t refused() const { return refused_; }
+  OrderManager& orders() { return orders_; }
+  const std::map<std::string, Instrument>& instruments() const { return instruments_; }
+
+ private:
+  struct RouteState {
+    RouteConfig config;
+    std::size_t active = 0;  // index into config.brokers
+  };
+  // Per-broker token bucket for order requests.
+  struct Budget {
+    double tokens = 0;
+    Timestamp refilled_at = 0;
+    bool started = false;
+  };
+  RouteState& state(const std::string& strategy);
+  bool take_budget(const std::string& broker);
+  std::string refusal(const std::string& broker, const OrderSpec& spec);
+  std::string refuse(const std::string& broker, OrderSpec spec, const std::string& why, const SubmitCallback& done);
+  SubmitCallback observed(const std::string& broker, SubmitCallback done);
+  std::string send_one(const std::string& broker, OrderSpec spec, SubmitCallback done);
+  BracketIds send_bracket(const std::string& broker, BracketSpec b, SubmitCallback done);
+  std::string why_none(const RouteState& r) const;
+  void record_pair(const std::string& strategy, const std::vector<std::pair<std::string, std::string>>& sides);
+
+  EventLoop& loop_;
+  OrderManager& orders_;
+  BrokerHealth& health_;
+  Journal& journal_;
+  RiskConfig risk_;
+  std::map<std::string, Instrument> instruments_;
+  std::map<std::string, RouteState> routes_;
+  std::map<std::string, Price> reference_prices_;  // by symbol: last trade, else mid
+  std::map<std::string, Budget> budgets_;
+  std::map<std::string, std::string> partners_;  // first broker's coid -> second broker's coid
+  std::vector<RouteSwitch> switches_;
+  std::size_t refused_ = 0;
+};
+
+}  // namespace backstop

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds Backstop with sanitizers and runs its tests (see fuzz/README.md, "Sanitizer runs").
+#
+#   bash scripts/run-sanitizers.sh [asan|tsan|all] [-j N]
+#
+#   asan  BACKSTOP_SANITIZE=ON (ASan + UBSan) into build-asan, then the whole CTest suite except
+#         the fuzz label (the fuzz targets carry their own ASan/UBSan build).
+#   tsan  BACKSTOP_TSAN=ON (ThreadSanitizer) into build-tsan, only the concurrent parts: the
+#         journal's writer thread and the event loop (core_test), the net client against its
+#         loopback servers (backstop_net_tests), the two protocol emulators (their own tests).
+#   all   both (default).
+#
+# Sanitizer findings abort the test that hit them (halt_on_error), so a finding is a failed test
+# with the report in its output (ctest --output-on-failure). Slow: the ASan build of the whole
+# tree takes a long time on two cores; -j defaults to 2 (shared machines: do not raise it).
+# Extra configure arguments go in BACKSTOP_CMAKE_ARGS, e.g.
+#   BACKSTOP_CMAKE_ARGS="-DBACKSTOP_SKIP=tests/resilience" bash scripts/run-sanitizers.sh asan
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what=all
+jobs=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    asan|tsan|all) what="$1" ;;
+    -j) jobs="$2"; shift ;;
+    -j*) jobs="${1#-j}" ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "run-sanitizers: unknown argument '$1' (asan|tsan|all, -j N)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+status=0
+
+run_asan() {
+  echo "== ASan+UBSan: configuring and building build-asan (-j$jobs)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBACKSTOP_SANITIZE=ON ${BACKSTOP_CMAKE_ARGS:-} >/dev/null
+  cmake --build build-asan -j"$jobs"
+  echo "== ASan+UBSan: running the test suite (without the fuzz label)"
+  # detect_leaks: LeakSanitizer runs at exit of every test process. halt_on_error makes UBSan's
+  # (otherwise recoverable) reports fail the test.
+  ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ctest --test-dir build-asan -LE fuzz --output-on-failure -j"$jobs" --timeout 900 || status=1
+}
+
+# The concurrent parts. Test names: core_test's JournalTest.* and EventLoop.* (the writer thread,
+# the loop), net.* (client, HTTP stream and WebSocket against threaded loopback servers),
+# tradestation_emulator.* and ibkr.* (the emulators serve on their own threads).
+tsan_targets=(core_test backstop_net_tests tradestation_emulator_test ibkr_emulator_test)
+tsan_tests='^(JournalTest|EventLoop)\.|^net\.|^tradestation_emulator\.|^ibkr\.'
+
+run_tsan() {
+  echo "== TSan: configuring and building build-tsan (-j$jobs): ${tsan_targets[*]}"
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBACKSTOP_TSAN=ON ${BACKSTOP_CMAKE_ARGS:-} >/dev/null
+  cmake --build build-tsan -j"$jobs" --target "${tsan_targets[@]}"
+  echo "== TSan: running $tsan_tests"
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4" \
+    ctest --test-dir build-tsan -R "$tsan_tests" --output-on-failure -j"$jobs" --timeout 900 || status=1
+}
+
+case "$what" in
+  asan) run_asan ;;
+  tsan) run_tsan ;;
+  all) run_asan; run_tsan ;;
+esac
+
+if [ $status -eq 0 ]; then echo "run-sanitizers: $what: all selected tests passed"; else echo "run-sanitizers: $what: FAILURES (see above)"; fi
+exit $status

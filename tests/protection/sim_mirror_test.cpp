@@ -1,0 +1,347 @@
+// The `mirror` protection policy on two simulated venues (ManualClock: every timer runs at once),
+// with faults on: read-back mismatches, a primary broker that goes down, stops that fire at both
+// venues, ghost stops, and lost orders. Every test ends by checking both venues' own books: no
+// open order left behind and the intended net position.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "brokers/sim/sim_broker.hpp"
+#include "routing/reconciler.hpp"
+#include "routing/stop_guard.hpp"
+
+using namespace backstop;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Plays a list of last prices, one per tick, then holds the last one. Both venues get the same
+// list, so a stop price is crossed at both at the same tick.
+class Script final : public PricePath {
+ public:
+  explicit Script(std::shared_ptr<std::vector<std::string>> lasts) : lasts_(std::move(lasts)) {}
+  std::optional<Quote> next(Timestamp now) override {
+    // Holds the last price without running ahead, so that appended prices play next.
+    const Price last = Price::parse((*lasts_)[std::min(i_, lasts_->size() - 1)]);
+    if (i_ < lasts_->size()) ++i_;
+    Quote q;
+    q.symbol = "AAPL";
+    q.last = last;
+    q.bid = last - Price::parse("0.01");
+    q.ask = last + Price::parse("0.01");
+    q.at = now;
+    q.source = "script";
+    return q;
+  }
+
+ private:
+  std::shared_ptr<std::vector<std::string>> lasts_;
+  std::size_t i_ = 0;
+};
+
+SimBrokerOptions named(const char* name) {
+  SimBrokerOptions o;
+  o.name = name;
+  o.tick_interval = 100ms;
+  return o;
+}
+
+std::vector<std::string> down_from(double from, double to) {
+  std::vector<std::string> out;
+  for (int c = static_cast<int>(from * 100 + 0.5); c >= static_cast<int>(to * 100 + 0.5); --c) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%d.%02d", c / 100, c % 100);
+    out.push_back(buf);
+  }
+  return out;
+}
+
+// Primary venue "sim_a" (faults as given), mirror venue "sim_b" (no faults).
+struct TwoVenues {
+  explicit TwoVenues(FaultProfile primary_faults, ProtectionPolicy policy = ProtectionPolicy::mirror)
+      : dir(std::filesystem::temp_directory_path() /
+            ("backstop-protection-" + std::to_string(::getpid()) + "-" + std::to_string(++counter()))),
+        fa(std::move(primary_faults), 7),
+        fb(FaultProfile{}, 8),
+        va(clock, fa),
+        vb(clock, fb),
+        loop(clock),
+        journal((std::filesystem::create_directories(dir), (dir / "j.db").string())),
+        ids("P"),
+        orders(loop, journal, ids),
+        a(named("sim_a"), loop, va),
+        b(named("sim_b"), loop, vb) {
+    for (Venue* v : {&va, &vb}) v->add_instrument("AAPL", TickSize(Price::parse("0.01")));
+    prices->assign(20, "100.00");
+    a.add_price_path(std::make_unique<Script>(prices));
+    b.add_price_path(std::make_unique<Script>(prices));
+    orders.add_broker(a);
+    orders.add_broker(b);
+    StopGuardSettings s;
+    s.policy = policy;
+    s.ghost_grace = 2s;
+    s.verify_deadline = 1s;
+    s.mirror_brokers = {{"sim_a", "sim_b"}};
+    Instrument inst;
+    inst.symbol = "AAPL";
+    inst.tick_size = TickSize(Price::parse("0.01"));
+    guard = std::make_unique<StopGuard>(loop, orders, journal, s, std::map<std::string, Instrument>{{"AAPL", inst}});
+    // The guard watches prices from the primary venue's feed (it keeps flowing while the order
+    // link is down, like an independent market-data source).
+    a.subscribe_quotes({"AAPL"}, [this](const Quote& q) { guard->on_quote(q); });
+    a.start();
+    b.start();
+    run_for(200ms);
+  }
+  ~TwoVenues() {
+    guard.reset();
+    std::filesystem::remove_all(dir);
+  }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+  void run_for(Duration d) { loop.run_until(clock.now() + d.count()); }
+  // From the next tick on, price walks down from 99.99 to `to` one cent per tick.
+  void fall_to(double to) {
+    auto more = down_from(99.99, to);
+    // The scripts hold their last price; replace the tail they have not played yet.
+    prices->insert(prices->end(), more.begin(), more.end());
+  }
+  // Long `qty` at the primary, then a GTC sell stop there; returns the stop's id.
+  std::string long_with_stop(std::int64_t qty, const char* stop) {
+    orders.submit("sim_a", market_order("AAPL", Side::buy, qty));
+    run_for(300ms);
+    orders.resync();
+    run_for(100ms);
+    const auto id = orders.submit("sim_a", stop_order("AAPL", Side::sell, qty, Price::parse(stop)));
+    run_for(300ms);
+    return id;
+  }
+  static std::int64_t venue_position(const Venue& v) {
+    std::int64_t q = 0;
+    for (const auto& p : v.positions()) q += p.quantity;
+    return q;
+  }
+  std::size_t events(const char* kind) {
+    journal.flush();
+    return journal.events(kind).size();
+  }
+  static int market_orders(const Venue& v, Side side) {
+    int n = 0;
+    for (const auto& o : v.orders()) n += o.type == OrderType::market && o.side == side;
+    return n;
+  }
+
+  std::filesystem::path dir;
+  ManualClock clock;
+  FaultInjector fa, fb;
+  Venue va, vb;
+  EventLoop loop;
+  Journal journal;
+  ClientOrderIdGenerator ids;
+  OrderManager orders;
+  SimBroker a, b;
+  std::shared_ptr<std::vector<std::string>> prices = std::make_shared<std::vector<std::string>>();
+  std::unique_ptr<StopGuard> guard;
+};
+
+}  // namespace
+
+// On the simulated venue the read-back answers within the acknowledgement's turn, so a sound
+// stop is verified before it was ever seen unverified: no mirror is placed at all. (The emulator
+// test MirrorAtIbkrForTradeStationStops covers a read-back that takes time.)
+TEST(Mirror, StopVerifiedAtItsAcknowledgementNeedsNoMirror) {
+  TwoVenues t(FaultProfile{});
+  const auto stop = t.long_with_stop(100, "99.50");
+  t.run_for(5s);
+  EXPECT_EQ(t.guard->stops().at(stop).verification, Verification::verified);
+  EXPECT_TRUE(t.guard->mirrors().empty());
+  EXPECT_TRUE(t.vb.orders().empty()) << "nothing was sent to the second venue";
+  EXPECT_EQ(t.events("mirror_placed"), 0u);
+}
+
+// A read-back that differs in one field keeps the mirror in place for as long as the stop is
+// wrong; cancelling the primary (the position is closed) removes it.
+TEST(Mirror, MismatchKeepsTheMirrorUntilThePrimaryEnds) {
+  FaultProfile p;
+  p.extra["sim_alter_stop_readback"] = 1.0;
+  TwoVenues t(p);
+  const auto stop = t.long_with_stop(100, "99.50");
+  t.run_for(10s);
+  const auto& rec = t.guard->stops().at(stop);
+  EXPECT_EQ(rec.verification, Verification::mismatch);
+  EXPECT_EQ(rec.detail, "stop_price: sent 99.5, broker has 99.51");
+  ASSERT_EQ(t.guard->mirrors().size(), 1u);
+  EXPECT_FALSE(t.guard->mirrors()[0].removal_requested);
+  ASSERT_EQ(t.vb.open_orders().size(), 1u) << "the mirror works at the second venue";
+  t.orders.cancel(stop);
+  t.orders.submit("sim_a", market_order("AAPL", Side::sell, 100));
+  t.run_for(2s);
+  t.orders.resync();
+  t.run_for(1s);
+  EXPECT_TRUE(t.guard->mirrors()[0].removal_requested);
+  EXPECT_TRUE(t.va.open_orders().empty());
+  EXPECT_TRUE(t.vb.open_orders().empty()) << "no orphan mirror";
+  EXPECT_EQ(TwoVenues::venue_position(t.va) + TwoVenues::venue_position(t.vb), 0);
+  EXPECT_EQ(t.events("mirror_removed"), 1u);
+}
+
+// Broker down with a working stop: a mirror goes up at the second venue; back up, the stop is
+// read back again, and only then the mirror goes.
+TEST(Mirror, BrokerDownPlacesMirrorsBackUpRemovesThemAfterReverify) {
+  TwoVenues t(FaultProfile{});
+  const auto stop = t.long_with_stop(100, "99.50");
+  t.run_for(2s);
+  ASSERT_TRUE(t.vb.open_orders().empty());
+  t.a.set_link_up(false);
+  t.guard->set_broker_down("sim_a", true);
+  t.run_for(5s);
+  ASSERT_EQ(t.guard->mirrors().size(), 1u);
+  EXPECT_EQ(t.guard->mirrors()[0].placed_because, "broker sim_a down");
+  ASSERT_EQ(t.vb.open_orders().size(), 1u);
+  const VenueOrder m = t.vb.open_orders()[0];
+  EXPECT_EQ(m.client_order_id, t.guard->mirrors()[0].mirror);
+  EXPECT_EQ(m.type, OrderType::stop);
+  EXPECT_EQ(m.side, Side::sell);
+  EXPECT_EQ(m.quantity, 100);
+  EXPECT_EQ(m.stop_price, Price::parse("99.50"));
+  EXPECT_EQ(m.tif, TimeInForce::gtc);
+  t.a.set_link_up(true);
+  t.guard->set_broker_down("sim_a", false);
+  t.run_for(2s);
+  EXPECT_EQ(t.guard->stops().at(stop).verification, Verification::verified);
+  EXPECT_EQ(t.guard->mirrors()[0].removed_because, "primary stop verified");
+  EXPECT_TRUE(t.vb.open_orders().empty());
+  EXPECT_EQ(t.va.open_orders().size(), 1u) << "the primary keeps protecting";
+  EXPECT_EQ(t.events("mirror_placed"), 1u);
+  EXPECT_EQ(t.events("mirror_removed"), 1u);
+  t.journal.flush();
+  const auto removed = nlohmann::json::parse(t.journal.events("mirror_removed")[0].detail);
+  EXPECT_EQ(removed.at("reason"), "primary stop verified");
+  EXPECT_EQ(removed.at("primary"), stop);
+}
+
+// The primary's broker is down, price falls through the stop, and both the primary (unseen:
+// its link is down) and the mirror fill. When the broker is back and reconciled, the double
+// fill is found and undone once at the mirror venue: net flat, as intended.
+TEST(Mirror, DoubleFillIsRestoredExactlyOnce) {
+  TwoVenues t(FaultProfile{});
+  Reconciler rec(t.loop, t.orders, t.journal);
+  const auto stop = t.long_with_stop(100, "99.50");
+  t.run_for(2s);
+  t.a.set_link_up(false);
+  t.guard->set_broker_down("sim_a", true);
+  t.run_for(1s);
+  t.fall_to(99.00);
+  t.run_for(10s);
+  ASSERT_EQ(t.va.find_by_client_id(stop)->status, VenueStatus::filled) << "the primary fired, unseen";
+  ASSERT_EQ(TwoVenues::venue_position(t.vb), -100) << "the mirror fired too";
+  t.a.set_link_up(true);
+  t.guard->set_broker_down("sim_a", false);
+  rec.on_reconnect("sim_a");
+  t.run_for(5s);
+  rec.on_reconnect("sim_a");  // a second reconciliation must not restore again
+  t.run_for(5s);
+  EXPECT_EQ(t.orders.find(stop)->state, OrderState::filled);
+  EXPECT_EQ(t.events("mirror_double_fill_restored"), 1u);
+  EXPECT_EQ(TwoVenues::market_orders(t.vb, Side::buy), 1) << "exactly one restoring order";
+  EXPECT_EQ(TwoVenues::venue_position(t.va), 0);
+  EXPECT_EQ(TwoVenues::venue_position(t.vb), 0);
+  EXPECT_TRUE(t.va.open_orders().empty());
+  EXPECT_TRUE(t.vb.open_orders().empty());
+}
+
+// A ghost at the primary while its broker is down: the mirror fires in its place. Back up, the
+// ghost is cancelled (it must not fire late) and nothing is flattened twice.
+TEST(Mirror, GhostWhileDownMirrorTakesOverAndThePrimaryIsCancelled) {
+  FaultProfile p;
+  p.ghost_stop_rate = 1.0;
+  TwoVenues t(p);
+  Reconciler rec(t.loop, t.orders, t.journal);
+  const auto stop = t.long_with_stop(100, "99.50");
+  t.run_for(2s);
+  t.a.set_link_up(false);
+  t.guard->set_broker_down("sim_a", true);
+  t.run_for(1s);
+  t.fall_to(99.00);
+  t.run_for(10s);
+  ASSERT_EQ(t.guard->ghosts().size(), 1u);
+  EXPECT_NE(t.guard->ghosts()[0].action.find("broker is down"), std::string::npos) << t.guard->ghosts()[0].action;
+  EXPECT_EQ(TwoVenues::venue_position(t.vb), -100);
+  t.a.set_link_up(true);
+  t.guard->set_broker_down("sim_a", false);
+  rec.on_reconnect("sim_a");
+  t.run_for(5s);
+  EXPECT_EQ(t.va.find_by_client_id(stop)->status, VenueStatus::cancelled);
+  EXPECT_EQ(TwoVenues::market_orders(t.va, Side::sell), 0) << "the mirror's fill was the exit";
+  EXPECT_EQ(t.events("mirror_double_fill_restored"), 0u);
+  EXPECT_EQ(TwoVenues::venue_position(t.va) + TwoVenues::venue_position(t.vb), 0) << "net flat";
+  EXPECT_TRUE(t.va.open_orders().empty());
+  EXPECT_TRUE(t.vb.open_orders().empty());
+}
+
+// Ghost stops at rate 1.0 with the primary broker up: each is flattened once at the primary, and
+// the second venue ends with neither an order nor a position.
+TEST(Mirror, GhostsWithBrokerUpAreFlattenedOnceAtThePrimary) {
+  FaultProfile p;
+  p.ghost_stop_rate = 1.0;
+  TwoVenues t(p);
+  std::vector<std::string> stops;
+  for (const char* px : {"99.80", "99.50", "99.20"}) stops.push_back(t.long_with_stop(10, px));
+  t.run_for(2s);
+  t.fall_to(99.00);
+  t.run_for(20s);
+  ASSERT_EQ(t.guard->ghosts().size(), 3u);
+  for (const auto& g : t.guard->ghosts()) {
+    EXPECT_LE(g.declared_at - g.crossed_at, to_ns(2s + 100ms)) << g.client_order_id;
+    EXPECT_FALSE(g.flatten_order.empty()) << g.action;
+  }
+  EXPECT_EQ(TwoVenues::market_orders(t.va, Side::sell), 3);
+  EXPECT_EQ(TwoVenues::venue_position(t.va), 0);
+  EXPECT_EQ(TwoVenues::venue_position(t.vb), 0);
+  EXPECT_TRUE(t.va.open_orders().empty());
+  EXPECT_TRUE(t.vb.open_orders().empty());
+  EXPECT_EQ(t.events("mirror_placed"), t.events("mirror_removed"));
+}
+
+// Policies other than mirror never place a mirror, even with the map configured.
+TEST(Mirror, GuardPolicyPlacesNoMirror) {
+  TwoVenues t(FaultProfile{}, ProtectionPolicy::guard);
+  t.long_with_stop(100, "99.50");
+  t.guard->set_broker_down("sim_a", true);
+  t.run_for(3s);
+  EXPECT_TRUE(t.guard->mirrors().empty());
+  EXPECT_TRUE(t.vb.orders().empty());
+}
+
+// Faults on the simulated venue: an order lost after its acknowledgement is reported by the
+// reconciler and by verification; a stop reading back one tick off is a mismatch naming the field.
+TEST(SimFaults, LostOrderIsMissingAtTheBroker) {
+  FaultProfile p;
+  p.extra["sim_lost_order"] = 1.0;
+  TwoVenues t(p, ProtectionPolicy::verify);
+  Reconciler rec(t.loop, t.orders, t.journal);
+  const auto id = t.orders.submit("sim_a", stop_order("AAPL", Side::sell, 10, Price::parse("99.50")));
+  t.run_for(2s);
+  EXPECT_EQ(t.orders.find(id)->state, OrderState::submitted);
+  EXPECT_EQ(t.guard->stops().at(id).verification, Verification::missing);
+  rec.reconcile_orders("sim_a", {});
+  t.run_for(500ms);
+  ASSERT_EQ(rec.count("sim_a", "missing_at_broker"), 1u);
+  EXPECT_EQ(rec.divergences().back().client_order_id, id);
+  EXPECT_EQ(t.fa.count("lost_order"), 1u);
+}
+
+TEST(SimFaults, AlteredReadBackIsAMismatchNamingTheField) {
+  FaultProfile p;
+  p.extra["sim_alter_stop_readback"] = 1.0;
+  TwoVenues t(p, ProtectionPolicy::verify);
+  const auto id = t.orders.submit("sim_a", stop_order("AAPL", Side::sell, 10, Price::parse("99.50")));
+  t.run_for(2s);
+  EXPECT_EQ(t.guard->stops().at(id).verification, Verification::mismatch);
+  EXPECT_EQ(t.guard->stops().at(id).detail, "stop_price: sent 99.5, broker has 99.51");
+}

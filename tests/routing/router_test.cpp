@@ -1,0 +1,356 @@
+// Router: pre-trade checks, failover by health, return to primary, unknown outcomes never
+// resent elsewhere, dual-run pairs, and one strategy object on two brokers by config alone.
+// Two simulated venues on one manual clock; the venues' own records are the evidence.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "brokers/sim/sim_broker.hpp"
+#include "routing/health_monitor.hpp"
+#include "routing/router.hpp"
+#include "routing/strategies/bracket_breakout.hpp"
+#include "routing/strategy_runner.hpp"
+#include "sim_harness.hpp"
+
+namespace backstop {
+namespace {
+
+using namespace std::chrono_literals;
+using testing_support::ScriptedPath;
+
+// One simulated venue with its broker.
+struct SimSide {
+  SimSide(const std::string& name, Clock& clock, EventLoop& loop, FaultProfile profile, std::vector<std::string> lasts,
+          std::uint64_t seed)
+      : faults(std::move(profile), seed), venue(clock, faults), broker(options(name), loop, venue) {
+    venue.add_instrument("AAPL", TickSize(Price::parse("0.01")));
+    auto p = std::make_unique<ScriptedPath>("AAPL", std::move(lasts));
+    path = p.get();
+    broker.add_price_path(std::move(p));
+  }
+  static SimBrokerOptions options(const std::string& name) {
+    SimBrokerOptions o;
+    o.name = name;
+    o.tick_interval = 100ms;
+    return o;
+  }
+  // How many times each client order id reached this venue.
+  std::map<std::string, int> arrivals() const {
+    std::map<std::string, int> n;
+    for (const auto& a : venue.arrivals()) n[a.client_order_id]++;
+    return n;
+  }
+  FaultInjector faults;
+  Venue venue;
+  SimBroker broker;
+  ScriptedPath* path = nullptr;
+};
+
+// Limits that stay out of the way unless a test is about them.
+RiskConfig roomy_risk() {
+  RiskConfig r;
+  r.max_orders_per_second = 1000;
+  return r;
+}
+
+struct TwoBrokers {
+  explicit TwoBrokers(RouteConfig route, FaultProfile a_faults = FaultProfile::named("none"),
+                      std::vector<std::string> lasts = {"100.00"}, RiskConfig risk = roomy_risk())
+      : dir(std::filesystem::temp_directory_path() /
+            ("backstop-router-" + std::to_string(::getpid()) + "-" + std::to_string(++counter()))),
+        loop(clock),
+        journal((std::filesystem::create_directories(dir), (dir / "j.db").string())),
+        ids("R"),
+        orders(loop, journal, ids, om_options()),
+        a("a", clock, loop, std::move(a_faults), lasts, 1),
+        b("b", clock, loop, FaultProfile::named("none"), lasts, 2),
+        health(loop, journal, health_settings()),
+        monitor(loop, health, {100ms, 200ms}),
+        router(loop, orders, health, journal, risk, instruments()) {
+    orders.add_broker(a.broker);
+    orders.add_broker(b.broker);
+    monitor.watch(a.broker);
+    monitor.watch(b.broker);
+    router.add_route(route);
+    a.broker.subscribe_quotes({"AAPL"}, [this](const Quote& q) { router.on_quote(q); });
+    b.broker.subscribe_quotes({"AAPL"}, [this](const Quote& q) { router.on_quote(q); });
+    a.broker.start();
+    b.broker.start();
+    monitor.start();
+    run_for(250ms);  // first quotes and health checks
+  }
+  ~TwoBrokers() {
+    monitor.stop();
+    a.broker.stop();
+    b.broker.stop();
+    std::filesystem::remove_all(dir);
+  }
+  static OrderManagerOptions om_options() {
+    OrderManagerOptions o;
+    o.resolve_retry_interval = 100ms;
+    return o;
+  }
+  static BrokerHealthSettings health_settings() {
+    BrokerHealthSettings s;
+    s.open_interval = 1s;
+    return s;
+  }
+  static std::map<std::string, Instrument> instruments() {
+    Instrument i;
+    i.symbol = "AAPL";
+    return {{"AAPL", i}};
+  }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+  void run_for(Duration d) { loop.run_until(clock.now() + d.count()); }
+
+  std::filesystem::path dir;
+  ManualClock clock;
+  EventLoop loop;
+  Journal journal;
+  ClientOrderIdGenerator ids;
+  OrderManager orders;
+  SimSide a, b;
+  BrokerHealth health;
+  HealthMonitor monitor;
+  Router router;
+};
+
+RouteConfig route(std::vector<std::string> brokers, RouteMode mode = RouteMode::failover, bool back = true) {
+  RouteConfig r;
+  r.strategy = "s";
+  r.brokers = std::move(brokers);
+  r.mode = mode;
+  r.return_to_primary = back;
+  return r;
+}
+
+TEST(RouterChecks, RefusesOversizeOrderAndRecordsIt) {
+  RiskConfig risk = roomy_risk();
+  risk.max_order_quantity = 10;
+  TwoBrokers t(route({"a", "b"}), FaultProfile::named("none"), {"100.00"}, risk);
+  std::optional<CommandResult> result;
+  const std::string coid = t.router.submit("s", limit_order("AAPL", Side::buy, 11, Price::parse("99.00")),
+                                           [&](const CommandResult& r) { result = r; });
+  t.run_for(100ms);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->outcome, Outcome::failed_locally);
+  EXPECT_NE(result->message.find("max_order_quantity 10"), std::string::npos) << result->message;
+  ASSERT_NE(t.orders.find(coid), nullptr);
+  EXPECT_EQ(t.orders.find(coid)->state, OrderState::failed);
+  EXPECT_TRUE(t.a.venue.arrivals().empty());
+  EXPECT_TRUE(t.b.venue.arrivals().empty());
+  t.journal.flush();
+  bool journaled = false;
+  for (const auto& o : t.journal.orders()) journaled |= o.spec.client_order_id == coid && o.state == OrderState::failed;
+  EXPECT_TRUE(journaled) << "a refused order is on record";
+}
+
+TEST(RouterChecks, NotionalUsesMultiplierAndMarketPrice) {
+  RiskConfig risk = roomy_risk();
+  risk.max_notional = Price::from_integer(5'000);
+  TwoBrokers t(route({"a"}), FaultProfile::named("none"), {"100.00"}, risk);
+  // 50 x 100.00 = 5,000: allowed. 51 x 100.00: refused. Market orders use the last trade.
+  EXPECT_EQ(t.router.check("a", market_order("AAPL", Side::buy, 50)), "");
+  EXPECT_NE(t.router.check("a", market_order("AAPL", Side::buy, 51)).find("max_notional"), std::string::npos);
+  EXPECT_NE(t.router.check("a", limit_order("AAPL", Side::buy, 40, Price::parse("125.01"))).find("notional"),
+            std::string::npos);
+  EXPECT_NE(t.router.check("a", market_order("MSFT", Side::buy, 1)).find("unknown instrument MSFT"), std::string::npos);
+}
+
+TEST(RouterChecks, OrdersPerSecondPerBroker) {
+  RiskConfig risk;
+  risk.max_orders_per_second = 3;
+  TwoBrokers t(route({"a"}), FaultProfile::named("none"), {"100.00"}, risk);
+  int refused = 0;
+  for (int i = 0; i < 5; ++i)
+    t.router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("90.00")), [&](const CommandResult& r) {
+      if (r.outcome == Outcome::failed_locally) ++refused;
+    });
+  t.run_for(50ms);
+  EXPECT_EQ(refused, 2);  // a burst of 3, then nothing until the budget refills
+  t.run_for(1s);
+  std::optional<CommandResult> later;
+  t.router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("90.00")),
+                  [&](const CommandResult& r) { later = r; });
+  t.run_for(100ms);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->outcome, Outcome::accepted);
+  EXPECT_EQ(t.a.venue.arrivals().size(), 4u);
+}
+
+TEST(RouterFailover, NewOrdersMoveWithinOneCheckPlusTimeoutAndReturn) {
+  TwoBrokers t(route({"a", "b"}));
+  EXPECT_EQ(t.router.choose("s"), "a");
+  const Timestamp failed_at = t.clock.now();
+  t.a.broker.set_link_up(false);
+  // Orders sent every 20 ms; after one check interval plus one request timeout, all go to b.
+  std::vector<std::pair<Timestamp, std::string>> sent;
+  for (int i = 0; i < 25; ++i) {
+    sent.emplace_back(t.clock.now(), t.router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("90.00"))));
+    t.run_for(20ms);
+  }
+  const Timestamp bound = failed_at + to_ns(100ms + 200ms);
+  const auto at_b = t.b.arrivals();
+  for (const auto& [when, coid] : sent) {
+    if (when <= bound) continue;
+    const OrderRecord* o = t.orders.find(coid);
+    EXPECT_EQ(at_b.count(coid), 1u) << coid << " sent " << (when - failed_at) / 1'000'000 << " ms after the failure: "
+                                    << o->broker << " " << to_string(o->state) << " " << o->last_message;
+  }
+  EXPECT_EQ(t.health.circuit("a"), Circuit::open);
+  ASSERT_FALSE(t.router.switches().empty());
+  EXPECT_EQ(t.router.switches().front().to, "b");
+  // a comes back: after the cool-down a passing check half-opens, the next closes, orders return.
+  t.a.broker.set_link_up(true);
+  t.run_for(1500ms);
+  EXPECT_EQ(t.health.circuit("a"), Circuit::closed);
+  const std::string back = t.router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("90.00")));
+  t.run_for(100ms);
+  EXPECT_EQ(t.a.arrivals().count(back), 1u);
+  EXPECT_EQ(t.router.switches().back().to, "a");
+  // Nothing anywhere twice, nothing at both.
+  for (const auto& [coid, n] : t.a.arrivals()) {
+    EXPECT_EQ(n, 1) << coid;
+    EXPECT_EQ(at_b.count(coid), 0u) << coid << " reached both brokers";
+  }
+}
+
+TEST(RouterFailover, StaysOnSecondaryWithoutReturnToPrimary) {
+  TwoBrokers t(route({"a", "b"}, RouteMode::failover, false));
+  t.a.broker.set_link_up(false);
+  t.run_for(400ms);
+  EXPECT_EQ(t.router.choose("s"), "b");
+  t.a.broker.set_link_up(true);
+  t.run_for(2s);
+  EXPECT_EQ(t.health.circuit("a"), Circuit::closed);
+  EXPECT_EQ(t.router.choose("s"), "b");
+}
+
+TEST(RouterFailover, UnknownOutcomeIsResolvedAtItsBrokerNeverResent) {
+  FaultProfile lost = FaultProfile::named("none");
+  lost.lost_reply_rate = 1.0;         // every reply from a is lost: the venue has the order...
+  lost.drop_order_event_rate = 1.0;   // ...and its stream says nothing: only a query can tell
+  TwoBrokers t(route({"a", "b"}), lost);
+  std::optional<CommandResult> first;
+  const std::string coid = t.router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("90.00")),
+                                           [&](const CommandResult& r) { first = r; });
+  t.run_for(50ms);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->outcome, Outcome::unknown);
+  // a keeps losing answers and then goes down entirely; the router moves new orders to b...
+  t.a.broker.set_link_up(false);
+  t.run_for(500ms);
+  const std::string next = t.router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("90.00")));
+  t.run_for(100ms);
+  EXPECT_EQ(t.b.arrivals().count(next), 1u);
+  // ...but the unknown order stays a's: still pending (a cannot answer), never sent to b.
+  EXPECT_EQ(t.b.arrivals().count(coid), 0u);
+  EXPECT_EQ(t.a.arrivals().at(coid), 1);
+  EXPECT_EQ(t.orders.find(coid)->state, OrderState::pending);
+  EXPECT_EQ(t.orders.find(coid)->broker, "a");
+  // a answers again: the order is resolved by its client order id.
+  t.a.faults.set_profile(FaultProfile::named("none"));
+  t.a.broker.set_link_up(true);
+  t.orders.resync();
+  t.run_for(500ms);
+  EXPECT_EQ(t.orders.find(coid)->state, OrderState::submitted);
+  EXPECT_EQ(t.a.arrivals().at(coid), 1);
+  EXPECT_EQ(t.b.arrivals().count(coid), 0u);
+}
+
+TEST(RouterFailover, NoBrokerTakingOrdersRefusesWithEveryBrokersState) {
+  TwoBrokers t(route({"a", "b"}));
+  t.a.broker.set_link_up(false);
+  t.b.broker.set_link_up(false);
+  t.run_for(400ms);
+  std::optional<CommandResult> r;
+  t.router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("90.00")), [&](const CommandResult& x) { r = x; });
+  t.run_for(50ms);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, Outcome::failed_locally);
+  EXPECT_NE(r->message.find("a down (circuit open), b down (circuit open)"), std::string::npos) << r->message;
+}
+
+TEST(RouterDual, EveryOrderGoesToBothAndPairsAreJournaled) {
+  TwoBrokers t(route({"a", "b"}, RouteMode::dual));
+  const std::string single = t.router.submit("s", limit_order("AAPL", Side::buy, 3, Price::parse("99.00")));
+  BracketSpec br;
+  br.entry = limit_order("AAPL", Side::buy, 2, Price::parse("100.01"));
+  br.take_profit = limit_order("AAPL", Side::sell, 2, Price::parse("101.00"), TimeInForce::gtc);
+  br.protective_stop = stop_order("AAPL", Side::sell, 2, Price::parse("99.50"), TimeInForce::gtc);
+  const BracketIds ids = t.router.submit_bracket("s", br);
+  t.run_for(500ms);
+  t.router.cancel(single);
+  t.run_for(300ms);
+  t.journal.flush();
+
+  const auto pairs = t.journal.events("dual_pair");
+  ASSERT_EQ(pairs.size(), 4u);
+  for (const auto& ev : pairs) {
+    const auto j = nlohmann::json::parse(ev.detail);
+    const std::string ca = j["orders"]["a"], cb = j["orders"]["b"];
+    const VenueOrder* oa = t.a.venue.find_by_client_id(ca);
+    const VenueOrder* ob = t.b.venue.find_by_client_id(cb);
+    ASSERT_NE(oa, nullptr) << ca;
+    ASSERT_NE(ob, nullptr) << cb;
+    // Identical intent at both venues.
+    EXPECT_EQ(oa->side, ob->side);
+    EXPECT_EQ(oa->quantity, ob->quantity);
+    EXPECT_EQ(oa->type, ob->type);
+    EXPECT_EQ(oa->limit_price, ob->limit_price);
+    EXPECT_EQ(oa->stop_price, ob->stop_price);
+    EXPECT_EQ(oa->tif, ob->tif);
+    EXPECT_EQ(t.b.venue.find_by_client_id(ca), nullptr) << "each side under its own client order id";
+  }
+  EXPECT_EQ(nlohmann::json::parse(pairs[0].detail)["pair"], single);
+  EXPECT_EQ(nlohmann::json::parse(pairs[1].detail)["pair"], ids.entry);
+  // The cancel followed to the partner.
+  EXPECT_EQ(t.a.venue.find_by_client_id(single)->status, VenueStatus::cancelled);
+  EXPECT_EQ(t.b.venue.find_by_client_id(*t.router.partner(single))->status, VenueStatus::cancelled);
+}
+
+// The same strategy class, run on broker a and then on broker b with only the route changed,
+// sends orders of identical intent.
+TEST(RouterStrategy, SameStrategyOnEitherBrokerByConfigOnly) {
+  std::vector<std::string> lasts;
+  for (int i = 0; i < 30; ++i) lasts.push_back(i % 2 ? "100.00" : "100.02");
+  for (int i = 0; i < 10; ++i) lasts.push_back("100.0" + std::to_string(3 + (i % 5)));  // breakout up
+  std::vector<std::vector<VenueOrder>> seen;
+  for (const std::string broker : {"a", "b"}) {
+    TwoBrokers t(route({broker}), FaultProfile::named("none"), lasts);
+    BracketBreakoutParams p;
+    p.symbol = "AAPL";
+    p.quantity = 5;
+    p.lookback = 20;
+    BracketBreakout strategy(p, "s");
+    StrategyRunner runner(strategy, t.router, t.loop, "s");
+    SimSide& side = broker == "a" ? t.a : t.b;
+    side.broker.subscribe_quotes({"AAPL"}, [&](const Quote& q) {
+      t.router.on_quote(q);
+      runner.on_quote(q);
+    });
+    runner.start();
+    t.run_for(5s);
+    runner.stop();
+    SimSide& other = broker == "a" ? t.b : t.a;
+    EXPECT_TRUE(other.venue.orders().empty()) << "nothing at the broker the route does not name";
+    seen.push_back(side.venue.orders());
+  }
+  ASSERT_FALSE(seen[0].empty());
+  ASSERT_EQ(seen[0].size(), seen[1].size());
+  for (std::size_t i = 0; i < seen[0].size(); ++i) {
+    EXPECT_EQ(seen[0][i].side, seen[1][i].side);
+    EXPECT_EQ(seen[0][i].quantity, seen[1][i].quantity);
+    EXPECT_EQ(seen[0][i].type, seen[1][i].type);
+    EXPECT_EQ(seen[0][i].limit_price, seen[1][i].limit_price);
+    EXPECT_EQ(seen[0][i].stop_price, seen[1][i].stop_price);
+  }
+}
+
+}  // namespace
+}  // namespace backstop
