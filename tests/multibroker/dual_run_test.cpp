@@ -9,11 +9,7 @@
 
 #include <filesystem>
 
-#include "brokers/ibkr/ibkr_broker.hpp"
-#include "brokers/tradestation/tradestation_broker.hpp"
-#include "brokers/tradestation/ts_auth.hpp"
-#include "emulators/ibkr/ibkr_gateway_emulator.hpp"
-#include "emulators/tradestation/tradestation_emulator.hpp"
+#include "emulated_brokers.hpp"
 #include "routing/router.hpp"
 #include "routing/strategies/bracket_breakout.hpp"
 #include "routing/strategy_runner.hpp"
@@ -22,7 +18,7 @@ namespace backstop {
 namespace {
 
 using namespace std::chrono_literals;
-namespace tse = tradestation_emulator;
+using testing_support::EmulatedBrokers;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -31,18 +27,8 @@ constexpr std::int64_t kAaplConid = 265598;
 TEST(DualRunOnEmulators, RecordedPairsMatchWhatEachEmulatorSaw) {
   const fs::path dir = fs::temp_directory_path() / ("backstop-dual-" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  tse::Options teo;
-  teo.tick_interval = 0ms;  // prices move only when this test says so, identically at both
-  teo.heartbeat_interval = 200ms;
-  tse::TradeStationEmulator ts_emu(teo);
-  ts_emu.start(0);
-  IbkrEmulatorOptions ieo;
-  ieo.tls = false;
-  ieo.pacing_window_scale = 0.02;
-  ieo.prompts.clear();
-  IbkrGatewayEmulator ib_emu(ieo);
-  ib_emu.start();
-  httplib::Client ts_control("127.0.0.1", ts_emu.port());
+  EmulatedBrokers brokers;  // prices move only when this test says so, identically at both
+  httplib::Client ts_control("127.0.0.1", brokers.tradestation().port());
 
   SystemClock clock;
   EventLoop loop(clock);
@@ -51,23 +37,10 @@ TEST(DualRunOnEmulators, RecordedPairsMatchWhatEachEmulatorSaw) {
     ClientOrderIdGenerator ids("D");
     OrderManager orders(loop, journal, ids);
 
-    tradestation::TradeStationOptions to;
-    to.name = "ts";
-    to.account = "SIM2784990M";
-    to.settings.base_url = ts_emu.base_url() + "/v3";
-    to.settings.token_url = ts_emu.base_url() + "/oauth/token";
-    to.settings.client_id = ts_emu.options().client_id;
-    to.settings.client_secret = ts_emu.options().client_secret;
-    to.settings.refresh_token_file = (dir / "refresh-token").string();
-    to.symbols = {{"AAPL", "AAPL"}};
-    tradestation::write_refresh_token(to.settings.refresh_token_file, ts_emu.options().refresh_token);
-    tradestation::TradeStationBroker ts(to, loop);
-    IbkrBrokerOptions io;
-    io.name = "ib";
-    io.settings.base_url = ib_emu.base_url() + "/v1/api";
-    io.symbols = {{"AAPL", "AAPL"}};
-    io.slow_endpoint_interval = 100ms;
-    IbkrBroker ib(io, loop);
+    auto ts_adapter = brokers.tradestation_adapter(loop, brokers.tradestation().base_url(), dir, {2000ms});
+    auto ib_adapter = brokers.ibkr_adapter(loop, brokers.ibkr().base_url(), {2000ms});
+    Broker& ts = *ts_adapter;
+    Broker& ib = *ib_adapter;
     orders.add_broker(ts);
     orders.add_broker(ib);
 
@@ -114,7 +87,7 @@ TEST(DualRunOnEmulators, RecordedPairsMatchWhatEachEmulatorSaw) {
                       json{{"symbol", "AAPL"}, {"bid", (l - tick).to_string()}, {"ask", (l + tick).to_string()}, {"last", last}}
                           .dump(),
                       "application/json");
-      ib_emu.set_quote(kAaplConid, l - tick, l + tick, l);
+      brokers.ibkr().set_quote(kAaplConid, l - tick, l + tick, l);
     };
 
     ts.start();
@@ -147,7 +120,7 @@ TEST(DualRunOnEmulators, RecordedPairsMatchWhatEachEmulatorSaw) {
         if (e.value("endpoint", "").rfind("POST", 0) == 0) at_ts[e.value("OrderConfirmID", "")]++;
     }
     {
-      const json log = json::parse(ib_emu.log_json());
+      const json log = json::parse(brokers.ibkr().log_json());
       for (const auto& e : log["orders"])
         if (e.value("stage", "") == "received") at_ib[e.value("cOID", "")]++;
     }
@@ -185,8 +158,6 @@ TEST(DualRunOnEmulators, RecordedPairsMatchWhatEachEmulatorSaw) {
     ib.stop();
     run_for(50ms);
   }
-  ts_emu.stop();
-  ib_emu.stop();
   fs::remove_all(dir);
 }
 

@@ -11,18 +11,13 @@
 //  - an order whose reply was lost is resolved by query at the primary (submitted there) and
 //    never sent to the secondary.
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <filesystem>
 #include <random>
 
-#include "brokers/ibkr/ibkr_broker.hpp"
-#include "brokers/tradestation/tradestation_broker.hpp"
-#include "brokers/tradestation/ts_auth.hpp"
-#include "emulators/ibkr/ibkr_gateway_emulator.hpp"
-#include "emulators/tradestation/tradestation_emulator.hpp"
+#include "emulated_brokers.hpp"
 #include "fault_proxy.hpp"
 #include "routing/health_monitor.hpp"
 #include "routing/router.hpp"
@@ -31,12 +26,12 @@ namespace backstop {
 namespace {
 
 using namespace std::chrono_literals;
+using testing_support::AdapterTimeouts;
+using testing_support::EmulatedBrokers;
 using testing_support::FaultProxy;
-namespace tse = tradestation_emulator;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-constexpr const char* kTsAccount = "SIM2784990M";
 // IBKR's gateway takes 10 requests/s in all (the adapter paces itself to that): health checks
 // every 250 ms and an order every 300 ms leave room for its own background requests, and a
 // check may wait its turn behind an order, hence the timeout.
@@ -55,68 +50,21 @@ int run_count() {
 class FailoverOnEmulators : public ::testing::TestWithParam<int> {
  protected:
   static void SetUpTestSuite() {
-    tse::Options to;
-    to.tick_interval = 0ms;  // prices move only on demand: resting orders stay resting
-    to.heartbeat_interval = 200ms;
-    ts_emu_ = new tse::TradeStationEmulator(to);
-    ts_emu_->start(0);
-    IbkrEmulatorOptions io;
-    io.tls = false;  // the proxy relays plain bytes
-    io.pacing_window_scale = 0.02;
-    io.global_requests_per_second = 1000;  // many runs share one gateway; pacing is tested elsewhere
-    io.prompts.clear();
-    ib_emu_ = new IbkrGatewayEmulator(io);
-    ib_emu_->start();
+    brokers_ = new EmulatedBrokers();
     dir_ = new fs::path(fs::temp_directory_path() / ("backstop-failover-" + std::to_string(::getpid())));
     fs::create_directories(*dir_);
   }
   static void TearDownTestSuite() {
-    ts_emu_->stop();
-    ib_emu_->stop();
-    delete ts_emu_;
-    delete ib_emu_;
+    delete brokers_;
     fs::remove_all(*dir_);
     delete dir_;
   }
-
-  // Placements per client order id, from each emulator's own log.
-  static std::map<std::string, int> ts_placements() {
-    httplib::Client c("127.0.0.1", ts_emu_->port());
-    auto r = c.Get("/__emulator/log");
-    std::map<std::string, int> n;
-    if (!r) {
-      ADD_FAILURE() << "GET /__emulator/log from the TradeStation emulator: " << httplib::to_string(r.error());
-      return n;
-    }
-    const json log = json::parse(r->body);  // named: a range-for over a temporary's member dangles
-    for (const auto& e : log["requests"]) {
-      const std::string endpoint = e.value("endpoint", "");
-      if (endpoint.find("PUT") != std::string::npos || endpoint.find("DELETE") != std::string::npos) continue;
-      const std::string coid = e.value("OrderConfirmID", "");
-      if (!coid.empty()) n[coid]++;
-    }
-    return n;
-  }
-  static std::map<std::string, int> ib_placements() {
-    std::map<std::string, int> n;
-    const json log = json::parse(ib_emu_->log_json());
-    for (const auto& e : log["orders"])
-      if (e.value("stage", "") == "received") n[e.value("cOID", "")]++;
-    return n;
-  }
-
-  static tse::TradeStationEmulator* ts_emu_;
-  static IbkrGatewayEmulator* ib_emu_;
+  // One pair of emulators for every run: their logs accumulate, client order ids never repeat.
+  static EmulatedBrokers* brokers_;
   static fs::path* dir_;
 };
-tse::TradeStationEmulator* FailoverOnEmulators::ts_emu_ = nullptr;
-IbkrGatewayEmulator* FailoverOnEmulators::ib_emu_ = nullptr;
+EmulatedBrokers* FailoverOnEmulators::brokers_ = nullptr;
 fs::path* FailoverOnEmulators::dir_ = nullptr;
-
-struct RunResult {
-  std::string failure;
-  std::vector<std::string> problems;
-};
 
 TEST_P(FailoverOnEmulators, NewOrdersReachSecondaryInTimeAndNothingIsSentTwice) {
   const int shard = GetParam();
@@ -135,8 +83,8 @@ TEST_P(FailoverOnEmulators, NewOrdersReachSecondaryInTimeAndNothingIsSentTwice) 
                               testing_support::to_string(mode) + (lose_reply ? ", lost reply" : "") + ")";
     std::vector<std::string> problems;
 
-    FaultProxy ts_proxy(ts_emu_->port());
-    FaultProxy ib_proxy(ib_emu_->port());
+    FaultProxy ts_proxy(static_cast<std::uint16_t>(brokers_->tradestation().port()));
+    FaultProxy ib_proxy(brokers_->ibkr().port());
     FaultProxy& primary_proxy = ts_primary ? ts_proxy : ib_proxy;
 
     SystemClock clock;
@@ -149,31 +97,9 @@ TEST_P(FailoverOnEmulators, NewOrdersReachSecondaryInTimeAndNothingIsSentTwice) 
     om.resolve_retry_interval = 100ms;
     auto orders = std::make_unique<OrderManager>(loop, *journal, ids, om);
 
-    tradestation::TradeStationOptions to;
-    to.name = "ts";
-    to.account = kTsAccount;
-    to.settings.base_url = ts_proxy.base_url() + "/v3";
-    to.settings.token_url = ts_proxy.base_url() + "/oauth/token";
-    to.settings.client_id = ts_emu_->options().client_id;
-    to.settings.client_secret = ts_emu_->options().client_secret;
-    to.settings.refresh_token_file = (run_dir / "refresh-token").string();
-    to.settings.stream_inactivity_timeout = 2s;
-    to.reconnect_min = 50ms;
-    to.reconnect_max = 500ms;
-    to.order_timeout = 300ms;
-    to.read_timeout = 300ms;
-    to.symbols = {{"AAPL", "AAPL"}};
-    tradestation::write_refresh_token(to.settings.refresh_token_file, ts_emu_->options().refresh_token);
-    auto ts = std::make_unique<tradestation::TradeStationBroker>(to, loop);
-
-    IbkrBrokerOptions io;
-    io.name = "ib";
-    io.settings.base_url = ib_proxy.base_url() + "/v1/api";
-    io.symbols = {{"AAPL", "AAPL"}};
-    io.slow_endpoint_interval = 100ms;
-    io.auth_poll_interval = 200ms;
-    io.request_timeout = 300ms;
-    auto ib = std::make_unique<IbkrBroker>(io, loop);
+    const AdapterTimeouts timeouts{300ms};
+    auto ts = brokers_->tradestation_adapter(loop, ts_proxy.base_url(), run_dir, timeouts);
+    auto ib = brokers_->ibkr_adapter(loop, ib_proxy.base_url(), timeouts);
 
     orders->add_broker(*ts);
     orders->add_broker(*ib);
@@ -263,8 +189,8 @@ TEST_P(FailoverOnEmulators, NewOrdersReachSecondaryInTimeAndNothingIsSentTwice) 
     run_for(400ms);  // acknowledgements of the last orders
 
     // The emulators' logs.
-    const auto at_ts = ts_placements();
-    const auto at_ib = ib_placements();
+    const auto at_ts = brokers_->tradestation_placements();
+    const auto at_ib = brokers_->ibkr_placements();
     const auto& at_primary = ts_primary ? at_ts : at_ib;
     const auto& at_secondary = ts_primary ? at_ib : at_ts;
     auto placed = [](const std::map<std::string, int>& m, const std::string& coid) {
