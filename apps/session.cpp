@@ -79,6 +79,12 @@ Session::Session(Config config, EventLoop& loop, Clock& clock, SessionOptions op
   guard_ = std::make_unique<StopGuard>(loop_, *orders_, *journal_, guard_settings(config_), instruments);
   // A ghost stop or a failed verification is a fact about the broker's health.
   guard_->on_ghost([this](const GhostStop& g) { health_->stop_failure(g.broker, "ghost stop " + g.client_order_id); });
+  guard_->on_verification([this](const StopRecord& s) {
+    if (s.verification == Verification::mismatch || s.verification == Verification::missing ||
+        s.verification == Verification::timeout)
+      health_->stop_failure(s.broker, "stop " + s.client_order_id + " verification " + to_string(s.verification) +
+                                          (s.detail.empty() ? "" : ": " + s.detail));
+  });
   // A broker whose circuit opens is down for protection too: `mirror` covers its stops elsewhere.
   health_->on_change([this](const HealthChange& c) {
     if ((c.from == HealthState::down) != (c.to == HealthState::down)) guard_->set_broker_down(c.broker, c.to == HealthState::down);

@@ -175,6 +175,7 @@ void StopGuard::finish_verification(const std::string& coid, Verification v, con
     spdlog::info("stop {} at {}: verified", coid, rec.broker);
   else
     spdlog::warn("stop {} at {}: verification {}: {}", coid, rec.broker, to_string(v), detail);
+  for (auto& l : verification_listeners_) l(rec);
 }
 
 void StopGuard::schedule_reverify() {

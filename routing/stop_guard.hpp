@@ -116,6 +116,8 @@ class StopGuard {
   bool is_mirror(const std::string& coid) const { return mirror_index_.count(coid) != 0; }
 
   void on_ghost(GhostListener l) { ghost_listeners_.push_back(std::move(l)); }
+  // Every change of a stop's verification outcome (verified, mismatch, missing, timeout).
+  void on_verification(std::function<void(const StopRecord&)> l) { verification_listeners_.push_back(std::move(l)); }
   const std::map<std::string, StopRecord>& stops() const { return stops_; }
   const std::vector<GhostStop>& ghosts() const { return ghosts_; }
   const StopGuardSettings& settings() const { return settings_; }
@@ -157,6 +159,7 @@ class StopGuard {
   std::set<std::string> acted_;  // ghosts the guard has acted on: exactly once
   std::vector<GhostStop> ghosts_;
   std::vector<GhostListener> ghost_listeners_;
+  std::vector<std::function<void(const StopRecord&)>> verification_listeners_;
   std::vector<CrossedStop> scratch_;  // reused per tick: no allocation on the hot path
   EventLoop::TimerId expiry_timer_ = 0;
   Timestamp expiry_at_ = 0;
