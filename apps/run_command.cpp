@@ -58,12 +58,7 @@ int run_main(cli::Args& args) {
   SessionOptions so;
   so.journal_path = journal_arg.value_or(config.journal.path);
   if (so.journal_path.empty()) throw ConfigError("no journal: set journal.path in the config or pass --journal");
-  so.start_emulators = emulate;
-  // Start-up recovery must be given time to finish: an order left pending at IBKR is resolved
-  // with up to 5 live-order queries, which the gateway paces at 1 per 5 s (>= 20 s, plus the
-  // reconciler's own), so the 15 s default made every restart after a lost IBKR reply exit with
-  // "start-up reconciliation did not finish", on every later start too (chaos test, issue 8).
-  so.connect_timeout = std::chrono::seconds(90);
+  so.start_emulators = emulate;  // recovery has its own, longer timeout (SessionOptions)
 
   SystemClock clock;
   EventLoop loop(clock);

@@ -146,8 +146,10 @@ void Session::start() {
   // Nothing new is sent before the journal's open orders are resolved and brokers reconciled.
   bool ready = false;
   orders_->recover([&](std::size_t, std::size_t) { reconciler_->start([&] { ready = true; }); });
-  wait_until([&] { return ready; }, options_.connect_timeout);
-  if (!ready) throw Error("start-up reconciliation did not finish within the connect timeout");
+  wait_until([&] { return ready; }, options_.recovery_timeout);
+  if (!ready)
+    throw Error("start-up recovery and reconciliation did not finish within " +
+                std::to_string(to_ns(options_.recovery_timeout) / 1'000'000'000) + " s");
   guard_->restore_local_stops();
   monitor_->start();
   // Every broker's quotes feed the router (reference prices) and the guard (which filters by

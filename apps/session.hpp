@@ -33,6 +33,9 @@ struct SessionOptions {
   // talk to whatever serves their base_url.
   bool start_emulators = true;
   Duration connect_timeout{std::chrono::seconds(15)};
+  // Resolving the journal's open orders and the first reconciliation: a broker with paced
+  // queries (IBKR: live orders and trades once per 5 s) needs tens of seconds for a few unknowns.
+  Duration recovery_timeout{std::chrono::seconds(120)};
 };
 
 class Session {

@@ -174,6 +174,10 @@ class Broker {
   virtual void list_positions(PositionsCallback done);
   // Executions as the broker records them: the truth a missed fill event is recovered from.
   virtual void list_fills(FillsCallback done);
+  // Recovery after a restart: this order, sent by an earlier process, may be at the broker with
+  // its outcome unknown. Brokers whose order reads do not carry the client order id
+  // (TradeStation) remember it so that query_by_client_id can find it by its details.
+  virtual void expect_unknown(const OrderSpec& /*order*/, Timestamp /*sent_at*/) {}
   // A cheap, independent request that proves the broker answers and will take orders, for the
   // router's health checks. accepted: healthy; anything else: why not. The default lists
   // positions; adapters override it with their lightest authenticated endpoint within the

@@ -444,29 +444,37 @@ void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
   for (const auto& coid : open) {
     OrderRecord& o = *orders_.at(coid);
     spdlog::info("resolving order {} ({} at {})", coid, to_string(o.state), o.broker);
+    Broker* b = broker(o.broker);
     if (o.state == OrderState::pre_sent || o.state == OrderState::pending) {
+      // Sent (or maybe sent) by an earlier process: let the adapter know what to look for.
+      if (b) b->expect_unknown(o.spec, o.state_times[static_cast<std::size_t>(OrderState::pre_sent)]);
       resolve_unknown(coid, 1, finish_one);
     } else {
-      Broker* b = broker(o.broker);
       if (!b) {
         finish_one(false);
         continue;
       }
-      b->query_by_client_id(coid, [this, coid, finish_one](OrderQueryResult r) {
+      auto apply = [this, coid, finish_one](OrderQueryResult r) {
         if (r.outcome == Outcome::accepted && r.order) apply_broker_view(*orders_.at(coid), *r.order, "recovery");
         finish_one(r.outcome == Outcome::accepted);
-      });
+      };
+      // The journal knows the broker's id: ask by it (not every broker can look up a client id).
+      if (!o.broker_order_id.empty())
+        b->query_order(o.broker_order_id, apply);
+      else
+        b->query_by_client_id(coid, apply);
     }
   }
 }
 
-void OrderManager::resync(std::function<void()> done) {
+void OrderManager::resync(std::function<void()> done, const std::string& only_broker) {
   // Fills first (the broker's execution record is the truth), then each open order's state.
   auto outstanding = std::make_shared<int>(1);
   auto finish = [outstanding, done] {
     if (--*outstanding == 0 && done) done();
   };
   for (auto& [name, b] : brokers_) {
+    if (!only_broker.empty() && name != only_broker) continue;
     if (!b->capabilities().fill_query) continue;
     ++*outstanding;
     b->list_fills([this, finish](FillsResult r) {
@@ -482,12 +490,38 @@ void OrderManager::resync(std::function<void()> done) {
   for (const auto& coid : order_sequence_) {
     OrderRecord& o = *orders_.at(coid);
     if (o.is_terminal()) continue;
+    if (!only_broker.empty() && o.broker != only_broker) continue;
     Broker* b = broker(o.broker);
     if (!b) continue;
     ++*outstanding;
     auto apply = [this, coid, finish](OrderQueryResult r) {
       OrderRecord& ord = *orders_.at(coid);
       if (r.outcome == Outcome::accepted && r.order) apply_broker_view(ord, *r.order, "resync");
+      finish();
+    };
+    if (!o.broker_order_id.empty())
+      b->query_order(o.broker_order_id, apply);
+    else
+      b->query_by_client_id(coid, apply);
+  }
+  finish();
+}
+
+void OrderManager::refresh(const std::vector<std::string>& coids, std::function<void()> done) {
+  auto outstanding = std::make_shared<int>(1);
+  auto finish = [outstanding, done] {
+    if (--*outstanding == 0 && done) done();
+  };
+  for (const auto& coid : coids) {
+    auto it = orders_.find(coid);
+    if (it == orders_.end()) continue;
+    OrderRecord& o = *it->second;
+    Broker* b = broker(o.broker);
+    if (!b) continue;
+    ++*outstanding;
+    auto apply = [this, coid, finish](OrderQueryResult r) {
+      OrderRecord& ord = *orders_.at(coid);
+      if (r.outcome == Outcome::accepted && r.order) apply_broker_view(ord, *r.order, "read back");
       finish();
     };
     if (!o.broker_order_id.empty())

@@ -64,7 +64,13 @@ class OrderManager {
   // Reads every non-terminal order back from its broker and applies what it says, and applies
   // fills the broker records that the stream did not deliver. Streams are lossy; this is the
   // repair. `done` runs after every answer has been applied.
-  void resync(std::function<void()> done = {});
+  // `only_broker` limits it to one broker: a slow or paced broker does not delay decisions about
+  // another's orders.
+  void resync(std::function<void()> done = {}, const std::string& only_broker = {});
+  // Reads just these orders back from their brokers (by broker id, else client order id) and
+  // applies what each broker says; `done` runs after every answer. The cheap read-back for a
+  // decision about a few orders (is this stop still working?), without listing executions.
+  void refresh(const std::vector<std::string>& client_order_ids, std::function<void()> done);
 
   const OrderRecord* find(const std::string& client_order_id) const;
   const OrderRecord* find_by_broker_id(const std::string& broker, const std::string& broker_order_id) const;

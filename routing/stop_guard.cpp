@@ -251,9 +251,13 @@ void StopGuard::schedule_expiry() {
     std::vector<CrossedStop> expired;
     watchdog_.expire(loop_.now(), expired);
     for (const auto& c : expired) {
-      // Before calling it a ghost, read the broker back: the stream may have lost the stop's
-      // fill, or the entry's fill that made the stop active.
-      orders_.resync([this, c] {
+      // Before calling it a ghost, read the stop (and its entry) back from its broker: the
+      // stream may have lost the stop's fill, or the entry's fill that made the stop active.
+      // Only those orders: a full resync would wait on every broker's paced execution listing.
+      std::vector<std::string> read_back{c.stop.client_order_id};
+      if (const OrderRecord* s = orders_.find(c.stop.client_order_id); s && !s->spec.parent_client_order_id.empty())
+        read_back.push_back(s->spec.parent_client_order_id);
+      orders_.refresh(read_back, [this, c] {
         const OrderRecord* o = orders_.find(c.stop.client_order_id);
         if (!o || o->filled_quantity > 0 || o->state == OrderState::pending_cancel) return;  // it fired
         if (!protecting(*o)) {
@@ -325,7 +329,9 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
         if (o->spec.oco_group == stop->spec.oco_group && o->spec.client_order_id != coid)
           orders_.cancel(o->spec.client_order_id);
   }
-  // Read the broker back (the stop may have filled in the same instant), then decide.
+  // Read the broker back (the stop may have filled in the same instant), then decide. Only the
+  // ghost's broker: another broker's paced listings must not delay the flatten.
+  const std::string ghost_broker = ghosts_[index].broker;
   orders_.resync([this, index, attempt, coid] {
     GhostStop& g = ghosts_[index];
     const OrderRecord* stop = orders_.find(coid);
@@ -360,7 +366,7 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
                            nlohmann::json{{"action", g.action}, {"flatten_order", g.flatten_order},
                                           {"position_before", position}, {"quantity", qty}}
                                .dump()});
-  });
+  }, ghost_broker);
 }
 
 void StopGuard::arm_local_stop(const std::string& broker, OrderSpec stop) {

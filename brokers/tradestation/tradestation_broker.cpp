@@ -726,6 +726,10 @@ void TradeStationBroker::query_order(const std::string& id, OrderQueryCallback d
        });
 }
 
+void TradeStationBroker::expect_unknown(const OrderSpec& order, Timestamp sent_at) {
+  if (!coid_to_id_.count(order.client_order_id)) unresolved_[order.client_order_id] = {order, sent_at};
+}
+
 void TradeStationBroker::query_by_client_id(const std::string& coid, OrderQueryCallback done) {
   if (auto it = coid_to_id_.find(coid); it != coid_to_id_.end()) return query_order(it->second, std::move(done));
   auto un = unresolved_.find(coid);
