@@ -491,18 +491,9 @@ void OrderManager::resync(std::function<void()> done, const std::string& only_br
     OrderRecord& o = *orders_.at(coid);
     if (o.is_terminal()) continue;
     if (!only_broker.empty() && o.broker != only_broker) continue;
-    Broker* b = broker(o.broker);
-    if (!b) continue;
+    if (!broker(o.broker)) continue;
     ++*outstanding;
-    auto apply = [this, coid, finish](OrderQueryResult r) {
-      OrderRecord& ord = *orders_.at(coid);
-      if (r.outcome == Outcome::accepted && r.order) apply_broker_view(ord, *r.order, "resync");
-      finish();
-    };
-    if (!o.broker_order_id.empty())
-      b->query_order(o.broker_order_id, apply);
-    else
-      b->query_by_client_id(coid, apply);
+    read_back(coid, "resync", finish);
   }
   finish();
 }
@@ -514,22 +505,25 @@ void OrderManager::refresh(const std::vector<std::string>& coids, std::function<
   };
   for (const auto& coid : coids) {
     auto it = orders_.find(coid);
-    if (it == orders_.end()) continue;
-    OrderRecord& o = *it->second;
-    Broker* b = broker(o.broker);
-    if (!b) continue;
+    if (it == orders_.end() || !broker(it->second->broker)) continue;
     ++*outstanding;
-    auto apply = [this, coid, finish](OrderQueryResult r) {
-      OrderRecord& ord = *orders_.at(coid);
-      if (r.outcome == Outcome::accepted && r.order) apply_broker_view(ord, *r.order, "read back");
-      finish();
-    };
-    if (!o.broker_order_id.empty())
-      b->query_order(o.broker_order_id, apply);
-    else
-      b->query_by_client_id(coid, apply);
+    read_back(coid, "read back", finish);
   }
   finish();
+}
+
+void OrderManager::read_back(const std::string& coid, const std::string& why, std::function<void()> then) {
+  OrderRecord& o = *orders_.at(coid);
+  Broker* b = broker(o.broker);
+  auto apply = [this, coid, why, then = std::move(then)](OrderQueryResult r) {
+    if (r.outcome == Outcome::accepted && r.order) apply_broker_view(*orders_.at(coid), *r.order, why);
+    then();
+  };
+  // By the broker's own id when known: not every broker can look an order up by client id.
+  if (!o.broker_order_id.empty())
+    b->query_order(o.broker_order_id, std::move(apply));
+  else
+    b->query_by_client_id(coid, std::move(apply));
 }
 
 const OrderRecord* OrderManager::find(const std::string& coid) const {

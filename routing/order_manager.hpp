@@ -101,6 +101,9 @@ class OrderManager {
   void on_event(const std::string& broker, const OrderEvent& ev);
   void apply_broker_view(OrderRecord& order, const BrokerOrder& view, const std::string& why);
   void resolve_unknown(const std::string& coid, int attempt, std::function<void(bool resolved)> done);
+  // Queries one order at its broker (which must be registered) and applies the answer; `then`
+  // runs after it either way.
+  void read_back(const std::string& coid, const std::string& why, std::function<void()> then);
   void notify(const OrderRecord& o);
   void apply_early_fills(const OrderRecord& o);
 
