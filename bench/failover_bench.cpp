@@ -10,8 +10,7 @@
 
 #include "emulated_brokers.hpp"
 #include "fault_proxy.hpp"
-#include "routing/health_monitor.hpp"
-#include "routing/router.hpp"
+#include "routed_session.hpp"
 
 using namespace backstop;
 using namespace std::chrono_literals;
@@ -40,43 +39,27 @@ void BM_FailoverPrimaryFailureToFirstAckAtSecondary(benchmark::State& state) {
                          ("backstop-failover-bench-" + std::to_string(::getpid()) + "-" + std::to_string(run));
     fs::create_directories(dir);
     {
-      Journal journal((dir / "j.db").string());
-      ClientOrderIdGenerator ids("B" + std::to_string(state.range(0)) + std::to_string(state.range(1)) + "r" +
-                                 std::to_string(run));
-      OrderManager orders(loop, journal, ids);
-      auto ts = brokers().tradestation_adapter(loop, ts_proxy.base_url(), dir);
-      auto ib = brokers().ibkr_adapter(loop, ib_proxy.base_url());
-      orders.add_broker(*ts);
-      orders.add_broker(*ib);
-      BrokerHealthSettings hs;
-      hs.open_interval = 60s;
-      BrokerHealth health(loop, journal, hs);
-      HealthMonitor monitor(loop, health, {250ms, 400ms});
-      monitor.watch(*ts);
-      monitor.watch(*ib);
-      Instrument aapl;
-      aapl.symbol = "AAPL";
-      RiskConfig risk;
-      risk.max_orders_per_second = 1000;
-      Router router(loop, orders, health, journal, risk, {{"AAPL", aapl}});
+      testing_support::RoutedSessionOptions so;
+      so.dir = dir;
+      so.id_prefix = "B" + std::to_string(state.range(0)) + std::to_string(state.range(1)) + "r" + std::to_string(run);
+      so.ts_url = ts_proxy.base_url();
+      so.ib_url = ib_proxy.base_url();
+      so.health.open_interval = 60s;
+      so.monitor = HealthMonitorSettings{250ms, 400ms};
+      Timestamp acked_at = 0;  // outlives the session: late acknowledgements land during its stop
+      testing_support::RoutedSession session(brokers(), loop, so);
+      Router& router = session.router;
       RouteConfig route;
       route.strategy = "s";
       route.brokers = ts_primary ? std::vector<std::string>{"ts", "ib"} : std::vector<std::string>{"ib", "ts"};
       router.add_route(route);
       const std::string secondary = route.brokers[1];
       auto run_for = [&](Duration d) { loop.run_until(clock.now() + to_ns(d)); };
-      ts->start();
-      ib->start();
-      for (int i = 0; i < 500 && !(ts->health().connectivity == Connectivity::connected &&
-                                   ib->health().connectivity == Connectivity::connected);
-           ++i)
-        run_for(10ms);
-      monitor.start();
+      session.connect(5s);
       run_for(300ms);
 
       (ts_primary ? ts_proxy : ib_proxy).set_mode(mode);
       const Timestamp failed_at = clock.now();
-      Timestamp acked_at = 0;
       while (acked_at == 0 && clock.now() - failed_at < to_ns(5s)) {
         router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("50.00")),
                       [&, secondary](const CommandResult& r) {
@@ -87,10 +70,6 @@ void BM_FailoverPrimaryFailureToFirstAckAtSecondary(benchmark::State& state) {
       }
       if (acked_at == 0) state.SkipWithError("no acknowledged order at the secondary within 5 s");
       state.SetIterationTime(static_cast<double>(acked_at - failed_at) / 1e9);
-      monitor.stop();
-      ts->stop();
-      ib->stop();
-      run_for(30ms);
     }
     fs::remove_all(dir);
   }

@@ -9,6 +9,17 @@ OrderManager::OrderManager(EventLoop& loop, Journal& journal, ClientOrderIdGener
                            OrderManagerOptions options)
     : loop_(loop), journal_(journal), ids_(ids), options_(options) {}
 
+OrderManager::~OrderManager() {
+  // Found by the failover test under load: a commit finishing after the manager was destroyed
+  // posted through a dangling `this`. flush() returns once every queued commit has run its
+  // callback; a journal that failed has already reported its error, so it is only logged here.
+  try {
+    journal_.flush();
+  } catch (const std::exception& e) {
+    spdlog::error("order manager: journal at shutdown: {}", e.what());
+  }
+}
+
 void OrderManager::add_broker(Broker& broker) {
   brokers_[broker.name()] = &broker;
   const std::string name = broker.name();
@@ -42,9 +53,12 @@ void OrderManager::journal_then(const OrderRecord& order, std::function<void(con
   // The commit completes on the journal's thread; continue on the loop. The external-work mark
   // keeps a manual clock from jumping past the commit in tests.
   loop_.add_external_work();
-  journal_.record_order(order, [this, next = std::move(next)](const std::string& error) {
-    loop_.post([next, error] { next(error); });
-    loop_.finish_external_work();
+  journal_.record_order(order, [&loop = loop_, alive = std::weak_ptr<int>(alive_),
+                                 next = std::move(next)](const std::string& error) {
+    loop.post([alive, next, error] {
+      if (alive.lock()) next(error);
+    });
+    loop.finish_external_work();
   });
 }
 

@@ -37,6 +37,11 @@ class OrderManager {
 
   OrderManager(EventLoop& loop, Journal& journal, ClientOrderIdGenerator& ids,
                OrderManagerOptions options = {});
+  // Waits for the journal to finish the commits this manager is waiting on: their callbacks run
+  // on the journal's thread and must not outlive the manager.
+  ~OrderManager();
+  OrderManager(const OrderManager&) = delete;
+  OrderManager& operator=(const OrderManager&) = delete;
 
   // Registers a broker and subscribes to its order events. The broker must outlive the manager.
   void add_broker(Broker& broker);
@@ -123,6 +128,9 @@ class OrderManager {
   std::vector<FillListener> fill_listeners_;
   std::vector<OrderListener> trigger_listeners_;
   std::size_t fills_recovered_by_query_ = 0;
+  // Continuations posted to the loop after a commit hold a weak reference: once the manager is
+  // gone they do nothing (the loop may outlive it and run them later).
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace backstop

@@ -1,30 +1,20 @@
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "command_runner.hpp"
+
 namespace fs = std::filesystem;
+namespace testing_support = backstop::testing_support;
 
 namespace {
 
-struct Run {
-  int exit_code;
-  std::string out;
-};
-
 // Runs the backstop binary with a shell command line; stderr is merged into the output.
-Run backstop(const std::string& args) {
-  const std::string cmd = std::string(BACKSTOP_PATH) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+testing_support::CommandResult run_backstop(const std::string& args) {
+  return testing_support::run_command(std::string(BACKSTOP_PATH) + " " + args);
 }
 
 class CliTest : public ::testing::Test {
@@ -43,12 +33,12 @@ class CliTest : public ::testing::Test {
 
 TEST_F(CliTest, DemoRunsAndItsJournalReadsBack) {
   const std::string journal = (dir_ / "demo.db").string();
-  const auto demo = backstop("demo --for 6s --seed 42 --journal " + journal);
+  const auto demo = run_backstop("demo --for 6s --seed 42 --journal " + journal);
   ASSERT_EQ(demo.exit_code, 0) << demo.out;
   EXPECT_NE(demo.out.find("Orders ("), std::string::npos) << demo.out;
   EXPECT_NE(demo.out.find("Faults injected"), std::string::npos) << demo.out;
 
-  const auto listed = backstop("orders --json --journal " + journal);
+  const auto listed = run_backstop("orders --json --journal " + journal);
   ASSERT_EQ(listed.exit_code, 0) << listed.out;
   const auto orders = nlohmann::json::parse(listed.out);
   ASSERT_TRUE(orders.is_array());
@@ -75,27 +65,27 @@ TEST_F(CliTest, DemoRefusesToOverwriteAJournal) {
   std::FILE* f = std::fopen(journal.c_str(), "w");
   std::fputs("precious", f);
   std::fclose(f);
-  const auto r = backstop("demo --for 1s --journal " + journal);
+  const auto r = run_backstop("demo --for 1s --journal " + journal);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("already exists"), std::string::npos) << r.out;
 }
 
 TEST_F(CliTest, EveryCommandHasHelpAndBadInputGivesOneLine) {
   for (const char* cmd : {"--help", "demo --help", "orders --help"}) {
-    const auto r = backstop(cmd);
+    const auto r = run_backstop(cmd);
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.out.find("usage: backstop"), std::string::npos) << cmd;
   }
-  auto r = backstop("demo --for soon");
+  auto r = run_backstop("demo --for soon");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("malformed duration \"soon\""), std::string::npos) << r.out;
-  r = backstop("orders --journal " + (dir_ / "missing.db").string());
+  r = run_backstop("orders --journal " + (dir_ / "missing.db").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("no such file"), std::string::npos) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line: " << r.out;
-  r = backstop("frobnicate");
+  r = run_backstop("frobnicate");
   EXPECT_EQ(r.exit_code, 2);
-  r = backstop("demo --faults sometimes --journal " + (dir_ / "x.db").string());
+  r = run_backstop("demo --faults sometimes --journal " + (dir_ / "x.db").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("unknown fault profile \"sometimes\""), std::string::npos) << r.out;
 }
@@ -112,11 +102,11 @@ TEST_F(CliTest, DemoRunsThroughEachAdapterAgainstItsEmulator) {
   };
   for (const auto& [config, position_line] : runs) {
     const std::string journal = (dir_ / (config + ".db")).string();
-    const auto demo = backstop("demo --for 8s --config " + std::string(EXAMPLES_DIR) + "/" + config + " --journal " +
+    const auto demo = run_backstop("demo --for 8s --config " + std::string(EXAMPLES_DIR) + "/" + config + " --journal " +
                                journal);
     ASSERT_EQ(demo.exit_code, 0) << config << "\n" << demo.out;
     EXPECT_NE(demo.out.find(position_line), std::string::npos) << config << "\n" << demo.out;
-    const auto listed = backstop("orders --json --journal " + journal);
+    const auto listed = run_backstop("orders --json --journal " + journal);
     ASSERT_EQ(listed.exit_code, 0) << listed.out;
     EXPECT_FALSE(nlohmann::json::parse(listed.out).empty()) << config;
   }

@@ -10,7 +10,7 @@
 #include <filesystem>
 
 #include "emulated_brokers.hpp"
-#include "routing/router.hpp"
+#include "routed_session.hpp"
 #include "routing/strategies/bracket_breakout.hpp"
 #include "routing/strategy_runner.hpp"
 
@@ -33,23 +33,19 @@ TEST(DualRunOnEmulators, RecordedPairsMatchWhatEachEmulatorSaw) {
   SystemClock clock;
   EventLoop loop(clock);
   {
-    Journal journal((dir / "j.db").string());
-    ClientOrderIdGenerator ids("D");
-    OrderManager orders(loop, journal, ids);
-
-    auto ts_adapter = brokers.tradestation_adapter(loop, brokers.tradestation().base_url(), dir, {2000ms});
-    auto ib_adapter = brokers.ibkr_adapter(loop, brokers.ibkr().base_url(), {2000ms});
-    Broker& ts = *ts_adapter;
-    Broker& ib = *ib_adapter;
-    orders.add_broker(ts);
-    orders.add_broker(ib);
-
-    BrokerHealth health(loop, journal);
-    Instrument aapl;
-    aapl.symbol = "AAPL";
-    RiskConfig risk;
-    risk.max_orders_per_second = 100;
-    Router router(loop, orders, health, journal, risk, {{"AAPL", aapl}});
+    testing_support::RoutedSessionOptions so;
+    so.dir = dir;
+    so.id_prefix = "D";
+    so.ts_url = brokers.tradestation().base_url();
+    so.ib_url = brokers.ibkr().base_url();
+    so.timeouts = {2000ms};
+    so.max_orders_per_second = 100;
+    testing_support::RoutedSession session(brokers, loop, so);
+    Journal& journal = session.journal;
+    OrderManager& orders = session.orders;
+    Router& router = session.router;
+    Broker& ts = *session.ts;
+    Broker& ib = *session.ib;
     RouteConfig route;
     route.strategy = "dual";
     route.brokers = {"ts", "ib"};
@@ -65,21 +61,18 @@ TEST(DualRunOnEmulators, RecordedPairsMatchWhatEachEmulatorSaw) {
     p.entry_timeout = 3s;
     BracketBreakout strategy(p, "dual");
     StrategyRunner runner(strategy, router, loop, "dual");
+    // The session stops while the runner listening to it is alive, on every way out of this block.
+    struct StopSessionFirst {
+      testing_support::RoutedSession& s;
+      ~StopSessionFirst() { s.stop(); }
+    } stop_session_first{session};
     // The strategy follows the first broker's market data, as a dual-run session does.
     ts.subscribe_quotes({"AAPL"}, [&](const Quote& q) {
       router.on_quote(q);
       runner.on_quote(q);
     });
 
-    auto run_until = [&](const std::function<bool()>& done, Duration limit) {
-      const Timestamp deadline = clock.now() + to_ns(limit);
-      while (!done() && clock.now() < deadline) loop.run_until(std::min(deadline, clock.now() + to_ns(5ms)));
-      return done();
-    };
-    auto run_for = [&](Duration d) {
-      const Timestamp end = clock.now() + to_ns(d);
-      run_until([&] { return clock.now() >= end; }, d + 1s);
-    };
+    auto run_for = [&](Duration d) { session.run_for(d); };
     // The same quote at both venues: their books, hence their fills, follow the same market.
     auto quote = [&](const std::string& last) {
       const Price l = Price::parse(last), tick = Price::parse("0.01");
@@ -90,11 +83,7 @@ TEST(DualRunOnEmulators, RecordedPairsMatchWhatEachEmulatorSaw) {
       brokers.ibkr().set_quote(kAaplConid, l - tick, l + tick, l);
     };
 
-    ts.start();
-    ib.start();
-    ASSERT_TRUE(run_until([&] {
-      return ts.health().connectivity == Connectivity::connected && ib.health().connectivity == Connectivity::connected;
-    }, 10s)) << ts.health().detail << " / " << ib.health().detail;
+    ASSERT_TRUE(session.connect(10s)) << ts.health().detail << " / " << ib.health().detail;
     runner.start();
     // A range, then a breakout upwards, then through the take-profit.
     for (int i = 0; i < 14; ++i) {
@@ -153,10 +142,6 @@ TEST(DualRunOnEmulators, RecordedPairsMatchWhatEachEmulatorSaw) {
     for (const auto& [coid, n] : at_ib) ours_at_ib += coid.rfind("D-", 0) == 0;
     EXPECT_EQ(ours_at_ts, paired_at_ts);
     EXPECT_EQ(ours_at_ib, paired_at_ib);
-
-    ts.stop();
-    ib.stop();
-    run_for(50ms);
   }
   fs::remove_all(dir);
 }

@@ -19,8 +19,7 @@
 
 #include "emulated_brokers.hpp"
 #include "fault_proxy.hpp"
-#include "routing/health_monitor.hpp"
-#include "routing/router.hpp"
+#include "routed_session.hpp"
 
 namespace backstop {
 namespace {
@@ -91,54 +90,31 @@ TEST_P(FailoverOnEmulators, NewOrdersReachSecondaryInTimeAndNothingIsSentTwice) 
     EventLoop loop(clock);
     const fs::path run_dir = *dir_ / std::to_string(seed);
     fs::create_directories(run_dir);
-    auto journal = std::make_unique<Journal>((run_dir / "j.db").string());
-    ClientOrderIdGenerator ids("F" + std::to_string(seed) + "x");
-    OrderManagerOptions om;
-    om.resolve_retry_interval = 100ms;
-    auto orders = std::make_unique<OrderManager>(loop, *journal, ids, om);
-
-    const AdapterTimeouts timeouts{300ms};
-    auto ts = brokers_->tradestation_adapter(loop, ts_proxy.base_url(), run_dir, timeouts);
-    auto ib = brokers_->ibkr_adapter(loop, ib_proxy.base_url(), timeouts);
-
-    orders->add_broker(*ts);
-    orders->add_broker(*ib);
-    BrokerHealthSettings hs;
-    hs.open_interval = 60s;  // no recovery within a run
-    hs.latency_degraded = 100ms;
-    BrokerHealth health(loop, *journal, hs);
-    HealthMonitor monitor(loop, health, {kCheckInterval, kRequestTimeout});
-    monitor.watch(*ts);
-    monitor.watch(*ib);
-    Instrument aapl;
-    aapl.symbol = "AAPL";
-    RiskConfig risk;
-    risk.max_orders_per_second = 1000;
-    Router router(loop, *orders, health, *journal, risk, {{"AAPL", aapl}});
+    testing_support::RoutedSessionOptions so;
+    so.dir = run_dir;
+    so.id_prefix = "F" + std::to_string(seed) + "x";
+    so.ts_url = ts_proxy.base_url();
+    so.ib_url = ib_proxy.base_url();
+    so.timeouts = AdapterTimeouts{300ms};
+    so.orders.resolve_retry_interval = 100ms;
+    so.health.open_interval = 60s;  // no recovery within a run
+    so.health.latency_degraded = 100ms;
+    so.monitor = HealthMonitorSettings{kCheckInterval, kRequestTimeout};
+    auto session = std::make_unique<testing_support::RoutedSession>(*brokers_, loop, so);
+    OrderManager& orders = session->orders;
+    BrokerHealth& health = session->health;
+    Router& router = session->router;
     RouteConfig route;
     route.strategy = "s";
     route.brokers = {primary, secondary};
     router.add_route(route);
+    auto run_until = [&](const std::function<bool()>& done, Duration limit) { return session->run_until(done, limit); };
+    auto run_for = [&](Duration d) { session->run_for(d); };
 
-    auto run_until = [&](const std::function<bool()>& done, Duration limit) {
-      const Timestamp deadline = clock.now() + to_ns(limit);
-      while (!done() && clock.now() < deadline) loop.run_until(std::min(deadline, clock.now() + to_ns(5ms)));
-      return done();
-    };
-    auto run_for = [&](Duration d) {
-      const Timestamp end = clock.now() + to_ns(d);
-      run_until([&] { return clock.now() >= end; }, d + 1s);
-    };
-
-    ts->start();
-    ib->start();
-    if (!run_until([&] {
-          return ts->health().connectivity == Connectivity::connected &&
-                 ib->health().connectivity == Connectivity::connected;
-        }, 10s)) {
-      problems.push_back("adapters did not connect: ts " + ts->health().detail + "; ib " + ib->health().detail);
+    if (!session->connect(10s)) {
+      problems.push_back("adapters did not connect: ts " + session->ts->health().detail + "; ib " +
+                         session->ib->health().detail);
     }
-    monitor.start();
     run_for(120ms);
     if (router.choose("s") != primary)
       problems.push_back("route did not start on the primary: " + primary + " " + to_string(health.state(primary)) +
@@ -169,13 +145,13 @@ TEST_P(FailoverOnEmulators, NewOrdersReachSecondaryInTimeAndNothingIsSentTwice) 
       // order on the (shared) account: a price no other run uses.
       lost = router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("40.00") + Price::parse("0.01") * seed));
       const bool resolved = run_until([&] {
-        const OrderRecord* o = orders->find(lost);
+        const OrderRecord* o = orders.find(lost);
         return o && o->state == OrderState::submitted;
       }, 3s);
       if (primary_proxy.replies_lost() != 1) problems.push_back("the proxy did not lose the reply");
       if (!resolved)
         problems.push_back("order " + lost + " with a lost reply not resolved by query: " +
-                           to_string(orders->find(lost)->state) + " " + orders->find(lost)->last_message);
+                           to_string(orders.find(lost)->state) + " " + orders.find(lost)->last_message);
     }
     std::uniform_int_distribution<int> offset_ms(0, 150);
     run_for(std::chrono::milliseconds(offset_ms(rng)));
@@ -209,7 +185,7 @@ TEST_P(FailoverOnEmulators, NewOrdersReachSecondaryInTimeAndNothingIsSentTwice) 
     for (const auto& [when, coid] : sent) {
       if (when <= bound) continue;
       ++after_bound;
-      const OrderRecord* o = orders->find(coid);
+      const OrderRecord* o = orders.find(coid);
       if (placed(at_secondary, coid) != 1 || !o || o->broker != secondary || o->state != OrderState::submitted)
         problems.push_back(coid + " sent " + std::to_string((when - failed_at) / 1'000'000) + " ms after the failure: " +
                            std::to_string(placed(at_secondary, coid)) + " placements at " + secondary +
@@ -223,19 +199,12 @@ TEST_P(FailoverOnEmulators, NewOrdersReachSecondaryInTimeAndNothingIsSentTwice) 
     }
     // Unknown orders at the failed primary stay there, pending: never re-routed.
     for (const auto& [when, coid] : sent) {
-      const OrderRecord* o = orders->find(coid);
+      const OrderRecord* o = orders.find(coid);
       if (o && o->broker == primary && placed(at_secondary, coid) != 0)
         problems.push_back(coid + " of the primary reached the secondary");
     }
 
-    monitor.stop();
-    ts->stop();
-    ib->stop();
-    run_for(30ms);
-    orders.reset();
-    ts.reset();
-    ib.reset();
-    journal.reset();
+    session.reset();  // stops the monitor and adapters, then the routing core
     fs::remove_all(run_dir);
 
     if (problems.empty()) {

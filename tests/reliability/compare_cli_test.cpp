@@ -3,46 +3,31 @@
 // code paths over the same facts), and bad input refused with a clear one-line error.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 
+#include "command_runner.hpp"
+
 namespace fs = std::filesystem;
+namespace testing_support = backstop::testing_support;
 
 namespace {
 
-struct RunResult {
-  int exit_code;
-  std::string out;
-};
+using testing_support::CommandResult;
+using testing_support::run_command;
+using testing_support::Stderr;
 
 // Runs the backstop binary with a shell command line; stderr is merged into the output.
-RunResult backstop(const std::string& args) {
-  const std::string cmd = std::string(BACKSTOP_PATH) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+CommandResult run_backstop(const std::string& args) { return run_command(std::string(BACKSTOP_PATH) + " " + args); }
 
 // Stdout only (the JSON must parse on its own).
-RunResult backstop_stdout(const std::string& args) {
-  const std::string cmd = std::string(BACKSTOP_PATH) + " " + args + " 2>/dev/null";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+CommandResult run_backstop_stdout(const std::string& args) {
+  return run_command(std::string(BACKSTOP_PATH) + " " + args, Stderr::discarded);
 }
 
 std::string read_file(const fs::path& p) {
@@ -60,7 +45,7 @@ class CompareCli : public ::testing::Test {
     fs::remove_all(*dir_);
     fs::create_directories(*dir_);
     journal_ = new std::string((*dir_ / "demo.db").string());
-    demo_ = new RunResult(backstop("demo --for 5s --seed 42 --journal " + *journal_));
+    demo_ = new CommandResult(run_backstop("demo --for 5s --seed 42 --journal " + *journal_));
   }
   static void TearDownTestSuite() {
     fs::remove_all(*dir_);
@@ -72,16 +57,16 @@ class CompareCli : public ::testing::Test {
 
   static fs::path* dir_;
   static std::string* journal_;
-  static RunResult* demo_;
+  static CommandResult* demo_;
 };
 fs::path* CompareCli::dir_ = nullptr;
 std::string* CompareCli::journal_ = nullptr;
-RunResult* CompareCli::demo_ = nullptr;
+CommandResult* CompareCli::demo_ = nullptr;
 
 }  // namespace
 
 TEST_F(CompareCli, TableShowsTheSimBrokerAndItsFigures) {
-  const auto r = backstop("compare --journal " + *journal_);
+  const auto r = run_backstop("compare --journal " + *journal_);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("Broker reliability: " + *journal_), std::string::npos) << r.out;
   // The broker is a column header.
@@ -94,7 +79,7 @@ TEST_F(CompareCli, TableShowsTheSimBrokerAndItsFigures) {
 }
 
 TEST_F(CompareCli, JsonFiguresAgreeWithTheDemoAndTheOrdersListing) {
-  const auto r = backstop_stdout("compare --format json --journal " + *journal_);
+  const auto r = run_backstop_stdout("compare --format json --journal " + *journal_);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j.at("schema_version"), 1);
@@ -107,7 +92,7 @@ TEST_F(CompareCli, JsonFiguresAgreeWithTheDemoAndTheOrdersListing) {
   EXPECT_EQ(sim.at("stops").at("ghost_stops").get<int>(), std::stoi(m[1]));
 
   // `orders --json` lists the transitions: count acknowledgements and rejects there.
-  const auto listed = backstop_stdout("orders --json --journal " + *journal_);
+  const auto listed = run_backstop_stdout("orders --json --journal " + *journal_);
   ASSERT_EQ(listed.exit_code, 0);
   int acknowledged = 0, rejected = 0;
   for (const auto& o : nlohmann::json::parse(listed.out)) {
@@ -129,7 +114,7 @@ TEST_F(CompareCli, JsonFiguresAgreeWithTheDemoAndTheOrdersListing) {
 }
 
 TEST_F(CompareCli, AWindowAfterTheJournalCountsNothing) {
-  const auto r = backstop_stdout("compare --format json --from 2100-01-01T00:00:00Z --journal " + *journal_);
+  const auto r = run_backstop_stdout("compare --format json --from 2100-01-01T00:00:00Z --journal " + *journal_);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j.at("window").at("from"), "2100-01-01T00:00:00.000000Z");
@@ -139,7 +124,7 @@ TEST_F(CompareCli, AWindowAfterTheJournalCountsNothing) {
 
 TEST_F(CompareCli, HtmlIsOneSelfContainedFile) {
   const fs::path out = *dir_ / "report.html";
-  const auto r = backstop("compare --format html --out " + out.string() + " --journal " + *journal_);
+  const auto r = run_backstop("compare --format html --out " + out.string() + " --journal " + *journal_);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const std::string html = read_file(out);
   EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
@@ -154,14 +139,14 @@ TEST_F(CompareCli, HtmlIsOneSelfContainedFile) {
 }
 
 TEST_F(CompareCli, BadInputIsRefusedWithAClearError) {
-  auto r = backstop("compare --journal " + (*dir_ / "missing.db").string());
+  auto r = run_backstop("compare --journal " + (*dir_ / "missing.db").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("no such file"), std::string::npos) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line: " << r.out;
 
   const fs::path text = *dir_ / "notes.txt";
   std::ofstream(text) << "not a database at all, just some text that is long enough to be a header........\n";
-  r = backstop("compare --journal " + text.string());
+  r = run_backstop("compare --journal " + text.string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("not a SQLite database"), std::string::npos) << r.out;
 
@@ -171,32 +156,32 @@ TEST_F(CompareCli, BadInputIsRefusedWithAClearError) {
   ASSERT_EQ(sqlite3_open(foreign.c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE t (x INTEGER)", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
-  r = backstop("compare --journal " + foreign.string());
+  r = run_backstop("compare --journal " + foreign.string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("not a Backstop journal"), std::string::npos) << r.out;
 
-  r = backstop("compare --from yesterday --journal " + *journal_);
+  r = run_backstop("compare --from yesterday --journal " + *journal_);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("--from"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("yesterday"), std::string::npos) << r.out;
 
-  r = backstop("compare --from 2030-01-02T00:00:00Z --to 2030-01-01T00:00:00Z --journal " + *journal_);
+  r = run_backstop("compare --from 2030-01-02T00:00:00Z --to 2030-01-01T00:00:00Z --journal " + *journal_);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("is after --to"), std::string::npos) << r.out;
 
-  r = backstop("compare --format pdf --journal " + *journal_);
+  r = run_backstop("compare --format pdf --journal " + *journal_);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("unknown format \"pdf\""), std::string::npos) << r.out;
 
-  r = backstop("compare");
+  r = run_backstop("compare");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("--journal PATH is required"), std::string::npos) << r.out;
 
-  r = backstop("compare --journal " + *journal_ + " --out " + (*dir_ / "no-such-dir" / "x.html").string());
+  r = run_backstop("compare --journal " + *journal_ + " --out " + (*dir_ / "no-such-dir" / "x.html").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("cannot write"), std::string::npos) << r.out;
 
-  r = backstop("compare --help");
+  r = run_backstop("compare --help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("usage: backstop compare"), std::string::npos);
 }
