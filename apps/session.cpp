@@ -151,6 +151,9 @@ void Session::start() {
     throw Error("start-up recovery and reconciliation did not finish within " +
                 std::to_string(to_ns(options_.recovery_timeout) / 1'000'000'000) + " s");
   guard_->restore_local_stops();
+  // Crossings, ghosts and interrupted guard actions of the previous process, judged against the
+  // orders as recovery left them; before quotes flow, so no tick starts a new grace period first.
+  guard_->restore_from_journal();
   monitor_->start();
   // Every broker's quotes feed the router (reference prices) and the guard (which filters by
   // source); each strategy takes quotes only from the broker its route currently sends to, so

@@ -1,5 +1,7 @@
 #include "core/journal.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <sqlite3.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -534,6 +536,23 @@ std::vector<JournalEvent> Journal::events(const std::string& kind) {
                  "SELECT at, broker, kind, client_order_id, detail FROM events "
                  "WHERE ?1 = '' OR kind = ?1 ORDER BY id");
     st.bind(1, kind);
+    while (st.next()) out.push_back({st.integer(0), st.text(1), st.text(2), st.text(3), st.text(4)});
+    return out;
+  });
+}
+
+std::vector<JournalEvent> Journal::events_of_kinds(const std::vector<std::string>& kinds) {
+  // The kinds travel as one JSON array parameter: the statement text stays constant, and
+  // `IN (SELECT ...)` still uses events_by_kind.
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& k : kinds) list.push_back(k);
+  const std::string param = list.dump();
+  return read<std::vector<JournalEvent>>([&param](sqlite3* db) {
+    std::vector<JournalEvent> out;
+    Statement st(db,
+                 "SELECT at, broker, kind, client_order_id, detail FROM events "
+                 "WHERE kind IN (SELECT value FROM json_each(?1)) ORDER BY id");
+    st.bind(1, param);
     while (st.next()) out.push_back({st.integer(0), st.text(1), st.text(2), st.text(3), st.text(4)});
     return out;
   });

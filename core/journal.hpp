@@ -79,6 +79,9 @@ class Journal {
   std::vector<TransitionRow> transitions(const std::string& client_order_id = {});
   std::vector<Fill> fills();
   std::vector<JournalEvent> events(const std::string& kind = {});
+  // Events of any of these kinds, in the order they were journaled (one ordered pass over a few
+  // kinds, through the kind index, without reading every event ever written). Read-only.
+  std::vector<JournalEvent> events_of_kinds(const std::vector<std::string>& kinds);
 
   // Counters for benchmarks: commits executed and records they carried.
   std::uint64_t commits() const;

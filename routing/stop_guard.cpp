@@ -357,7 +357,17 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
                      ? "guard: the broker had already ended the stop unfilled; no exposure left to flatten"
                      : "guard: cancelled the broker stop; no exposure left to flatten";
     } else {
-      g.flatten_order = orders_.submit(g.broker, market_order(g.symbol, g.side, qty));
+      // The flatten order's id is journaled before the order itself: the journal commits records
+      // in the order they are queued, so a restart that finds this order in OrderManager's
+      // records (journaled durably before send) also finds this link to its ghost, even when the
+      // kill came before "guard_action", and never sends a second flatten (restore_from_journal).
+      OrderSpec flatten = market_order(g.symbol, g.side, qty);
+      flatten.client_order_id = orders_.next_client_order_id();
+      journal_.record_event({loop_.now(), g.broker, "guard_flatten_order", coid,
+                             nlohmann::json{{"flatten_order", flatten.client_order_id}, {"quantity", qty},
+                                            {"position_before", position}}
+                                 .dump()});
+      g.flatten_order = orders_.submit(g.broker, std::move(flatten));
       g.action = "guard: cancelled the broker stop and flattened " + std::to_string(qty) + " with market order " +
                  g.flatten_order;
     }
@@ -420,6 +430,270 @@ void StopGuard::restore_local_stops() {
     local_stops_[coid] = {ev.broker, std::move(s)};
     spdlog::info("local stop {} re-armed from the journal", coid);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// restart
+
+namespace {
+
+std::optional<nlohmann::json> event_detail(const JournalEvent& ev) {
+  auto j = nlohmann::json::parse(ev.detail, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    spdlog::warn("stop guard restore: {} event for {} has unreadable detail; skipped", ev.kind, ev.client_order_id);
+    return std::nullopt;
+  }
+  return j;
+}
+
+std::string text_field(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::optional<Price> price_field(const nlohmann::json& j, const char* key) {
+  const std::string t = text_field(j, key);
+  if (t.empty()) return std::nullopt;
+  try {
+    return Price::parse(t);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+bool flattens(ProtectionPolicy p) { return p == ProtectionPolicy::guard || p == ProtectionPolicy::mirror; }
+
+}  // namespace
+
+void StopGuard::restore_from_journal() {
+  if (journal_restored_) return;  // twice would act on interrupted ghosts twice
+  journal_restored_ = true;
+
+  // What the journal says about each stop, in journal order.
+  struct Trail {
+    std::optional<JournalEvent> crossed;  // the latest crossing
+    bool triggered_since = false;         // the broker reported it triggered after that crossing
+    std::optional<JournalEvent> ghost;    // the declaration (a stop is a ghost at most once)
+    std::optional<JournalEvent> action;   // "guard_action": what the policy did
+    std::string flatten_intent;           // "guard_flatten_order": the flatten order's id
+    bool stalled = false;                 // "guard_stalled": gave up, alerted
+    bool mirror_fired = false;            // its mirror filled and stood in for it
+  };
+  std::map<std::string, Trail> trails;
+  std::vector<std::string> ghost_order;  // declaration order
+  std::set<std::string> mirror_orders;   // mirror stops are not watched (their primary is)
+  for (const auto& ev : journal_.events_of_kinds({"stop_crossed", "stop_triggered", "ghost_stop", "guard_flatten_order",
+                                                  "guard_action", "guard_stalled", "mirror_placed", "mirror_fired"})) {
+    if (ev.kind == "mirror_placed") {
+      mirror_orders.insert(ev.client_order_id);
+      continue;
+    }
+    if (ev.kind == "mirror_fired") {
+      if (auto j = event_detail(ev)) trails[text_field(*j, "primary")].mirror_fired = true;
+      continue;
+    }
+    Trail& t = trails[ev.client_order_id];
+    if (ev.kind == "stop_crossed") {
+      t.crossed = ev;
+      t.triggered_since = false;
+    } else if (ev.kind == "stop_triggered") {
+      t.triggered_since = t.crossed.has_value();
+    } else if (ev.kind == "ghost_stop") {
+      if (!t.ghost) {
+        ghost_order.push_back(ev.client_order_id);
+        t.ghost = ev;
+      }
+    } else if (ev.kind == "guard_flatten_order") {
+      if (auto j = event_detail(ev)) t.flatten_intent = text_field(*j, "flatten_order");
+    } else if (ev.kind == "guard_action") {
+      t.action = ev;
+    } else if (ev.kind == "guard_stalled") {
+      t.stalled = true;
+    }
+  }
+
+  std::size_t crossings = 0, ghosts_live = 0, resumed = 0, adopted = 0;
+
+  // ---- declared ghosts
+  std::vector<std::size_t> to_act;
+  for (const auto& coid : ghost_order) {
+    const Trail& t = trails.at(coid);
+    const JournalEvent& ev = *t.ghost;
+    const auto j = event_detail(ev);
+    if (!j) continue;
+    GhostStop g;
+    g.client_order_id = coid;
+    g.broker = ev.broker;
+    g.symbol = text_field(*j, "symbol");
+    g.side = side_from_string(text_field(*j, "side")).value_or(Side::sell);
+    g.stop_price = price_field(*j, "stop_price").value_or(Price());
+    g.crossing_price = price_field(*j, "crossing_price").value_or(g.stop_price);
+    g.declared_at = ev.at;
+    g.crossed_at = t.crossed ? t.crossed->at : ev.at;
+    try {
+      g.crossed_at = parse_timestamp(text_field(*j, "crossed_at"));
+    } catch (const std::exception&) {
+    }
+    g.source = text_field(*j, "source");
+    const ProtectionPolicy declared_under =
+        protection_policy_from_string(text_field(*j, "policy")).value_or(settings_.policy);
+
+    StopRecord& rec = stops_[coid];
+    rec.client_order_id = coid;
+    rec.broker = ev.broker;
+    rec.ghost = true;  // never watched (and declared) again
+    rec.watching = false;
+    watchdog_.unwatch(coid);  // in case recovery's updates already had it watched
+
+    // Did the policy act before the kill? The flatten order is named by "guard_action" or, when
+    // the kill came between the order and that event, by "guard_flatten_order" (journaled before
+    // the order). An order in OrderManager's records that did not fail left the process (or may
+    // have: unknown outcomes stay pending and are never resent), so it is the flatten; one that
+    // failed (recovery found the broker never had it) or was never journaled did not happen.
+    std::optional<nlohmann::json> action;
+    if (t.action) action = event_detail(*t.action);
+    std::string flatten = action ? text_field(*action, "flatten_order") : std::string();
+    if (flatten.empty()) flatten = t.flatten_intent;
+    const OrderRecord* fo = flatten.empty() ? nullptr : orders_.find(flatten);
+    const bool flatten_sent = fo && fo->state != OrderState::failed;
+    const OrderRecord* stop = orders_.find(coid);
+    bool owed = false;
+    std::string how;
+    if (flatten_sent) {
+      g.flatten_order = flatten;
+      g.action = action ? text_field(*action, "action")
+                        : "guard: flatten order " + flatten + " was sent before a restart";
+      if (!t.action) {
+        // Complete the record so that humans (and the next restart) see the action once.
+        journal_.record_event({loop_.now(), g.broker, "guard_action", coid,
+                               nlohmann::json{{"action", g.action}, {"flatten_order", flatten},
+                                              {"restored", true}}
+                                   .dump()});
+        how = "flatten order " + flatten + " found in the order records (" + to_string(fo->state) +
+              "); its guard_action was not journaled before the restart: not flattening again";
+      }
+    } else if (t.action && flatten.empty()) {
+      g.action = action ? text_field(*action, "action") : "guard: acted before a restart";  // nothing to flatten
+    } else if (t.stalled) {
+      g.action = "guard: the broker never confirmed the cancel; NOT flattening (would risk a double exit)";
+    } else if (t.mirror_fired) {
+      g.action = "mirror: the mirror stop fired in its place before a restart";
+    } else if (!flattens(declared_under) || !flattens(settings_.policy)) {
+      g.action = std::string("alerted (policy ") + to_string(declared_under) + ": no action)";
+    } else {
+      owed = true;
+      g.action = "guard: the action was interrupted by a restart; acting now";
+      how = flatten.empty() ? "no flatten order was journaled before the restart: acting now"
+                            : "flatten order " + flatten + (fo ? " failed (never left the process)" : " was never journaled") +
+                                  ": acting now";
+    }
+    ghosts_.push_back(g);
+    // acted_ holds every restored ghost that is owed nothing, whatever the policy, so that no
+    // later path (a broker coming back under `mirror`) flattens it; guard_flatten() inserts the
+    // owed ones itself, exactly once.
+    if (owed)
+      to_act.push_back(ghosts_.size() - 1);
+    else
+      acted_.insert(coid);
+    const bool stop_working = stop && !stop->is_terminal();
+    if (how.empty() && !stop_working) continue;  // settled before the kill: nothing to say
+    ++ghosts_live;
+    journal_.record_event({loop_.now(), g.broker, "ghost_stop_restored", coid,
+                           nlohmann::json{{"crossed_at", format_timestamp(g.crossed_at)},
+                                          {"declared_at", format_timestamp(g.declared_at)},
+                                          {"stop_state", stop ? to_string(stop->state) : "unknown"},
+                                          {"action_owed", owed},
+                                          {"flatten_order", g.flatten_order},
+                                          {"detail", how.empty() ? g.action : how}}
+                               .dump()});
+    spdlog::warn("ghost stop {} at {} restored from the journal: {}", coid, g.broker, how.empty() ? g.action : how);
+  }
+
+  // ---- crossings not yet judged
+  for (const auto& [coid, t] : trails) {
+    if (!t.crossed || t.ghost || t.triggered_since || mirror_orders.count(coid) || local_stops_.count(coid)) continue;
+    const OrderRecord* o = orders_.find(coid);
+    if (!o || !o->spec.is_stop() || !o->spec.stop_price) continue;
+    const JournalEvent& ev = *t.crossed;
+    const auto j = event_detail(ev);
+    if (!j) continue;
+    const Timestamp deadline = ev.at + settings_.ghost_grace.count();
+    // The same rules as a live expiry (on_order, schedule_expiry): a fill, any fill, means it
+    // fired; our own cancel before the grace ended stops the watch; a broker that ended it
+    // unfilled after the crossing does not. A cancel of ours after the deadline came while the
+    // verdict was due (the kill took it): the read-back at expiry decides, as it would have.
+    if (o->filled_quantity > 0) continue;
+    if (o->state == OrderState::pre_sent || o->state == OrderState::pending || o->state == OrderState::failed) continue;
+    const Timestamp own_cancel = o->time_of(OrderState::pending_cancel);
+    if (own_cancel != 0 && own_cancel >= ev.at && own_cancel <= deadline) continue;
+    // Replaced since at another price: that crossing is of a stop that no longer exists; the new
+    // price is watched afresh below.
+    if (const auto crossed_stop = price_field(*j, "stop_price"); crossed_stop && *crossed_stop != *o->spec.stop_price)
+      continue;
+    CrossedStop c;
+    c.stop = {coid, o->broker, o->spec.symbol, o->spec.side, *o->spec.stop_price, o->remaining_quantity()};
+    c.crossed_at = ev.at;
+    c.crossing_price = price_field(*j, "crossing_price").value_or(*o->spec.stop_price);
+    c.source = text_field(*j, "source");
+    // Held as crossed (not watched afresh): the next tick through it must not start a new grace
+    // period, and a fill or trigger report that arrives first unwatches it as usual.
+    watchdog_.restore_crossed(c);
+    StopRecord& rec = stops_[coid];
+    rec.client_order_id = coid;
+    rec.broker = o->broker;
+    rec.watching = true;
+    // A deadline already past is NOT declared on the journal's word alone: it expires through
+    // schedule_expiry(), which reads the stop (and its entry) back with OrderManager::refresh()
+    // first. Recovery has read every open order back already, but the process was down for an
+    // unknown time and streams are lossy; one query per stop is cheap next to cancelling a stop
+    // that did fire and flattening a position that is already flat. It also keeps a single
+    // path to declare_ghost(), with its protecting() check of a bracket's entry.
+    journal_.record_event({loop_.now(), o->broker, "stop_crossing_restored", coid,
+                           nlohmann::json{{"stop_price", o->spec.stop_price->to_string()},
+                                          {"crossing_price", c.crossing_price.to_string()},
+                                          {"crossed_at", format_timestamp(c.crossed_at)},
+                                          {"deadline", format_timestamp(deadline)},
+                                          {"overdue", deadline <= loop_.now()},
+                                          {"stop_state", to_string(o->state)},
+                                          {"source", c.source}}
+                               .dump()});
+    spdlog::warn("stop {} at {}: crossing at {} ({}) restored from the journal; ghost verdict {}", coid, o->broker,
+                 format_timestamp(c.crossed_at), c.crossing_price.to_string(),
+                 deadline <= loop_.now() ? "due now" : "at " + format_timestamp(deadline));
+    ++crossings;
+    // Read back and re-verified as after any acknowledgement (its old verdict died with the
+    // process); not through on_order(), which would watch it afresh.
+    if (o->state == OrderState::submitted && !o->broker_order_id.empty() && !rec.verification_started) {
+      rec.verification_started = true;
+      start_verification(*o);
+    }
+  }
+
+  // ---- every other recovered working stop: watched and verified again
+  if (settings_.policy != ProtectionPolicy::mirror) {
+    for (const OrderRecord* o : orders_.working_orders()) {
+      const std::string& coid = o->spec.client_order_id;
+      if (!o->spec.is_stop() || mirror_orders.count(coid)) continue;
+      if (!stops_.count(coid)) ++adopted;
+      on_order(*o);  // idempotent for stops it already knows (restored ghosts stay unwatched)
+    }
+  }
+
+  schedule_expiry();
+  for (std::size_t i : to_act) {
+    ++resumed;
+    guard_flatten(i, 0);
+  }
+  if (crossings + ghosts_live + resumed + adopted == 0) return;
+  journal_.record_event({loop_.now(), {}, "stop_guard_restored", {},
+                         nlohmann::json{{"crossings_restored", crossings},
+                                        {"ghosts_restored", ghosts_.size()},
+                                        {"ghosts_needing_attention", ghosts_live},
+                                        {"actions_resumed", resumed},
+                                        {"stops_taken_over", adopted}}
+                             .dump()});
+  spdlog::info("stop guard restored from the journal: {} crossing(s), {} ghost(s) ({} resumed), {} stop(s) taken over",
+               crossings, ghosts_.size(), resumed, adopted);
 }
 
 // ---------------------------------------------------------------------------------------------

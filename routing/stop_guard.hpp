@@ -107,6 +107,22 @@ class StopGuard {
   void disarm_local_stop(const std::string& client_order_id);
   void restore_local_stops();
 
+  // Start-up, once, after OrderManager::recover() (like restore_local_stops()). A killed process
+  // leaves in the journal what it had seen of its stops but not finished; this takes it up again:
+  //  - a crossing ("stop_crossed") of a stop that has not filled, been reported triggered, or been
+  //    cancelled by us within its grace period since: the stop is held as crossed with its
+  //    original time and price, so its ghost is declared at crossed_at + ghost_grace (at once if
+  //    that has passed), through the same read-back as any expiry;
+  //  - a declared ghost ("ghost_stop"): back into ghosts(). One the policy acted on ("guard_action",
+  //    or its flatten order found in OrderManager's records) is never acted on again; one whose
+  //    action the kill interrupted gets it now, once;
+  //  - every other recovered working stop is watched and verified again (recovery loads orders
+  //    without notifying anyone). Not under `mirror`: mirror state is not restored, and taking
+  //    over stops would place mirrors beside the untracked ones of the killed process.
+  // Journals "stop_crossing_restored" per crossing, "ghost_stop_restored" per ghost it acted on
+  // or whose stop still works, and a summary "stop_guard_restored" when anything was restored.
+  void restore_from_journal();
+
   // Router health: the broker is unreachable (true) or back (false). Under `mirror`, stops of a
   // broker going down get mirrors; coming back up with verified stops, the mirrors are removed.
   void set_broker_down(const std::string& broker, bool down);
@@ -165,6 +181,7 @@ class StopGuard {
   Timestamp expiry_at_ = 0;
   bool reverify_scheduled_ = false;
   std::uint64_t local_stop_sequence_ = 0;  // local stop ids: never sent to a broker
+  bool journal_restored_ = false;          // restore_from_journal() ran
   std::set<std::string> down_brokers_;
   std::vector<MirrorStop> mirrors_;                      // every mirror ever placed
   std::map<std::string, std::size_t> active_mirror_;     // primary coid -> index of its live mirror

@@ -38,6 +38,14 @@ void TriggerWatchdog::unwatch(const std::string& coid) {
   index_.erase(it);
 }
 
+void TriggerWatchdog::restore_crossed(CrossedStop c) {
+  const std::string coid = c.stop.client_order_id;
+  unwatch(coid);
+  c.deadline = c.crossed_at + grace_.count();
+  index_[coid] = {c.stop.symbol, c.stop.side, c.stop.stop_price, true};
+  crossed_[coid] = std::move(c);
+}
+
 void TriggerWatchdog::on_quote(const Quote& q, std::vector<CrossedStop>& out) {
   auto bit = books_.find(q.symbol);
   if (bit == books_.end()) return;

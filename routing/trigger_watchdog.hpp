@@ -46,6 +46,11 @@ class TriggerWatchdog {
   bool crossed(const std::string& client_order_id) const { return crossed_.count(client_order_id) != 0; }
   std::size_t size() const { return index_.size(); }
 
+  // Holds `c.stop` as already crossed at `c.crossed_at` (a crossing journaled before a restart):
+  // its deadline is the original crossed_at + grace, so a restart neither forgives nor restarts
+  // the grace period. Replaces any watch of the same stop. A deadline already past expires at
+  // the next expire().
+  void restore_crossed(CrossedStop c);
   // Feeds one tick; appends stops it crossed for the first time. Allocates nothing when no stop
   // is crossed.
   void on_quote(const Quote& q, std::vector<CrossedStop>& newly_crossed);

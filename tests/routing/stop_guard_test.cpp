@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <nlohmann/json.hpp>
+
 #include "routing/reconciler.hpp"
 #include "sim_harness.hpp"
 
@@ -30,7 +33,8 @@ StopGuardSettings settings(ProtectionPolicy policy) {
 }
 
 // Buys `qty`, waits for the fill, then places a GTC sell stop; returns the stop's id.
-std::string long_with_stop(SimSession& s, std::int64_t qty, const char* stop_price) {
+template <typename Session>
+std::string long_with_stop(Session& s, std::int64_t qty, const char* stop_price) {
   s.orders.submit("sim", market_order("AAPL", Side::buy, qty));
   s.run_for(300ms);
   s.orders.resync();
@@ -293,4 +297,375 @@ TEST(Reconciler, PositionAndOrderDivergencesAreReported) {
   EXPECT_EQ(rec.count("sim", "position_size"), 1u);
   s.journal.flush();
   EXPECT_EQ(s.journal.events("divergence").size(), 2u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restarts: the router process is killed (its objects destroyed with no shutdown of any kind:
+// timers, in-flight requests and unjournaled state die with it) and a new one starts on the
+// same journal file, against the same venue, which lives on outside the process.
+
+namespace {
+
+struct Tick {
+  std::string last;
+  std::int64_t size = 0;  // displayed bid and ask size; 0 = not reported (unlimited)
+};
+
+// Everything outside the router process: the venue, the clock, the market's price script.
+struct Market {
+  explicit Market(FaultProfile profile)
+      : dir(std::filesystem::temp_directory_path() /
+            ("backstop-restart-" + std::to_string(::getpid()) + "-" + std::to_string(++counter()))),
+        faults(std::move(profile), 1),
+        venue(clock, faults) {
+    std::filesystem::create_directories(dir);
+    venue.add_instrument("AAPL", TickSize(Price::parse("0.01")));
+  }
+  ~Market() { std::filesystem::remove_all(dir); }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+  std::string journal_path() const { return (dir / "journal.db").string(); }
+  void append(const std::vector<std::string>& lasts, std::int64_t size = 0) {
+    for (const auto& l : lasts) script.push_back({l, size});
+  }
+  int market_sells() const {
+    int n = 0;
+    for (const auto& o : venue.orders()) n += o.type == OrderType::market && o.side == Side::sell;
+    return n;
+  }
+  std::int64_t venue_position() const { return venue.positions().empty() ? 0 : venue.positions()[0].quantity; }
+
+  std::filesystem::path dir;
+  ManualClock clock;
+  FaultInjector faults;
+  Venue venue;
+  std::vector<Tick> script;
+  std::size_t next_tick = 0;  // the market goes on where it was when a new process connects
+};
+
+class MarketPath final : public PricePath {
+ public:
+  explicit MarketPath(Market& m) : m_(m) {}
+  std::optional<Quote> next(Timestamp now) override {
+    const Tick& t = m_.script[std::min(m_.next_tick++, m_.script.size() - 1)];
+    Quote q;
+    q.symbol = "AAPL";
+    q.last = Price::parse(t.last);
+    q.bid = *q.last - Price::parse("0.01");
+    q.ask = *q.last + Price::parse("0.01");
+    q.bid_size = q.ask_size = t.size;
+    q.at = now;
+    q.source = "script";
+    return q;
+  }
+
+ private:
+  Market& m_;
+};
+
+// One router process. Members are destroyed in reverse order: the journal commits what was
+// queued (what a SIGKILL after those commits leaves), the loop with its timers goes last.
+struct Process {
+  Process(Market& m, const std::string& id_prefix, ProtectionPolicy policy)
+      : loop(m.clock),
+        journal(m.journal_path()),
+        ids(id_prefix),
+        orders(loop, journal, ids),
+        sim(SimSession::options(), loop, m.venue),
+        guard(loop, orders, journal, settings(policy), {{"AAPL", aapl()}}) {
+    sim.add_price_path(std::make_unique<MarketPath>(m));
+    orders.add_broker(sim);
+    sim.start();
+  }
+  static Instrument aapl() {
+    Instrument i;
+    i.symbol = "AAPL";
+    return i;
+  }
+  void feed_quotes() {
+    sim.subscribe_quotes({"AAPL"}, [this](const Quote& q) { guard.on_quote(q); });
+  }
+  // Start-up after a kill, in Session::start's order: recovery against the broker, the guard's
+  // restores, then quotes.
+  void start_after_restart() {
+    bool recovered = false;
+    orders.recover([&](std::size_t, std::size_t) { recovered = true; });
+    for (int i = 0; i < 500 && !recovered; ++i) run_for(10ms);
+    ASSERT_TRUE(recovered);
+    guard.restore_local_stops();
+    guard.restore_from_journal();
+    feed_quotes();
+  }
+  void run_for(Duration d) { loop.run_until(loop.now() + d.count()); }
+  // Runs in small steps until `done` (at most `limit`); true if it happened.
+  bool run_until(const std::function<bool()>& done, Duration limit = 60s) {
+    const Timestamp end = loop.now() + limit.count();
+    while (!done()) {
+      if (loop.now() >= end) return false;
+      run_for(10ms);
+    }
+    return true;
+  }
+  std::size_t journaled(const std::string& kind) { return journal.events(kind).size(); }
+
+  EventLoop loop;
+  Journal journal;
+  ClientOrderIdGenerator ids;
+  OrderManager orders;
+  SimBroker sim;
+  StopGuard guard;
+};
+
+FaultProfile ghosts_only() {
+  FaultProfile p;
+  p.ghost_stop_rate = 1.0;  // the venue lists every stop as working and never triggers it
+  return p;
+}
+
+// 30 ticks at 100.00 then down a cent a tick to 99.00: a 99.50 sell stop is crossed at 99.50,
+// about 5 s after the stop is placed.
+void flat_then_down(Market& m, std::int64_t size_after_cross = 0) {
+  m.append(std::vector<std::string>(30, "100.00"));
+  m.append(prices(99.99, 99.51, -0.01));
+  m.append(prices(99.50, 99.00, -0.01), size_after_cross);
+}
+
+}  // namespace
+
+// (a) The chaos test's case: the crossing is journaled, the process is killed inside the grace
+// period, and the restarted guard declares the ghost at the original crossed_at + grace.
+TEST(StopGuardRestart, CrossingJournaledBeforeAKillIsDeclaredAtItsOriginalDeadline) {
+  Market m(ghosts_only());
+  flat_then_down(m);
+  std::string stop;
+  Timestamp crossed_at = 0;
+  {
+    Process p(m, "A", ProtectionPolicy::guard);
+    p.feed_quotes();
+    p.run_for(200ms);
+    stop = long_with_stop(p, 100, "99.50");
+    ASSERT_TRUE(p.run_until([&] { return p.journaled("stop_crossed") == 1; }));
+    crossed_at = p.journal.events("stop_crossed")[0].at;
+    p.run_for(500ms);
+    ASSERT_TRUE(p.guard.ghosts().empty()) << "killed inside the grace period";
+    ASSERT_EQ(p.journaled("ghost_stop"), 0u);
+  }  // SIGKILL
+  m.clock.advance(300ms);
+  Process p(m, "B", ProtectionPolicy::guard);
+  p.start_after_restart();
+  EXPECT_EQ(p.journaled("stop_crossing_restored"), 1u);
+  EXPECT_TRUE(p.guard.stops().at(stop).watching);
+  p.loop.run_until(crossed_at + to_ns(2s) - to_ns(1ms));
+  EXPECT_TRUE(p.guard.ghosts().empty()) << "not before the original deadline";
+  p.run_for(30s);
+  ASSERT_EQ(p.guard.ghosts().size(), 1u);
+  const GhostStop& g = p.guard.ghosts()[0];
+  EXPECT_EQ(g.client_order_id, stop);
+  EXPECT_EQ(g.crossed_at, crossed_at) << "the original crossing, not a new one after the restart";
+  EXPECT_EQ(g.crossing_price, Price::parse("99.50"));
+  EXPECT_GE(g.declared_at - crossed_at, to_ns(2s));
+  EXPECT_LE(g.declared_at - crossed_at, to_ns(2s + 100ms));
+  // `guard`: cancelled and flattened, once.
+  EXPECT_EQ(p.orders.find(stop)->state, OrderState::cancelled);
+  EXPECT_FALSE(g.flatten_order.empty()) << g.action;
+  EXPECT_EQ(m.market_sells(), 1) << "exactly one flatten";
+  EXPECT_EQ(m.venue_position(), 0);
+  EXPECT_TRUE(m.venue.open_orders().empty());
+  EXPECT_EQ(p.journaled("stop_crossed"), 1u) << "held as crossed: the next tick did not cross it afresh";
+  EXPECT_EQ(p.journaled("ghost_stop"), 1u);
+  EXPECT_EQ(p.journaled("guard_action"), 1u);
+}
+
+// The process stayed down past the deadline: the ghost is declared right after the restart (after
+// the read-back), still with the original crossing time.
+TEST(StopGuardRestart, CrossingWhoseGraceEndedWhileDownIsDeclaredAtOnceAfterTheReadBack) {
+  Market m(ghosts_only());
+  flat_then_down(m);
+  std::string stop;
+  Timestamp crossed_at = 0;
+  {
+    Process p(m, "A", ProtectionPolicy::guard);
+    p.feed_quotes();
+    p.run_for(200ms);
+    stop = long_with_stop(p, 100, "99.50");
+    ASSERT_TRUE(p.run_until([&] { return p.journaled("stop_crossed") == 1; }));
+    crossed_at = p.journal.events("stop_crossed")[0].at;
+    p.run_for(1s);
+  }
+  m.clock.advance(10s);
+  Process p(m, "B", ProtectionPolicy::guard);
+  p.start_after_restart();
+  const Timestamp restored_at = p.loop.now();
+  p.run_for(30s);
+  ASSERT_EQ(p.guard.ghosts().size(), 1u);
+  const GhostStop& g = p.guard.ghosts()[0];
+  EXPECT_EQ(g.crossed_at, crossed_at);
+  EXPECT_LE(g.declared_at - restored_at, to_ns(100ms)) << "overdue: declared at once";
+  EXPECT_EQ(m.market_sells(), 1);
+  EXPECT_EQ(m.venue_position(), 0);
+  p.journal.flush();
+  const auto restored = p.journal.events("stop_crossing_restored");
+  ASSERT_EQ(restored.size(), 1u);
+  EXPECT_NE(restored[0].detail.find("\"overdue\":true"), std::string::npos) << restored[0].detail;
+}
+
+// (b) Declared and acted on before the kill; the flatten is still filling (10 shares a tick) when
+// the process dies, so the position still shows exposure after the restart: nothing may send a
+// second flatten.
+TEST(StopGuardRestart, GhostActedOnBeforeAKillIsNeverFlattenedAgain) {
+  Market m(ghosts_only());
+  flat_then_down(m, 10);
+  m.append(std::vector<std::string>(100, "99.00"), 10);
+  std::string stop, flatten;
+  {
+    Process p(m, "A", ProtectionPolicy::guard);
+    p.feed_quotes();
+    p.run_for(200ms);
+    stop = long_with_stop(p, 100, "99.50");
+    ASSERT_TRUE(p.run_until([&] { return p.journaled("guard_action") == 1; }));
+    ASSERT_EQ(p.guard.ghosts().size(), 1u);
+    flatten = p.guard.ghosts()[0].flatten_order;
+    ASSERT_FALSE(flatten.empty());
+    // "guard_action" is journaled as the order is handed to OrderManager; it reaches the venue
+    // once its own journal write is durable.
+    ASSERT_TRUE(p.run_until([&] { return m.venue.find_by_client_id(flatten) != nullptr; }));
+    ASSERT_LT(m.venue.find_by_client_id(flatten)->filled_quantity, 100) << "the flatten is still working at the kill";
+  }
+  m.clock.advance(1s);
+  Process p(m, "B", ProtectionPolicy::guard);
+  p.start_after_restart();
+  ASSERT_GT(p.orders.position("sim", "AAPL"), 0) << "exposure left: a second flatten would be sent if acted_ were lost";
+  p.run_for(30s);
+  EXPECT_EQ(m.market_sells(), 1) << "one flatten at the venue, across the restart";
+  EXPECT_EQ(m.venue_position(), 0);
+  EXPECT_EQ(p.orders.position("sim", "AAPL"), 0);
+  ASSERT_EQ(p.guard.ghosts().size(), 1u);
+  EXPECT_EQ(p.guard.ghosts()[0].flatten_order, flatten);
+  EXPECT_EQ(p.journaled("ghost_stop"), 1u);
+  EXPECT_EQ(p.journaled("guard_action"), 1u);
+  EXPECT_EQ(p.journaled("guard_flatten_order"), 1u);
+}
+
+// Killed after the ghost was declared, before the guard's flatten decision (the cancel of the
+// stop was in flight): the restarted guard owes the action and takes it, once.
+TEST(StopGuardRestart, GhostDeclaredButNotActedOnIsFlattenedOnceAfterRestart) {
+  Market m(ghosts_only());
+  flat_then_down(m);
+  std::string stop;
+  {
+    Process p(m, "A", ProtectionPolicy::guard);
+    p.feed_quotes();
+    p.run_for(200ms);
+    stop = long_with_stop(p, 100, "99.50");
+    ASSERT_TRUE(p.run_until([&] { return !p.guard.ghosts().empty(); }));
+    ASSERT_EQ(p.journaled("guard_action"), 0u);
+    ASSERT_EQ(m.market_sells(), 0);
+  }
+  m.clock.advance(1s);
+  Process p(m, "B", ProtectionPolicy::guard);
+  p.start_after_restart();
+  p.run_for(30s);
+  EXPECT_EQ(m.market_sells(), 1) << "the interrupted flatten happens, once";
+  EXPECT_EQ(m.venue_position(), 0);
+  EXPECT_TRUE(m.venue.open_orders().empty());
+  ASSERT_EQ(p.guard.ghosts().size(), 1u);
+  EXPECT_EQ(p.journaled("ghost_stop"), 1u) << "not declared a second time";
+  EXPECT_EQ(p.journaled("guard_action"), 1u);
+  EXPECT_EQ(p.journaled("ghost_stop_restored"), 1u);
+}
+
+// Killed after the flatten order was journaled and sent but before "guard_action" was: the crash
+// state is built by doing, by hand, what guard_flatten() journals before "guard_action" (the
+// link event, then the order). The flatten fills 10 a tick, so exposure is left at the restart.
+TEST(StopGuardRestart, FlattenSentButNotRecordedAsTheActionIsFoundAndNotRepeated) {
+  Market m(ghosts_only());
+  flat_then_down(m, 10);
+  m.append(std::vector<std::string>(100, "99.00"), 10);
+  std::string stop, flatten;
+  {
+    Process p(m, "A", ProtectionPolicy::guard);
+    p.feed_quotes();
+    p.run_for(200ms);
+    stop = long_with_stop(p, 100, "99.50");
+    ASSERT_TRUE(p.run_until([&] { return !p.guard.ghosts().empty(); }));
+    OrderSpec f = market_order("AAPL", Side::sell, 100);
+    f.client_order_id = flatten = p.orders.next_client_order_id();
+    p.journal.record_event({p.loop.now(), "sim", "guard_flatten_order", stop,
+                            nlohmann::json{{"flatten_order", flatten}, {"quantity", 100}}.dump()});
+    p.orders.submit("sim", f);
+    ASSERT_TRUE(p.run_until([&] { return m.venue.find_by_client_id(flatten) != nullptr; }));
+    ASSERT_EQ(p.journaled("guard_action"), 0u);
+  }  // killed before the guard's own decision (its cancel poll) ran
+  m.clock.advance(1s);
+  Process p(m, "B", ProtectionPolicy::guard);
+  p.start_after_restart();
+  ASSERT_GT(p.orders.position("sim", "AAPL"), 0);
+  p.run_for(30s);
+  EXPECT_EQ(m.market_sells(), 1) << "the flatten found in the order records is the flatten";
+  EXPECT_EQ(m.venue_position(), 0);
+  ASSERT_EQ(p.guard.ghosts().size(), 1u);
+  EXPECT_EQ(p.guard.ghosts()[0].flatten_order, flatten);
+  EXPECT_EQ(p.journaled("guard_action"), 1u) << "the action is recorded once, by the restore";
+}
+
+// (c) The crossing was journaled, but the stop filled (its fill events were lost, so the process
+// never knew) before the restart: recovery reads the fill back, and no crossing is restored.
+TEST(StopGuardRestart, CrossedStopThatFilledBeforeTheRestartIsNoGhost) {
+  FaultProfile p0;
+  p0.drop_fill_event_rate = 1.0;
+  p0.drop_order_event_rate = 1.0;
+  Market m(p0);
+  flat_then_down(m);
+  std::string stop;
+  {
+    Process p(m, "A", ProtectionPolicy::guard);
+    p.feed_quotes();
+    p.run_for(200ms);
+    stop = long_with_stop(p, 100, "99.50");
+    ASSERT_TRUE(p.run_until([&] { return p.journaled("stop_crossed") == 1; }));
+    p.run_for(500ms);
+    ASSERT_EQ(m.venue.find_by_client_id(stop)->status, VenueStatus::filled) << "filled at the venue";
+    ASSERT_EQ(p.orders.find(stop)->filled_quantity, 0) << "unknown to the process";
+  }
+  m.clock.advance(300ms);
+  Process p(m, "B", ProtectionPolicy::guard);
+  p.start_after_restart();
+  EXPECT_EQ(p.orders.find(stop)->state, OrderState::filled);
+  EXPECT_EQ(p.journaled("stop_crossing_restored"), 0u);
+  p.run_for(30s);
+  EXPECT_TRUE(p.guard.ghosts().empty());
+  EXPECT_EQ(p.journaled("ghost_stop"), 0u);
+  EXPECT_EQ(m.market_sells(), 0) << "no flatten: the stop's own fill closed the position";
+  EXPECT_EQ(m.venue_position(), 0);
+}
+
+// A working stop that had not been crossed at the kill is watched by the restarted guard (recovery
+// loads orders without notifying anyone): a crossing after the restart is a ghost like any other.
+TEST(StopGuardRestart, RecoveredWorkingStopIsWatchedAndVerifiedAfterRestart) {
+  Market m(ghosts_only());
+  m.append(std::vector<std::string>(100, "100.00"));
+  std::string stop;
+  {
+    Process p(m, "A", ProtectionPolicy::verify);
+    p.feed_quotes();
+    p.run_for(200ms);
+    stop = long_with_stop(p, 100, "99.50");
+    p.run_for(1s);
+    ASSERT_EQ(p.guard.stops().at(stop).verification, Verification::verified);
+  }
+  m.clock.advance(1s);
+  Process p(m, "B", ProtectionPolicy::verify);
+  p.start_after_restart();
+  ASSERT_TRUE(p.guard.stops().count(stop));
+  EXPECT_TRUE(p.guard.stops().at(stop).watching);
+  p.run_for(2s);
+  EXPECT_EQ(p.guard.stops().at(stop).verification, Verification::verified) << "read back again";
+  const std::size_t down_from = m.script.size();
+  m.append(prices(99.99, 99.00, -0.01));
+  m.next_tick = down_from;  // now, not after the rest of the flat script
+  p.run_for(20s);
+  ASSERT_EQ(p.guard.ghosts().size(), 1u);
+  EXPECT_EQ(p.guard.ghosts()[0].client_order_id, stop);
 }
