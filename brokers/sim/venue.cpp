@@ -132,10 +132,14 @@ VenueBracketResult Venue::submit_bracket(const BracketSpec& b, const std::string
   const std::string tp_id = tp.id, sl_id = sl.id;
   auto entry = submit(b.entry, account);
   if (!entry.accepted) {
+    // The held exits die with their entry, and say so: a venue that answered the bracket with
+    // three order ids (TradeStation's "Sent order") must also report the exits' end, or they stay
+    // "submitted" at the client forever (found by the chaos test).
     for (const auto& id : {tp_id, sl_id}) {
       auto& child = orders_[by_id_.at(id)];
       child.status = VenueStatus::rejected;
       child.reason = "bracket entry refused: " + entry.reason;
+      emit(VenueEvent::Kind::rejected, child);
     }
     return {false, entry.reason, entry.order_id, tp_id, sl_id};
   }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
 
 #include "brokers/sim/price_path.hpp"
 #include "core/error.hpp"
@@ -231,6 +232,35 @@ TEST(VenueFaults, RejectRateIsSeededAndLogged) {
   const auto rejects = std::count(a.begin(), a.end(), false);
   EXPECT_GT(rejects, 30);
   EXPECT_LT(rejects, 90);
+}
+
+TEST(VenueFaults, RejectedBracketEntryReportsItsHeldExitsRejected) {
+  // A venue that gave the exits ids must also report their end; otherwise a client that was told
+  // "sent" for all three legs keeps the exits as working forever.
+  ManualClock clock;
+  FaultProfile p;
+  p.reject_rate = 1.0;
+  FaultInjector faults(p, 1);
+  Venue venue(clock, faults);
+  venue.add_instrument("AAPL", TickSize(Price::parse("0.01")));
+  std::vector<VenueEvent> events;
+  venue.set_listener([&](const VenueEvent& e) { events.push_back(e); });
+  BracketSpec b;
+  b.entry = limit_order("AAPL", Side::buy, 10, Price::parse("99.00"));
+  b.entry.client_order_id = "J1";
+  b.take_profit = limit_order("AAPL", Side::sell, 10, Price::parse("101"), TimeInForce::gtc);
+  b.take_profit.client_order_id = "J1T";
+  b.protective_stop = stop_order("AAPL", Side::sell, 10, Price::parse("98"));
+  b.protective_stop.client_order_id = "J1S";
+  const auto r = venue.submit_bracket(b);
+  ASSERT_FALSE(r.accepted);
+  ASSERT_FALSE(r.take_profit_id.empty());
+  std::set<std::string> rejected;
+  for (const auto& e : events)
+    if (e.kind == VenueEvent::Kind::rejected) rejected.insert(e.order.client_order_id);
+  EXPECT_EQ(rejected, (std::set<std::string>{"J1", "J1T", "J1S"}));
+  EXPECT_EQ(venue.find(r.take_profit_id)->status, VenueStatus::rejected);
+  EXPECT_EQ(venue.find(r.stop_id)->status, VenueStatus::rejected);
 }
 
 TEST(PricePaths, RandomWalkIsSeededAndOnTick) {

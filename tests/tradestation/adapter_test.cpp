@@ -399,6 +399,32 @@ TEST_F(AdapterTest, BracketViaOsoBrkAndOcoGroup) {
   EXPECT_EQ(g->order_ids.size(), 2u);
 }
 
+TEST_F(AdapterTest, RejectedBracketEntryEndsItsHeldExitsOnTheStream) {
+  // TradeStation answers a bracket "Sent order" for every leg (accepted for processing); the
+  // venue's reject of the entry then comes on the stream, and the exits must end with it rather
+  // than stay working at the client (found by the chaos test).
+  start_emulator();
+  make_broker(adapter_options());
+  quote("190");
+  post("/__emulator/faults", {{"reject_rate", 1.0}});
+  BracketSpec b;
+  b.entry = spec("rej-e", OrderType::limit, Side::buy, 10, "189");
+  b.take_profit = spec("rej-tp", OrderType::limit, Side::sell, 10, "200", {}, TimeInForce::gtc);
+  b.protective_stop = spec("rej-sl", OrderType::stop, Side::sell, 10, {}, "180", TimeInForce::gtc);
+  std::optional<BracketResult> res;
+  broker->submit_bracket(b, [&](BracketResult r) { res = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return res.has_value(); }));
+  ASSERT_FALSE(res->take_profit_id.empty()) << res->message;
+  ASSERT_FALSE(res->stop_id.empty()) << res->message;
+  for (const std::string& id : {res->entry_id, res->take_profit_id, res->stop_id})
+    EXPECT_TRUE(run_until([&] { return !events_of(id, OrderEvent::Kind::rejected).empty(); })) << id;
+  for (const char* coid : {"rej-tp", "rej-sl"}) {
+    const auto q = query_coid(coid);
+    ASSERT_TRUE(q.order) << coid;
+    EXPECT_EQ(q.order->state, OrderState::rejected) << coid;
+  }
+}
+
 TEST_F(AdapterTest, ReplaceAndCancelConfirmAsynchronously) {
   start_emulator();
   make_broker(adapter_options());
