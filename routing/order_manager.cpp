@@ -481,6 +481,42 @@ void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
   }
 }
 
+void OrderManager::book_queried_fills(const std::vector<Fill>& fills) {
+  // A broker may name one execution differently in its stream and in its execution list (IBKR's
+  // WebSocket has no execution id: its adapter names a stream fill by the order's cumulative
+  // quantity, which names only the last of several executions one update covered). Ids alone
+  // would then book a partial fill twice. So for an order we know, the list decides the
+  // *quantity*: what it adds beyond the quantity already booked is booked, from the executions
+  // not seen by id, latest first (a stream loses recent fills, not old ones).
+  std::map<std::string, std::vector<const Fill*>> by_order;  // client order id -> its executions
+  for (const auto& f : fills) {
+    const OrderRecord* o = find(f.client_order_id);
+    if (!o) o = find_by_broker_id(f.broker, f.broker_order_id);
+    if (o) {
+      by_order[o->spec.client_order_id].push_back(&f);
+    } else if (f.client_order_id.empty() && !ledger_.seen(f.broker, f.execution_id)) {
+      if (apply_fill(f)) ++fills_recovered_by_query_;  // not ours by name: recorded as unknown
+    }
+  }
+  for (auto& [coid, list] : by_order) {
+    std::int64_t listed = 0;
+    for (const Fill* f : list) listed += f->quantity;
+    std::int64_t missing = listed - find(coid)->filled_quantity;
+    std::stable_sort(list.begin(), list.end(), [](const Fill* a, const Fill* b) { return a->at > b->at; });
+    for (const Fill* f : list) {
+      if (missing <= 0) break;
+      if (ledger_.seen(f->broker, f->execution_id)) continue;
+      Fill part = *f;
+      part.client_order_id = coid;  // found by broker id: apply_fill looks it up by name
+      part.quantity = std::min(part.quantity, missing);
+      if (apply_fill(part)) {
+        ++fills_recovered_by_query_;
+        missing -= part.quantity;
+      }
+    }
+  }
+}
+
 void OrderManager::resync(std::function<void()> done, const std::string& only_broker) {
   // Fills first (the broker's execution record is the truth), then each open order's state.
   auto outstanding = std::make_shared<int>(1);
@@ -492,12 +528,7 @@ void OrderManager::resync(std::function<void()> done, const std::string& only_br
     if (!b->capabilities().fill_query) continue;
     ++*outstanding;
     b->list_fills([this, finish](FillsResult r) {
-      if (r.outcome == Outcome::accepted)
-        for (const auto& f : r.fills) {
-          if (!ledger_.seen(f.broker, f.execution_id) && (orders_.count(f.client_order_id) || f.client_order_id.empty())) {
-            if (apply_fill(f)) ++fills_recovered_by_query_;
-          }
-        }
+      if (r.outcome == Outcome::accepted) book_queried_fills(r.fills);
       finish();
     });
   }

@@ -111,6 +111,8 @@ class OrderManager {
   void read_back(const std::string& coid, const std::string& why, std::function<void()> then);
   void notify(const OrderRecord& o);
   void apply_early_fills(const OrderRecord& o);
+  // A broker's execution list (resync): per order, booked only up to the quantity not booked yet.
+  void book_queried_fills(const std::vector<Fill>& fills);
 
   EventLoop& loop_;
   Journal& journal_;

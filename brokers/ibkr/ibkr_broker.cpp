@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <stdexcept>
 
 #include <spdlog/spdlog.h>
@@ -1044,6 +1045,33 @@ void IbkrBroker::query_order(const std::string& broker_order_id, OrderQueryCallb
   });
 }
 
+namespace {
+
+// The WebSocket's order updates carry no execution id, only the order's cumulative filled
+// quantity, so a fill seen there is named "<order id>:<cumulative quantity>". /trades names the
+// same executions by the exchange's execution_id. Under two names one execution would be booked
+// twice (a partial fill counted double). So the executions /trades lists are renamed the same
+// way: per order, in time order, each one by the cumulative quantity after it. A stream update
+// that covered several executions at once names only the last of them; OrderManager books a
+// query's executions only up to the quantity it has not booked yet, which covers that case.
+void name_fills_by_cumulative_quantity(std::vector<Fill>& fills) {
+  std::map<std::string, std::vector<Fill*>> by_order;
+  for (Fill& f : fills)
+    if (!f.broker_order_id.empty()) by_order[f.broker_order_id].push_back(&f);
+  for (auto& [order_id, list] : by_order) {
+    std::stable_sort(list.begin(), list.end(), [](const Fill* a, const Fill* b) {
+      return a->at != b->at ? a->at < b->at : a->execution_id < b->execution_id;
+    });
+    std::int64_t cumulative = 0;
+    for (Fill* f : list) {
+      cumulative += f->quantity;
+      f->execution_id = order_id + ":" + std::to_string(cumulative);
+    }
+  }
+}
+
+}  // namespace
+
 void IbkrBroker::list_fills(FillsCallback done) {
   if (!ready()) return done({Outcome::failed_locally, not_ready_message(), {}});
   get("/iserver/account/trades", Lane::trades, [this, done](net::HttpResult r) {
@@ -1067,6 +1095,7 @@ void IbkrBroker::list_fills(FillsCallback done) {
       if (const json* x = field(t, "trade_time_r")) f.at = json_quantity(*x).value_or(0) * 1'000'000;
       res.fills.push_back(std::move(f));
     }
+    name_fills_by_cumulative_quantity(res.fills);
     done(std::move(res));
   });
 }

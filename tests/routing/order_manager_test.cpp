@@ -21,6 +21,7 @@ class ScriptedBroker final : public Broker {
   BrokerCapabilities capabilities() const override {
     BrokerCapabilities c;
     c.client_order_ids = c.query_by_client_id = c.order_query = true;
+    c.fill_query = fill_query;
     return c;
   }
   void submit(const OrderSpec& o, CommandCallback done) override {
@@ -52,6 +53,7 @@ class ScriptedBroker final : public Broker {
     auto it = book.find(coid);
     done({Outcome::accepted, {}, it == book.end() ? std::nullopt : std::optional(it->second)});
   }
+  void list_fills(FillsCallback done) override { loop_.post([done, f = executions] { done({Outcome::accepted, {}, f}); }); }
   void subscribe_order_events(OrderEventHandler h) override { handler = std::move(h); }
   BrokerHealthReport health() const override { return {Connectivity::connected, {}, 0, 0}; }
 
@@ -64,6 +66,8 @@ class ScriptedBroker final : public Broker {
   std::function<void(const OrderSpec&)> on_submit;
   OrderEventHandler handler;
   int queries = 0;
+  bool fill_query = false;
+  std::vector<Fill> executions;  // what list_fills answers
 };
 
 class OrderManagerTest : public ::testing::Test {
@@ -223,6 +227,52 @@ TEST_F(OrderManagerTest, ResyncRecoversFillsTheStreamDropped) {
   EXPECT_EQ(om.position("sim", "AAPL"), 25) << "a second resync counts nothing twice";
   journal.flush();
   EXPECT_EQ(journal.fills().size(), venue.fills().size());
+}
+
+TEST_F(OrderManagerTest, ResyncBooksOnlyTheQuantityTheStreamMissedWhenIdsDiffer) {
+  // IBKR's stream names a fill by the order's cumulative quantity ("B1:5"); one stream update can
+  // cover two executions ("B1:2" and "B1:5" in the execution list). The list must add only the
+  // quantity the stream missed (the 4 of "B1:9"), never the 2 of "B1:2" a second time.
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManager om(loop, journal, ids_);
+  ScriptedBroker broker(loop);
+  broker.fill_query = true;
+  om.add_broker(broker);
+  const auto coid = om.submit("scripted", limit_buy());
+  settle(loop, clock);
+  ASSERT_EQ(om.find(coid)->broker_order_id, "B1");
+  auto fill = [&](const std::string& id, std::int64_t qty, const char* price, Timestamp at) {
+    return Fill{id, "scripted", coid, "B1", "AAPL", Side::buy, qty, Price::parse(price), at};
+  };
+  OrderEvent ev;
+  ev.kind = OrderEvent::Kind::fill;
+  ev.client_order_id = coid;
+  ev.broker_order_id = "B1";
+  ev.state = OrderState::partially_filled;
+  ev.fill = fill("B1:5", 5, "98.98", 2);
+  broker.handler(ev);
+  settle(loop, clock);
+  ASSERT_EQ(om.find(coid)->filled_quantity, 5);
+  broker.executions = {fill("B1:2", 2, "98.97", 1), fill("B1:5", 3, "98.99", 2), fill("B1:9", 4, "99.00", 3)};
+  om.resync();
+  settle(loop, clock);
+  EXPECT_EQ(om.find(coid)->filled_quantity, 9);
+  EXPECT_EQ(om.position("scripted", "AAPL"), 9);
+  om.resync();
+  settle(loop, clock);
+  EXPECT_EQ(om.position("scripted", "AAPL"), 9) << "a second resync counts nothing twice";
+  // The stream's late report of the same execution, under the same cumulative name.
+  ev.fill = fill("B1:9", 4, "99.00", 3);
+  broker.handler(ev);
+  settle(loop, clock);
+  EXPECT_EQ(om.position("scripted", "AAPL"), 9);
+  // An execution list that does not reach back to the first fills books nothing.
+  broker.executions = {fill("B1:9", 4, "99.00", 3)};
+  om.resync();
+  settle(loop, clock);
+  EXPECT_EQ(om.position("scripted", "AAPL"), 9);
 }
 
 TEST_F(OrderManagerTest, RecoveryResolvesEveryOpenOrderBeforeAnythingNew) {
