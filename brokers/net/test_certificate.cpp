@@ -61,8 +61,7 @@ void write_file(const std::filesystem::path& path, const std::string& text,
 
 }  // namespace
 
-TestCertificate make_self_signed_certificate(const std::filesystem::path& dir,
-                                             const std::string& stem, int valid_days) {
+SelfSignedPem make_self_signed_pem(const std::string& organization, int valid_days) {
   PkeyPtr key(EVP_EC_gen("P-256"));
   if (!key) fail("generating an EC P-256 key");
 
@@ -85,8 +84,8 @@ TestCertificate make_self_signed_certificate(const std::filesystem::path& dir,
   if (X509_set_pubkey(cert.get(), key.get()) != 1) fail("X509_set_pubkey");
 
   X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("Backstop test"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(organization.c_str()),
+                             -1, -1, 0);
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
                              reinterpret_cast<const unsigned char*>("127.0.0.1"), -1, -1, 0);
   X509_set_issuer_name(cert.get(), name);  // self-signed
@@ -100,12 +99,20 @@ TestCertificate make_self_signed_certificate(const std::filesystem::path& dir,
 
   if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) fail("signing");
 
-  TestCertificate out;
+  SelfSignedPem out;
   out.cert_pem = to_pem([&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
   out.key_pem = to_pem([&](BIO* b) {
     return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   });
+  return out;
+}
 
+TestCertificate make_self_signed_certificate(const std::filesystem::path& dir,
+                                             const std::string& stem, int valid_days) {
+  SelfSignedPem pem = make_self_signed_pem("Backstop test", valid_days);
+  TestCertificate out;
+  out.cert_pem = std::move(pem.cert_pem);
+  out.key_pem = std::move(pem.key_pem);
   std::filesystem::create_directories(dir);
   out.cert_file = dir / (stem + ".crt");
   out.key_file = dir / (stem + ".key");

@@ -18,7 +18,7 @@
 #include "core/error.hpp"
 #include "emulators/ibkr/gateway_core.hpp"
 #include "emulators/ibkr/ibkr_gateway_emulator.hpp"
-#include "emulators/ibkr/self_signed_certificate.hpp"
+#include "brokers/net/test_certificate.hpp"
 
 namespace backstop {
 
@@ -234,7 +234,7 @@ struct IbkrGatewayEmulator::Impl {
 
   IbkrEmulatorOptions options;
   GatewayCore core;
-  ibkr_emulator::CertificatePem cert;
+  net::SelfSignedPem cert;  // PEM, generated at start-up: no key material is ever committed
   ssl::context ssl_ctx{ssl::context::tls_server};
   // Declared after the core and TLS context so that pending sessions die first.
   asio::io_context ioc{1};
@@ -307,13 +307,14 @@ void IbkrGatewayEmulator::start(std::uint16_t port) {
   Impl& i = *impl_;
   if (i.running) return;
   if (i.options.tls) {
-    i.cert = ibkr_emulator::make_self_signed_certificate();
+    // The real gateway serves HTTPS with a self-signed certificate (api-notes IBKR.md 1.0).
+    i.cert = net::make_self_signed_pem("Backstop IBKR emulator");
     i.ssl_ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3);
-    i.ssl_ctx.use_certificate_chain(asio::buffer(i.cert.certificate));
-    i.ssl_ctx.use_private_key(asio::buffer(i.cert.private_key), ssl::context::pem);
+    i.ssl_ctx.use_certificate_chain(asio::buffer(i.cert.cert_pem));
+    i.ssl_ctx.use_private_key(asio::buffer(i.cert.key_pem), ssl::context::pem);
     if (!i.options.cert_pem_path.empty()) {
       std::ofstream out(i.options.cert_pem_path, std::ios::trunc);
-      out << i.cert.certificate;
+      out << i.cert.cert_pem;
       if (!out) throw Error("cannot write certificate to " + i.options.cert_pem_path);
     }
   }
@@ -349,7 +350,7 @@ std::string IbkrGatewayEmulator::base_url() const {
          std::to_string(impl_->port);
 }
 
-const std::string& IbkrGatewayEmulator::certificate_pem() const { return impl_->cert.certificate; }
+const std::string& IbkrGatewayEmulator::certificate_pem() const { return impl_->cert.cert_pem; }
 void IbkrGatewayEmulator::login() { impl_->core.login(); }
 void IbkrGatewayEmulator::logout() { impl_->core.logout(); }
 void IbkrGatewayEmulator::expire_session() { impl_->core.expire_session("in-process expire_session()"); }

@@ -1,6 +1,9 @@
 #include "emulators/tradestation/tradestation_emulator.hpp"
 
 #include <httplib.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -16,7 +19,7 @@
 #include "brokers/sim/price_path.hpp"
 #include "brokers/sim/venue.hpp"
 #include "core/error.hpp"
-#include "emulators/tradestation/self_signed_certificate.hpp"
+#include "brokers/net/test_certificate.hpp"
 #include "emulators/tradestation/stream_hub.hpp"
 #include "emulators/tradestation/token_authority.hpp"
 #include "emulators/tradestation/wire_format.hpp"
@@ -1596,9 +1599,21 @@ void TradeStationEmulator::Impl::routes() {
 void TradeStationEmulator::Impl::start(int port) {
   if (started_.exchange(true)) throw Error("TradeStation emulator already started");
   if (opt_.tls) {
-    auto cert = make_self_signed_certificate();
-    cert_pem_ = cert.pem;
-    auto ssl = std::make_unique<httplib::SSLServer>(cert.cert.get(), cert.key.get());
+    // A throw-away certificate generated at start-up: no key material is ever committed.
+    const net::SelfSignedPem pem = net::make_self_signed_pem("Backstop TradeStation emulator");
+    cert_pem_ = pem.cert_pem;
+    // httplib's server takes OpenSSL objects (and takes its own references to them).
+    std::unique_ptr<BIO, int (*)(BIO*)> cert_bio(BIO_new_mem_buf(pem.cert_pem.data(), static_cast<int>(pem.cert_pem.size())),
+                                               BIO_free);
+    std::unique_ptr<BIO, int (*)(BIO*)> key_bio(BIO_new_mem_buf(pem.key_pem.data(), static_cast<int>(pem.key_pem.size())),
+                                              BIO_free);
+    std::unique_ptr<X509, void (*)(X509*)> cert(cert_bio ? PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr)
+                                                         : nullptr,
+                                                X509_free);
+    std::unique_ptr<EVP_PKEY, void (*)(EVP_PKEY*)> key(
+        key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr) : nullptr, EVP_PKEY_free);
+    if (!cert || !key) throw Error("TradeStation emulator: cannot read the generated TLS certificate");
+    auto ssl = std::make_unique<httplib::SSLServer>(cert.get(), key.get());
     if (!ssl->is_valid()) throw Error("TradeStation emulator: TLS server set-up failed");
     server_ = std::move(ssl);
   } else {

@@ -162,7 +162,18 @@ TEST_P(FailoverOnEmulators, NewOrdersReachSecondaryInTimeAndNothingIsSentTwice) 
       send();
       run_for(kOrderInterval);
     }
-    run_for(400ms);  // acknowledgements of the last orders
+    // Acknowledgements of the last orders. Where an order goes is decided when it is submitted;
+    // its journal commit (an fsync) and the broker's answer may take longer on a busy machine, so
+    // wait for the answers (bounded) rather than a fixed time before reading the emulators' logs.
+    run_until([&] {
+      for (const auto& [when, coid] : sent) {
+        const OrderRecord* o = orders.find(coid);
+        if (o && (o->state == OrderState::pre_sent || o->state == OrderState::pending) && o->broker == secondary)
+          return false;
+      }
+      return true;
+    }, 5s);
+    run_for(100ms);
 
     // The emulators' logs.
     const auto at_ts = brokers_->tradestation_placements();
