@@ -432,6 +432,28 @@ void flat_then_down(Market& m, std::int64_t size_after_cross = 0) {
   m.append(prices(99.50, 99.00, -0.01), size_after_cross);
 }
 
+// The first process of a restart test: a long position protected by a stop at 99.50 under
+// `guard`, run until the market crosses the stop; `then` runs in that process before it is
+// killed (destroyed without any shutdown, as SIGKILL would leave it).
+struct Crossing {
+  std::string stop;
+  Timestamp at = 0;  // when the crossing was journaled
+};
+Crossing cross_then_kill(Market& m, const std::function<void(Process&)>& then) {
+  Crossing c;
+  Process p(m, "A", ProtectionPolicy::guard);
+  p.feed_quotes();
+  p.run_for(200ms);
+  c.stop = long_with_stop(p, 100, "99.50");
+  if (!p.run_until([&] { return p.journaled("stop_crossed") == 1; })) {
+    ADD_FAILURE() << "the market never crossed the stop";
+    return c;
+  }
+  c.at = p.journal.events("stop_crossed")[0].at;
+  then(p);
+  return c;
+}
+
 }  // namespace
 
 // (a) The chaos test's case: the crossing is journaled, the process is killed inside the grace
@@ -439,19 +461,14 @@ void flat_then_down(Market& m, std::int64_t size_after_cross = 0) {
 TEST(StopGuardRestart, CrossingJournaledBeforeAKillIsDeclaredAtItsOriginalDeadline) {
   Market m(ghosts_only());
   flat_then_down(m);
-  std::string stop;
-  Timestamp crossed_at = 0;
-  {
-    Process p(m, "A", ProtectionPolicy::guard);
-    p.feed_quotes();
-    p.run_for(200ms);
-    stop = long_with_stop(p, 100, "99.50");
-    ASSERT_TRUE(p.run_until([&] { return p.journaled("stop_crossed") == 1; }));
-    crossed_at = p.journal.events("stop_crossed")[0].at;
+  const Crossing first = cross_then_kill(m, [](Process& p) {
     p.run_for(500ms);
-    ASSERT_TRUE(p.guard.ghosts().empty()) << "killed inside the grace period";
-    ASSERT_EQ(p.journaled("ghost_stop"), 0u);
-  }  // SIGKILL
+    EXPECT_TRUE(p.guard.ghosts().empty()) << "killed inside the grace period";
+    EXPECT_EQ(p.journaled("ghost_stop"), 0u);
+  });
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  const std::string& stop = first.stop;
+  const Timestamp crossed_at = first.at;
   m.clock.advance(300ms);
   Process p(m, "B", ProtectionPolicy::guard);
   p.start_after_restart();
@@ -483,17 +500,10 @@ TEST(StopGuardRestart, CrossingJournaledBeforeAKillIsDeclaredAtItsOriginalDeadli
 TEST(StopGuardRestart, CrossingWhoseGraceEndedWhileDownIsDeclaredAtOnceAfterTheReadBack) {
   Market m(ghosts_only());
   flat_then_down(m);
-  std::string stop;
-  Timestamp crossed_at = 0;
-  {
-    Process p(m, "A", ProtectionPolicy::guard);
-    p.feed_quotes();
-    p.run_for(200ms);
-    stop = long_with_stop(p, 100, "99.50");
-    ASSERT_TRUE(p.run_until([&] { return p.journaled("stop_crossed") == 1; }));
-    crossed_at = p.journal.events("stop_crossed")[0].at;
-    p.run_for(1s);
-  }
+  const Crossing first = cross_then_kill(m, [](Process& p) { p.run_for(1s); });
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  const std::string& stop = first.stop;
+  const Timestamp crossed_at = first.at;
   m.clock.advance(10s);
   Process p(m, "B", ProtectionPolicy::guard);
   p.start_after_restart();
@@ -618,17 +628,14 @@ TEST(StopGuardRestart, CrossedStopThatFilledBeforeTheRestartIsNoGhost) {
   p0.drop_order_event_rate = 1.0;
   Market m(p0);
   flat_then_down(m);
-  std::string stop;
-  {
-    Process p(m, "A", ProtectionPolicy::guard);
-    p.feed_quotes();
-    p.run_for(200ms);
-    stop = long_with_stop(p, 100, "99.50");
-    ASSERT_TRUE(p.run_until([&] { return p.journaled("stop_crossed") == 1; }));
+  const Crossing first = cross_then_kill(m, [&m](Process& p) {
     p.run_for(500ms);
-    ASSERT_EQ(m.venue.find_by_client_id(stop)->status, VenueStatus::filled) << "filled at the venue";
-    ASSERT_EQ(p.orders.find(stop)->filled_quantity, 0) << "unknown to the process";
-  }
+    const std::string& coid = p.journal.events("stop_crossed")[0].client_order_id;
+    EXPECT_EQ(m.venue.find_by_client_id(coid)->status, VenueStatus::filled) << "filled at the venue";
+    EXPECT_EQ(p.orders.find(coid)->filled_quantity, 0) << "unknown to the process";
+  });
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  const std::string& stop = first.stop;
   m.clock.advance(300ms);
   Process p(m, "B", ProtectionPolicy::guard);
   p.start_after_restart();
