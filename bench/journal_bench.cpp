@@ -1,6 +1,8 @@
-// Durable journal throughput and latency, beside the raw SQLite floor with the same durability
-// (WAL, synchronous=FULL) on the same disk. Set BACKSTOP_BENCH_DIR to choose the disk (default:
-// the system temp directory).
+// Durable journal throughput and latency, beside raw SQLite floors with the same durability
+// (WAL, synchronous=FULL, exclusive locking) on the same disk: one narrow insert per row (the
+// floor of issue 8's target), the journal's own two statements per transition, and a wide insert
+// (an alternative design the journal does not use). Set BACKSTOP_BENCH_DIR to choose the disk
+// (default: the system temp directory).
 #include <benchmark/benchmark.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -127,6 +129,140 @@ void BM_RawSqliteInsert(benchmark::State& state) {
   remove_db(path);
 }
 BENCHMARK(BM_RawSqliteInsert)->Arg(1)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// The floor for what a transition makes durable: raw SQLite executing the journal's own two
+// statements per transition (the transition row, then the order row's upsert: 26 columns, keyed
+// by client order id) on a file with the journal's schema, same durability, same commit size,
+// fresh orders as in BM_JournalDurableTransitions. The gap to BM_RawSqliteInsert is the cost of
+// the order row; the gap from here to BM_JournalDurableTransitions is the journal's own.
+void BM_RawSqliteTransitionWithOrderRow(benchmark::State& state) {
+  const std::string path = fresh_path("raw-order-row");
+  { Journal schema(path); }  // creates the current schema, then closes
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", nullptr,
+               nullptr, nullptr);
+  sqlite3_stmt* tr = nullptr;
+  sqlite3_prepare_v2(db,
+                     "INSERT INTO transitions (client_order_id, from_state, to_state, at, reason, applied) "
+                     "VALUES (?1,?2,?3,?4,?5,?6)",
+                     -1, &tr, nullptr);
+  sqlite3_stmt* up = nullptr;
+  sqlite3_prepare_v2(db, R"sql(
+INSERT INTO orders (client_order_id, broker, broker_order_id, symbol, side, quantity, type,
+  limit_price, stop_price, tif, outside_rth, parent_client_order_id, oco_group, state,
+  filled_quantity, average_fill_price, last_message, created_at, sent_at, submitted_at,
+  partially_filled_at, filled_at, pending_cancel_at, cancelled_at, rejected_at, failed_at)
+VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)
+ON CONFLICT(client_order_id) DO UPDATE SET broker=?2, broker_order_id=?3, quantity=?6,
+  limit_price=?8, stop_price=?9, tif=?10, state=?14, filled_quantity=?15, average_fill_price=?16,
+  last_message=?17, created_at=?18, sent_at=?19, submitted_at=?20, partially_filled_at=?21,
+  filled_at=?22, pending_cancel_at=?23, cancelled_at=?24, rejected_at=?25, failed_at=?26
+)sql",
+                     -1, &up, nullptr);
+  const std::int64_t per_commit = state.range(0);
+  std::int64_t i = 0;
+  for (auto _ : state) {
+    sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    for (std::int64_t k = 0; k < per_commit; ++k, ++i) {
+      const std::string coid = "BENCH-" + std::to_string(i);
+      sqlite3_bind_text(tr, 1, coid.c_str(), -1, SQLITE_STATIC);
+      sqlite3_bind_text(tr, 2, "submitted", -1, SQLITE_STATIC);
+      sqlite3_bind_text(tr, 3, "partially_filled", -1, SQLITE_STATIC);
+      sqlite3_bind_int64(tr, 4, i);
+      sqlite3_bind_text(tr, 5, "fill", -1, SQLITE_STATIC);
+      sqlite3_bind_int(tr, 6, 1);
+      sqlite3_step(tr);
+      sqlite3_reset(tr);
+      sqlite3_bind_text(up, 1, coid.c_str(), -1, SQLITE_STATIC);
+      sqlite3_bind_text(up, 2, "sim", -1, SQLITE_STATIC);
+      sqlite3_bind_text(up, 3, "", -1, SQLITE_STATIC);
+      sqlite3_bind_text(up, 4, "AAPL", -1, SQLITE_STATIC);
+      sqlite3_bind_text(up, 5, "sell", -1, SQLITE_STATIC);
+      sqlite3_bind_int64(up, 6, 100);
+      sqlite3_bind_text(up, 7, "stop", -1, SQLITE_STATIC);
+      sqlite3_bind_null(up, 8);
+      sqlite3_bind_text(up, 9, "232.86", -1, SQLITE_STATIC);
+      sqlite3_bind_text(up, 10, "gtc", -1, SQLITE_STATIC);
+      sqlite3_bind_int64(up, 11, 0);
+      sqlite3_bind_text(up, 12, "", -1, SQLITE_STATIC);
+      sqlite3_bind_text(up, 13, "", -1, SQLITE_STATIC);
+      sqlite3_bind_text(up, 14, "partially_filled", -1, SQLITE_STATIC);
+      sqlite3_bind_int64(up, 15, 0);
+      sqlite3_bind_text(up, 16, "0", -1, SQLITE_STATIC);
+      sqlite3_bind_text(up, 17, "", -1, SQLITE_STATIC);
+      for (int c = 18; c <= 26; ++c) {
+        if (c == 21)
+          sqlite3_bind_int64(up, c, i);  // partially_filled_at
+        else
+          sqlite3_bind_null(up, c);
+      }
+      sqlite3_step(up);
+      sqlite3_reset(up);
+    }
+    sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  }
+  state.SetItemsProcessed(state.iterations() * per_commit);
+  sqlite3_finalize(tr);
+  sqlite3_finalize(up);
+  sqlite3_close(db);
+  remove_db(path);
+}
+BENCHMARK(BM_RawSqliteTransitionWithOrderRow)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// The floor of the alternative design, for comparison only (the journal does not do this): one
+// insert per transition whose row also carries the order's state after it (broker id, fill
+// totals, message, the nine state timestamps), the order row being derived from the latest
+// transition when read instead of being updated in the same commit.
+void BM_RawSqliteWideTransitionRow(benchmark::State& state) {
+  const std::string path = fresh_path("raw-wide");
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                   "CREATE TABLE t (id INTEGER PRIMARY KEY, client_order_id TEXT, from_state TEXT, to_state TEXT,"
+                   " at INTEGER, reason TEXT, applied INTEGER, broker_order_id TEXT, filled_quantity INTEGER,"
+                   " average_fill_price TEXT, last_message TEXT, t1 INTEGER, t2 INTEGER, t3 INTEGER, t4 INTEGER,"
+                   " t5 INTEGER, t6 INTEGER, t7 INTEGER, t8 INTEGER, t9 INTEGER)",
+               nullptr, nullptr, nullptr);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db,
+                     "INSERT INTO t (client_order_id, from_state, to_state, at, reason, applied, broker_order_id, "
+                     "filled_quantity, average_fill_price, last_message, t1, t2, t3, t4, t5, t6, t7, t8, t9) "
+                     "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
+                     -1, &st, nullptr);
+  const std::int64_t per_commit = state.range(0);
+  std::int64_t i = 0;
+  for (auto _ : state) {
+    sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    for (std::int64_t k = 0; k < per_commit; ++k, ++i) {
+      const std::string coid = "BENCH-" + std::to_string(i);
+      sqlite3_bind_text(st, 1, coid.c_str(), -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 2, "submitted", -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 3, "partially_filled", -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 4, i);
+      sqlite3_bind_text(st, 5, "fill", -1, SQLITE_STATIC);
+      sqlite3_bind_int(st, 6, 1);
+      sqlite3_bind_text(st, 7, "", -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 8, 0);
+      sqlite3_bind_text(st, 9, "0", -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 10, "", -1, SQLITE_STATIC);
+      for (int c = 11; c <= 19; ++c) {
+        if (c == 14)
+          sqlite3_bind_int64(st, c, i);
+        else
+          sqlite3_bind_null(st, c);
+      }
+      sqlite3_step(st);
+      sqlite3_reset(st);
+    }
+    sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  }
+  state.SetItemsProcessed(state.iterations() * per_commit);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  remove_db(path);
+}
+BENCHMARK(BM_RawSqliteWideTransitionRow)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

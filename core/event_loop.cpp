@@ -56,8 +56,34 @@ bool EventLoop::run_one_ready() {
       return false;
     }
   }
-  task();
+  if (task_depth_++ == 0) task_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  try {
+    task();
+  } catch (...) {
+    end_task();
+    throw;
+  }
+  end_task();
   return true;
+}
+
+void EventLoop::end_task() {
+  if (--task_depth_ > 0) return;
+  task_thread_.store(std::thread::id(), std::memory_order_relaxed);
+  // Hooks run outside any task: one that registers again is refused and acts at once.
+  for (std::size_t i = 0; i < task_end_.size(); ++i) task_end_[i].first(task_end_[i].second);
+  task_end_.clear();
+}
+
+bool EventLoop::at_task_end(void (*fn)(void*), void* arg) {
+  if (!in_task()) return false;  // true only on the loop thread, inside a task
+  task_end_.emplace_back(fn, arg);
+  return true;
+}
+
+void EventLoop::forget_task_end(void* arg) {
+  if (!in_task()) return;  // the list is the loop thread's, and empty between tasks
+  std::erase_if(task_end_, [arg](const auto& hook) { return hook.second == arg; });
 }
 
 std::size_t EventLoop::run_ready() {

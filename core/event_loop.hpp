@@ -2,12 +2,16 @@
 // The single thread that owns routing state. Tasks and timers run here one at a time; other
 // threads (the journal's writer, adapters' network threads) hand results back with post().
 // Timers read the injected Clock, so with a ManualClock a test runs a 5-minute timer at once.
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "core/clock.hpp"
 
@@ -49,8 +53,20 @@ class EventLoop {
   void stop();
   void restart();
 
+  // Whether the calling thread is running one of this loop's tasks or timers right now.
+  bool in_task() const { return task_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id(); }
+  // Inside a task on the loop's thread: `fn(arg)` runs right after the outermost running task
+  // returns (or throws), before the next one. Returns false, doing nothing, anywhere else. For
+  // work worth doing once per turn rather than once per call (the journal wakes its writer once
+  // for all the records a task queued). A plain function and pointer: registering allocates
+  // nothing once the list has grown.
+  bool at_task_end(void (*fn)(void*), void* arg);
+  // Drops the hooks registered with `arg` (its owner is going away before the task ends).
+  void forget_task_end(void* arg);
+
  private:
   bool run_one_ready();
+  void end_task();
 
   Clock& clock_;
   std::mutex mutex_;
@@ -60,6 +76,10 @@ class EventLoop {
   TimerId next_timer_ = 1;
   int external_work_ = 0;
   bool stopped_ = false;
+  // The thread running a task (none between tasks): read by in_task() on any thread.
+  std::atomic<std::thread::id> task_thread_{};
+  int task_depth_ = 0;  // loop thread only: a task may run the loop itself (run_ready in a test)
+  std::vector<std::pair<void (*)(void*), void*>> task_end_;  // loop thread only
 };
 
 }  // namespace backstop

@@ -1,13 +1,14 @@
 #include "core/journal.hpp"
 
-#include <nlohmann/json.hpp>
+#include "core/event_loop.hpp"
 
+#include <nlohmann/json.hpp>
 #include <sqlite3.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <array>
 #include <future>
-#include <map>
 
 namespace backstop {
 
@@ -76,6 +77,16 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_kind ON events(kind);
 )sql",
+    // 1 -> 2: nothing reads through these two indexes, and keeping them current was most of the
+    // b-tree work of a transition's commit (an index delete and insert per state change, an
+    // index insert per transition row). The per-order transitions query has the form
+    // "?1 = '' OR client_order_id = ?1" and the open-orders query "state NOT IN (...)": SQLite
+    // scans for both (EXPLAIN QUERY PLAN), and the production readers (reports, recovery) read
+    // every row anyway. No data changes: indexes are derived.
+    R"sql(
+DROP INDEX IF EXISTS orders_by_state;
+DROP INDEX IF EXISTS transitions_by_order;
+)sql",
 };
 static_assert(std::size(kMigrations) == Journal::kSchemaVersion);
 
@@ -120,72 +131,21 @@ std::string query_text(sqlite3* db, const char* sql, const std::string& path) {
   return v;
 }
 
-// Prepared statements are cached per connection (keyed by the SQL text's address: every caller
-// passes a string literal), because preparing costs more than executing a small insert.
-std::map<std::pair<sqlite3*, const char*>, sqlite3_stmt*>& statement_cache() {
-  static std::map<std::pair<sqlite3*, const char*>, sqlite3_stmt*> cache;
-  return cache;
-}
-std::mutex& statement_cache_mutex() {
-  static std::mutex m;
-  return m;
-}
-
-void forget_statements(sqlite3* db) {
-  std::lock_guard lock(statement_cache_mutex());
-  auto& cache = statement_cache();
-  for (auto it = cache.begin(); it != cache.end();) {
-    if (it->first.first == db) {
-      sqlite3_finalize(it->second);
-      it = cache.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
-
-// A cached prepared statement with positional binding helpers; reset on scope exit.
+// A statement prepared for one read and finalized after it. Reads are rare (start-up, reports,
+// tests) and may run on several threads of a read-only journal, so they share nothing.
 class Statement {
  public:
   Statement(sqlite3* db, const char* sql) : db_(db) {
-    std::lock_guard lock(statement_cache_mutex());
-    auto& slot = statement_cache()[{db, sql}];
-    if (!slot && sqlite3_prepare_v2(db, sql, -1, &slot, nullptr) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
       throw JournalError(std::string("journal: cannot prepare statement: ") + sqlite3_errmsg(db));
-    st_ = slot;
   }
-  ~Statement() {
-    sqlite3_reset(st_);
-    sqlite3_clear_bindings(st_);
-  }
+  ~Statement() { sqlite3_finalize(st_); }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
   Statement& bind(int i, const std::string& v) {
     sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
-  }
-  Statement& bind(int i, const char* v) { return bind(i, std::string(v)); }
-  Statement& bind(int i, std::int64_t v) {
-    sqlite3_bind_int64(st_, i, v);
-    return *this;
-  }
-  Statement& bind(int i, const std::optional<Price>& v) {
-    if (v) return bind(i, v->to_string());
-    sqlite3_bind_null(st_, i);
-    return *this;
-  }
-  Statement& bind_time(int i, Timestamp t) {
-    if (t == 0) {
-      sqlite3_bind_null(st_, i);
-      return *this;
-    }
-    return bind(i, t);
-  }
-  void run() {
-    const int rc = sqlite3_step(st_);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-      throw JournalError(std::string("journal: write failed: ") + sqlite3_errmsg(db_));
   }
   bool next() {
     const int rc = sqlite3_step(st_);
@@ -205,6 +165,35 @@ class Statement {
   sqlite3_stmt* st_ = nullptr;
 };
 
+// Binding for the writer's cached statements. Text is bound SQLITE_STATIC: every string bound
+// lives in the batch being written (or in a local of the binding function) until the statement
+// has been stepped and reset, and every parameter is bound again before the next step, so
+// SQLite need not copy it.
+void bind(sqlite3_stmt* st, int i, const std::string& v) {
+  sqlite3_bind_text(st, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+void bind(sqlite3_stmt* st, int i, const char* v) { sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC); }
+void bind(sqlite3_stmt* st, int i, std::int64_t v) { sqlite3_bind_int64(st, i, v); }
+void bind_time(sqlite3_stmt* st, int i, Timestamp t) {
+  if (t == 0)
+    sqlite3_bind_null(st, i);
+  else
+    sqlite3_bind_int64(st, i, t);
+}
+void run(sqlite3* db, sqlite3_stmt* st) {
+  const int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    throw JournalError(std::string("journal: write failed: ") + sqlite3_errmsg(db));
+}
+
+sqlite3_stmt* prepare(sqlite3* db, const char* sql) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, nullptr) != SQLITE_OK)
+    throw JournalError(std::string("journal: cannot prepare statement: ") + sqlite3_errmsg(db));
+  return st;
+}
+
 constexpr const char* kUpsertOrder = R"sql(
 INSERT INTO orders (client_order_id, broker, broker_order_id, symbol, side, quantity, type,
   limit_price, stop_price, tif, outside_rth, parent_client_order_id, oco_group, state,
@@ -216,18 +205,70 @@ ON CONFLICT(client_order_id) DO UPDATE SET broker=?2, broker_order_id=?3, quanti
   last_message=?17, created_at=?18, sent_at=?19, submitted_at=?20, partially_filled_at=?21,
   filled_at=?22, pending_cancel_at=?23, cancelled_at=?24, rejected_at=?25, failed_at=?26
 )sql";
+constexpr const char* kInsertTransition =
+    "INSERT INTO transitions (client_order_id, from_state, to_state, at, reason, applied) VALUES (?1,?2,?3,?4,?5,?6)";
+constexpr const char* kInsertFill =
+    "INSERT OR IGNORE INTO fills (broker, execution_id, client_order_id, broker_order_id, symbol, side, quantity, "
+    "price, at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)";
+constexpr const char* kInsertEvent =
+    "INSERT INTO events (at, broker, kind, client_order_id, detail) VALUES (?1,?2,?3,?4,?5)";
 
-void upsert_order(sqlite3* db, const OrderRecord& o) {
-  Statement st(db, kUpsertOrder);
+}  // namespace
+
+struct Journal::Statements {
+  explicit Statements(sqlite3* db)
+      : upsert_order(prepare(db, kUpsertOrder)),
+        insert_transition(prepare(db, kInsertTransition)),
+        insert_fill(prepare(db, kInsertFill)),
+        insert_event(prepare(db, kInsertEvent)) {
+    for (std::size_t i = 0; i < kOrderStateCount; ++i) {
+      // The state's timestamp is kept when already set, as OrderRecord::transition does.
+      const std::string column = timestamp_name(static_cast<OrderState>(i));
+      const std::string sql = "UPDATE orders SET state = ?1, " + column + " = COALESCE(" + column +
+                              ", ?2) WHERE client_order_id = ?3";
+      set_state[i] = prepare(db, sql.c_str());
+    }
+  }
+  ~Statements() {
+    for (sqlite3_stmt* st : {upsert_order, insert_transition, insert_fill, insert_event}) sqlite3_finalize(st);
+    for (sqlite3_stmt* st : set_state) sqlite3_finalize(st);
+  }
+  Statements(const Statements&) = delete;
+  Statements& operator=(const Statements&) = delete;
+  sqlite3_stmt* upsert_order;
+  sqlite3_stmt* insert_transition;
+  sqlite3_stmt* insert_fill;
+  sqlite3_stmt* insert_event;
+  std::array<sqlite3_stmt*, kOrderStateCount> set_state{};  // by the state entered
+};
+
+namespace {
+
+void upsert_order(sqlite3* db, sqlite3_stmt* st, const OrderRecord& o) {
   const auto& s = o.spec;
-  st.bind(1, s.client_order_id).bind(2, o.broker).bind(3, o.broker_order_id).bind(4, s.symbol);
-  st.bind(5, to_string(s.side)).bind(6, s.quantity).bind(7, to_string(s.type));
-  st.bind(8, s.limit_price).bind(9, s.stop_price).bind(10, to_string(s.tif));
-  st.bind(11, static_cast<std::int64_t>(s.outside_rth)).bind(12, s.parent_client_order_id);
-  st.bind(13, s.oco_group).bind(14, to_string(o.state)).bind(15, o.filled_quantity);
-  st.bind(16, o.average_fill_price.to_string()).bind(17, o.last_message);
-  for (std::size_t i = 0; i < kOrderStateCount; ++i) st.bind_time(18 + static_cast<int>(i), o.state_times[i]);
-  st.run();
+  // Locals that outlive the step (bound SQLITE_STATIC).
+  const std::string limit = s.limit_price ? s.limit_price->to_string() : std::string();
+  const std::string stop = s.stop_price ? s.stop_price->to_string() : std::string();
+  const std::string average = o.average_fill_price.to_string();
+  bind(st, 1, s.client_order_id);
+  bind(st, 2, o.broker);
+  bind(st, 3, o.broker_order_id);
+  bind(st, 4, s.symbol);
+  bind(st, 5, to_string(s.side));
+  bind(st, 6, s.quantity);
+  bind(st, 7, to_string(s.type));
+  if (s.limit_price) bind(st, 8, limit); else sqlite3_bind_null(st, 8);
+  if (s.stop_price) bind(st, 9, stop); else sqlite3_bind_null(st, 9);
+  bind(st, 10, to_string(s.tif));
+  bind(st, 11, static_cast<std::int64_t>(s.outside_rth));
+  bind(st, 12, s.parent_client_order_id);
+  bind(st, 13, s.oco_group);
+  bind(st, 14, to_string(o.state));
+  bind(st, 15, o.filled_quantity);
+  bind(st, 16, average);
+  bind(st, 17, o.last_message);
+  for (std::size_t i = 0; i < kOrderStateCount; ++i) bind_time(st, 18 + static_cast<int>(i), o.state_times[i]);
+  run(db, st);
 }
 
 #define BACKSTOP_SELECT_ORDERS                                                                   \
@@ -273,9 +314,14 @@ Journal::Journal(const std::string& path, JournalMode mode) : path_(path), mode_
   struct stat sb {};
   const bool exists = ::stat(path.c_str(), &sb) == 0;
   if (mode == JournalMode::read_only && !exists) throw JournalError(where(path) + "no such file");
-  const int flags = mode == JournalMode::read_only ? SQLITE_OPEN_READONLY
-                                                   : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+  // Read-write: the connection is used by one thread at a time (this constructor, then only the
+  // writer thread, then the destructor after joining it), so SQLite's per-call mutex is pure
+  // overhead (tens of lock/unlock pairs per transition). Read-only: reads run on the callers'
+  // threads, possibly several at once, so SQLite serializes them.
+  const int flags = mode == JournalMode::read_only
+                        ? (SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX)
+                        : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
+  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
     const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     db_ = nullptr;
@@ -319,64 +365,292 @@ Journal::Journal(const std::string& path, JournalMode mode) : path_(path), mode_
       }
       if (version < kSchemaVersion && version > 0)
         spdlog::info("journal {}: migrated schema {} -> {}", path, version, kSchemaVersion);
-    } else if (version < kSchemaVersion) {
+      statements_ = std::make_unique<Statements>(db_);
+    } else if (version < kOldestReadableVersion) {
       throw JournalError(where(path) + "schema " + std::to_string(version) + " is older than " +
-                         std::to_string(kSchemaVersion) + "; open it once read-write to migrate");
+                         std::to_string(kOldestReadableVersion) + "; open it once read-write to migrate");
     }
   } catch (...) {
-    forget_statements(db_);
+    statements_.reset();
     sqlite3_close(db_);
     db_ = nullptr;
     throw;
   }
-  writer_ = std::thread([this] { writer_loop(); });
+  if (mode == JournalMode::read_write) writer_ = std::thread([this] { writer_loop(); });
 }
 
 Journal::~Journal() {
+  if (turn_hold_loop_) {  // destroyed inside the task that took the hold
+    turn_hold_loop_->forget_task_end(this);
+    turn_hold_loop_ = nullptr;
+    turn_hold_.reset();
+  }
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
   if (writer_.joinable()) writer_.join();
-  if (db_) {
-    forget_statements(db_);
-    sqlite3_close(db_);
+  statements_.reset();
+  if (db_) sqlite3_close(db_);
+}
+
+Journal::DeferWake::DeferWake(Journal& journal) : journal_(journal) { journal_.wake_holds_.fetch_add(1); }
+
+Journal::DeferWake::~DeferWake() {
+  bool wake = false;
+  {
+    // Under the lock, so that a wake-up deferred by a concurrent enqueue is never lost.
+    std::lock_guard lock(journal_.mutex_);
+    if (journal_.wake_holds_.fetch_sub(1) == 1 && journal_.wake_deferred_) wake = journal_.wake_locked(false);
+  }
+  if (wake) journal_.wake_.notify_one();
+}
+
+void Journal::defer_wake_to_task_end(EventLoop& loop) {
+  if (mode_ == JournalMode::read_only || !loop.in_task()) return;
+  if (turn_hold_loop_) return;  // this task holds it already
+  if (!loop.at_task_end(&Journal::end_turn_hold, this)) return;
+  turn_hold_loop_ = &loop;
+  turn_hold_.emplace(*this);
+}
+
+void Journal::end_turn_hold(void* journal) {
+  auto* self = static_cast<Journal*>(journal);
+  self->turn_hold_loop_ = nullptr;
+  self->turn_hold_.reset();  // the last hold ending wakes the writer if a record is waiting
+}
+
+bool Journal::wake_locked(bool force) {
+  // Only a writer waiting on wake_ needs a notify; a busy one takes the queue when its commit
+  // ends. Returns whether the caller must notify (after unlocking).
+  if (!writer_idle_ || queue_.empty()) return false;
+  if (wake_holds_ > 0 && !force) {
+    wake_deferred_ = true;
+    return false;
+  }
+  ++wakeups_;
+  wake_deferred_ = false;
+  writer_idle_ = false;  // one notify is enough until the writer waits again
+  return true;
+}
+
+bool Journal::refuse_write(Durable& on_durable) {
+  if (mode_ != JournalMode::read_only) return false;
+  if (on_durable) on_durable(where(path_) + "opened read-only");
+  return true;
+}
+
+Journal::Entry& Journal::add_entry(Kind kind, std::uint32_t index, Durable&& on_durable) {
+  if (queue_.n_entries == queue_.entries.size()) queue_.entries.emplace_back();
+  Entry& e = queue_.entries[queue_.n_entries++];
+  e.kind = kind;
+  e.index = index;
+  e.order_index = 0;
+  e.on_durable = std::move(on_durable);
+  return e;
+}
+
+namespace {
+// The next free slot of one per-kind array: reused when present (assignment keeps the strings'
+// capacity), appended otherwise.
+template <typename T>
+std::uint32_t take_slot(std::vector<T>& v, std::size_t& n) {
+  if (n == v.size()) v.emplace_back();
+  return static_cast<std::uint32_t>(n++);
+}
+}  // namespace
+
+void Journal::record_order(const OrderRecord& order, Durable on_durable) {
+  if (refuse_write(on_durable)) return;
+  bool wake;
+  {
+    std::lock_guard lock(mutex_);
+    const auto i = take_slot(queue_.orders, queue_.n_orders);
+    queue_.orders[i] = order;
+    add_entry(Kind::order, i, std::move(on_durable));
+    wake = wake_locked(false);
+  }
+  if (wake) wake_.notify_one();
+}
+
+void Journal::record_transition(const TransitionEvent& ev, const OrderRecord& after, Durable on_durable) {
+  if (refuse_write(on_durable)) return;
+  bool wake;
+  {
+    std::lock_guard lock(mutex_);
+    const auto t = take_slot(queue_.transitions, queue_.n_transitions);
+    queue_.transitions[t] = ev;
+    std::uint32_t o = 0;
+    if (ev.applied) {  // a refused transition changes nothing in the order row
+      o = take_slot(queue_.orders, queue_.n_orders);
+      queue_.orders[o] = after;
+    }
+    add_entry(Kind::transition, t, std::move(on_durable)).order_index = o;
+    wake = wake_locked(false);
+  }
+  if (wake) wake_.notify_one();
+}
+
+void Journal::record_state_change(const TransitionEvent& ev, Durable on_durable) {
+  if (refuse_write(on_durable)) return;
+  bool wake;
+  {
+    std::lock_guard lock(mutex_);
+    const auto t = take_slot(queue_.transitions, queue_.n_transitions);
+    queue_.transitions[t] = ev;
+    add_entry(Kind::state_change, t, std::move(on_durable));
+    wake = wake_locked(false);
+  }
+  if (wake) wake_.notify_one();
+}
+
+void Journal::record_fill(const Fill& f, Durable on_durable) {
+  if (refuse_write(on_durable)) return;
+  bool wake;
+  {
+    std::lock_guard lock(mutex_);
+    const auto i = take_slot(queue_.fills, queue_.n_fills);
+    queue_.fills[i] = f;
+    add_entry(Kind::fill, i, std::move(on_durable));
+    wake = wake_locked(false);
+  }
+  if (wake) wake_.notify_one();
+}
+
+void Journal::record_event(const JournalEvent& ev, Durable on_durable) {
+  if (refuse_write(on_durable)) return;
+  bool wake;
+  {
+    std::lock_guard lock(mutex_);
+    const auto i = take_slot(queue_.events, queue_.n_events);
+    queue_.events[i] = ev;
+    add_entry(Kind::event, i, std::move(on_durable));
+    wake = wake_locked(false);
+  }
+  if (wake) wake_.notify_one();
+}
+
+void Journal::enqueue_op(Op op, Durable on_durable) {
+  if (refuse_write(on_durable)) return;
+  bool wake;
+  {
+    std::lock_guard lock(mutex_);
+    const auto i = take_slot(queue_.ops, queue_.n_ops);
+    queue_.ops[i] = std::move(op);
+    add_entry(Kind::op, i, std::move(on_durable));
+    wake = wake_locked(true);  // the caller blocks on the result
+  }
+  if (wake) wake_.notify_one();
+}
+
+void Journal::write_batch(Queue& batch) {
+  sqlite3_stmt* const upsert = statements_->upsert_order;
+  for (std::size_t k = 0; k < batch.n_entries; ++k) {
+    const Entry& e = batch.entries[k];
+    switch (e.kind) {
+      case Kind::order:
+        upsert_order(db_, upsert, batch.orders[e.index]);
+        break;
+      case Kind::transition:
+      case Kind::state_change: {
+        const TransitionEvent& ev = batch.transitions[e.index];
+        sqlite3_stmt* st = statements_->insert_transition;
+        bind(st, 1, ev.client_order_id);
+        bind(st, 2, to_string(ev.from));
+        bind(st, 3, to_string(ev.to));
+        bind(st, 4, ev.at);
+        bind(st, 5, ev.reason);
+        bind(st, 6, static_cast<std::int64_t>(ev.applied));
+        run(db_, st);
+        if (!ev.applied) break;
+        if (e.kind == Kind::transition) {
+          upsert_order(db_, upsert, batch.orders[e.order_index]);
+          break;
+        }
+        sqlite3_stmt* set = statements_->set_state[static_cast<std::size_t>(ev.to)];
+        bind(set, 1, to_string(ev.to));
+        bind(set, 2, ev.at);
+        bind(set, 3, ev.client_order_id);
+        run(db_, set);
+        if (sqlite3_changes(db_) != 1)
+          spdlog::error("journal {}: state change of order {} found no order row", path_, ev.client_order_id);
+        break;
+      }
+      case Kind::fill: {
+        const Fill& f = batch.fills[e.index];
+        const std::string price = f.price.to_string();
+        sqlite3_stmt* st = statements_->insert_fill;
+        bind(st, 1, f.broker);
+        bind(st, 2, f.execution_id);
+        bind(st, 3, f.client_order_id);
+        bind(st, 4, f.broker_order_id);
+        bind(st, 5, f.symbol);
+        bind(st, 6, to_string(f.side));
+        bind(st, 7, f.quantity);
+        bind(st, 8, price);
+        bind(st, 9, f.at);
+        run(db_, st);
+        break;
+      }
+      case Kind::event: {
+        const JournalEvent& ev = batch.events[e.index];
+        sqlite3_stmt* st = statements_->insert_event;
+        bind(st, 1, ev.at);
+        bind(st, 2, ev.broker);
+        bind(st, 3, ev.kind);
+        bind(st, 4, ev.client_order_id);
+        bind(st, 5, ev.detail);
+        run(db_, st);
+        break;
+      }
+      case Kind::op:
+        batch.ops[e.index](db_);
+        break;
+    }
   }
 }
 
-void Journal::enqueue(Op op, Durable on_durable) {
-  {
-    std::lock_guard lock(mutex_);
-    if (mode_ == JournalMode::read_only) {
-      if (on_durable) on_durable(where(path_) + "opened read-only");
-      return;
-    }
-    queue_.push_back({std::move(op), std::move(on_durable)});
-  }
-  wake_.notify_one();
+void Journal::recycle(Queue& batch) {
+  for (std::size_t k = 0; k < batch.n_entries; ++k) batch.entries[k].on_durable = nullptr;
+  for (std::size_t k = 0; k < batch.n_ops; ++k) batch.ops[k] = nullptr;
+  batch.n_entries = batch.n_orders = batch.n_transitions = batch.n_fills = batch.n_events = batch.n_ops = 0;
+  // Slots are kept for the next batch, up to the size of a busy one; a burst beyond it (start-up
+  // recovery, a mass cancel) gives its memory back.
+  constexpr std::size_t kKeep = 1024;
+  auto trim = [](auto& v) {
+    if (v.size() <= kKeep) return;
+    v.resize(kKeep);
+    v.shrink_to_fit();
+  };
+  trim(batch.entries);
+  trim(batch.orders);
+  trim(batch.transitions);
+  trim(batch.fills);
+  trim(batch.events);
+  trim(batch.ops);
 }
 
 void Journal::writer_loop() {
   for (;;) {
-    std::deque<Pending> batch;
-    {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty() && stopping_) return;
-      batch.swap(queue_);
-      committing_ = true;
-    }
     std::string error;
     {
-      std::lock_guard lock(mutex_);
+      std::unique_lock lock(mutex_);
+      while (!stopping_ && queue_.empty()) {
+        writer_idle_ = true;
+        wake_.wait(lock);
+      }
+      writer_idle_ = false;
+      if (queue_.empty() && stopping_) return;
+      std::swap(queue_, batch_);  // batch_ was recycled: callers now fill its slots
+      committing_ = true;
       error = last_error_;  // once a commit has failed, nothing more is claimed durable
     }
     if (error.empty()) {
       try {
         exec(db_, "BEGIN IMMEDIATE", path_);
         try {
-          for (auto& p : batch) p.op(db_);
+          write_batch(batch_);
           exec(db_, "COMMIT", path_);
         } catch (...) {
           sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -391,10 +665,11 @@ void Journal::writer_loop() {
       std::lock_guard lock(mutex_);
       if (!error.empty()) last_error_ = error;
       ++commits_;
-      if (error.empty()) records_ += batch.size();
+      if (error.empty()) records_ += batch_.n_entries;
     }
-    for (auto& p : batch)
-      if (p.on_durable) p.on_durable(error);
+    for (std::size_t k = 0; k < batch_.n_entries; ++k)
+      if (batch_.entries[k].on_durable) batch_.entries[k].on_durable(error);
+    recycle(batch_);
     {
       std::lock_guard lock(mutex_);
       committing_ = false;
@@ -405,6 +680,9 @@ void Journal::writer_loop() {
 
 void Journal::flush() {
   std::unique_lock lock(mutex_);
+  if (mode_ == JournalMode::read_only) return;
+  // Even under a DeferWake: waiting for a writer that was never woken would never end.
+  if (wake_locked(true)) wake_.notify_one();
   drained_.wait(lock, [this] { return queue_.empty() && !committing_; });
   if (!last_error_.empty()) throw JournalError(last_error_);
 }
@@ -417,7 +695,7 @@ T Journal::read(std::function<T(sqlite3*)> query) {
   auto result = std::make_shared<std::promise<T>>();
   auto delivered = std::make_shared<bool>(false);
   auto future = result->get_future();
-  enqueue(
+  enqueue_op(
       [result, delivered, query](sqlite3* db) {
         *delivered = true;
         try {
@@ -430,49 +708,6 @@ T Journal::read(std::function<T(sqlite3*)> query) {
         if (!*delivered && !error.empty()) result->set_exception(std::make_exception_ptr(JournalError(error)));
       });
   return future.get();
-}
-
-void Journal::record_order(const OrderRecord& order, Durable on_durable) {
-  enqueue([order](sqlite3* db) { upsert_order(db, order); }, std::move(on_durable));
-}
-
-void Journal::record_transition(const TransitionEvent& ev, const OrderRecord& after, Durable on_durable) {
-  enqueue(
-      [ev, after](sqlite3* db) {
-        Statement st(db,
-                     "INSERT INTO transitions (client_order_id, from_state, to_state, at, reason, applied) "
-                     "VALUES (?1,?2,?3,?4,?5,?6)");
-        st.bind(1, ev.client_order_id).bind(2, to_string(ev.from)).bind(3, to_string(ev.to));
-        st.bind(4, ev.at).bind(5, ev.reason).bind(6, static_cast<std::int64_t>(ev.applied));
-        st.run();
-        if (ev.applied) upsert_order(db, after);
-      },
-      std::move(on_durable));
-}
-
-void Journal::record_fill(const Fill& f, Durable on_durable) {
-  enqueue(
-      [f](sqlite3* db) {
-        Statement st(db,
-                     "INSERT OR IGNORE INTO fills (broker, execution_id, client_order_id, broker_order_id, "
-                     "symbol, side, quantity, price, at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)");
-        st.bind(1, f.broker).bind(2, f.execution_id).bind(3, f.client_order_id).bind(4, f.broker_order_id);
-        st.bind(5, f.symbol).bind(6, to_string(f.side)).bind(7, f.quantity).bind(8, f.price.to_string());
-        st.bind(9, f.at);
-        st.run();
-      },
-      std::move(on_durable));
-}
-
-void Journal::record_event(const JournalEvent& ev, Durable on_durable) {
-  enqueue(
-      [ev](sqlite3* db) {
-        Statement st(db,
-                     "INSERT INTO events (at, broker, kind, client_order_id, detail) VALUES (?1,?2,?3,?4,?5)");
-        st.bind(1, ev.at).bind(2, ev.broker).bind(3, ev.kind).bind(4, ev.client_order_id).bind(5, ev.detail);
-        st.run();
-      },
-      std::move(on_durable));
 }
 
 std::vector<OrderRecord> Journal::orders() {
@@ -530,15 +765,10 @@ std::vector<Fill> Journal::fills() {
 }
 
 std::vector<JournalEvent> Journal::events(const std::string& kind) {
-  return read<std::vector<JournalEvent>>([&kind](sqlite3* db) {
-    std::vector<JournalEvent> out;
-    Statement st(db,
-                 "SELECT at, broker, kind, client_order_id, detail FROM events "
-                 "WHERE ?1 = '' OR kind = ?1 ORDER BY id");
-    st.bind(1, kind);
-    while (st.next()) out.push_back({st.integer(0), st.text(1), st.text(2), st.text(3), st.text(4)});
-    return out;
-  });
+  // One kind, or every event when `kind` is empty.
+  return read_events("SELECT at, broker, kind, client_order_id, detail FROM events "
+                     "WHERE ?1 = '' OR kind = ?1 ORDER BY id",
+                     kind);
 }
 
 std::vector<JournalEvent> Journal::events_of_kinds(const std::vector<std::string>& kinds) {
@@ -546,12 +776,15 @@ std::vector<JournalEvent> Journal::events_of_kinds(const std::vector<std::string
   // `IN (SELECT ...)` still uses events_by_kind.
   nlohmann::json list = nlohmann::json::array();
   for (const auto& k : kinds) list.push_back(k);
-  const std::string param = list.dump();
-  return read<std::vector<JournalEvent>>([&param](sqlite3* db) {
+  return read_events("SELECT at, broker, kind, client_order_id, detail FROM events "
+                     "WHERE kind IN (SELECT value FROM json_each(?1)) ORDER BY id",
+                     list.dump());
+}
+
+std::vector<JournalEvent> Journal::read_events(const char* sql, const std::string& param) {
+  return read<std::vector<JournalEvent>>([sql, &param](sqlite3* db) {
     std::vector<JournalEvent> out;
-    Statement st(db,
-                 "SELECT at, broker, kind, client_order_id, detail FROM events "
-                 "WHERE kind IN (SELECT value FROM json_each(?1)) ORDER BY id");
+    Statement st(db, sql);
     st.bind(1, param);
     while (st.next()) out.push_back({st.integer(0), st.text(1), st.text(2), st.text(3), st.text(4)});
     return out;
@@ -566,6 +799,16 @@ std::uint64_t Journal::commits() const {
 std::uint64_t Journal::records_committed() const {
   std::lock_guard lock(mutex_);
   return records_;
+}
+
+std::uint64_t Journal::wakeups() const {
+  std::lock_guard lock(mutex_);
+  return wakeups_;
+}
+
+bool Journal::writer_waiting() const {
+  std::lock_guard lock(mutex_);
+  return writer_idle_;
 }
 
 }  // namespace backstop

@@ -1,5 +1,7 @@
 #include "core/order.hpp"
 
+#include <charconv>
+
 #include "core/instrument.hpp"
 
 namespace backstop {
@@ -72,24 +74,26 @@ OrderSpec stop_order(std::string symbol, Side side, std::int64_t qty, Price stop
 }
 
 std::string validate(const OrderSpec& o) {
-  const std::string who = "order " + (o.client_order_id.empty() ? "(no id)" : o.client_order_id);
-  if (o.client_order_id.empty()) return who + ": client_order_id is empty";
-  if (o.client_order_id.size() > kMaxClientOrderIdLength)
-    return who + ": client_order_id is longer than 22 characters";
-  if (o.symbol.empty()) return who + ": symbol is empty";
-  if (o.quantity <= 0) return who + ": quantity must be positive";
+  // Runs on every order's send path: the message (and its allocation) only when there is a problem.
+  auto problem = [&o](const std::string& what) {
+    return "order " + (o.client_order_id.empty() ? std::string("(no id)") : o.client_order_id) + ": " + what;
+  };
+  if (o.client_order_id.empty()) return problem("client_order_id is empty");
+  if (o.client_order_id.size() > kMaxClientOrderIdLength) return problem("client_order_id is longer than 22 characters");
+  if (o.symbol.empty()) return problem("symbol is empty");
+  if (o.quantity <= 0) return problem("quantity must be positive");
   const bool needs_limit = o.type == OrderType::limit || o.type == OrderType::stop_limit;
   const bool needs_stop = o.is_stop();
   if (needs_limit && !o.limit_price)
-    return who + ": limit_price is required for a " + to_string(o.type) + " order";
+    return problem(std::string("limit_price is required for a ") + to_string(o.type) + " order");
   if (!needs_limit && o.limit_price)
-    return who + ": limit_price is not allowed on a " + to_string(o.type) + " order";
+    return problem(std::string("limit_price is not allowed on a ") + to_string(o.type) + " order");
   if (needs_stop && !o.stop_price)
-    return who + ": stop_price is required for a " + to_string(o.type) + " order";
+    return problem(std::string("stop_price is required for a ") + to_string(o.type) + " order");
   if (!needs_stop && o.stop_price)
-    return who + ": stop_price is not allowed on a " + to_string(o.type) + " order";
-  if (o.limit_price && o.limit_price->units() <= 0) return who + ": limit_price must be positive";
-  if (o.stop_price && o.stop_price->units() <= 0) return who + ": stop_price must be positive";
+    return problem(std::string("stop_price is not allowed on a ") + to_string(o.type) + " order");
+  if (o.limit_price && o.limit_price->units() <= 0) return problem("limit_price must be positive");
+  if (o.stop_price && o.stop_price->units() <= 0) return problem("stop_price must be positive");
   return {};
 }
 
@@ -132,7 +136,14 @@ std::string ClientOrderIdGenerator::time_prefix(Timestamp now) {
 }
 
 std::string ClientOrderIdGenerator::next() {
-  return prefix_ + "-" + std::to_string(++sequence_);
+  // Built in place: one string, no temporaries.
+  char digits[20];
+  const auto end = std::to_chars(digits, digits + sizeof digits, ++sequence_).ptr;
+  std::string id;
+  id.reserve(prefix_.size() + 1 + static_cast<std::size_t>(end - digits));
+  id.append(prefix_).push_back('-');
+  id.append(digits, end);
+  return id;
 }
 
 }  // namespace backstop

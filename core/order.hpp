@@ -74,6 +74,9 @@ class ClientOrderIdGenerator {
   // A prefix derived from the current time, unique across restarts of one installation.
   static std::string time_prefix(Timestamp now);
   std::string next();
+  const std::string& prefix() const { return prefix_; }
+  // How many ids next() has handed out: the latest is "<prefix>-<sequence()>".
+  std::uint64_t sequence() const { return sequence_; }
 
  private:
   std::string prefix_;

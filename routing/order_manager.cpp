@@ -3,11 +3,88 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <charconv>
+#include <stdexcept>
+
 namespace backstop {
 
 OrderManager::OrderManager(EventLoop& loop, Journal& journal, ClientOrderIdGenerator& ids,
                            OrderManagerOptions options)
-    : loop_(loop), journal_(journal), ids_(ids), options_(options) {}
+    : loop_(loop), journal_(journal), ids_(ids), options_(options), index_(ids) {
+  prepare_capacity();
+}
+
+OrderRecord* OrderManager::OrderIndex::find(const std::string& coid) const {
+  if (const auto n = own_sequence(coid); n != 0 && n <= own_.size() && own_[n - 1]) return own_[n - 1];
+  if (others_.empty()) return nullptr;
+  auto it = others_.find(coid);
+  return it == others_.end() ? nullptr : it->second;
+}
+
+bool OrderManager::OrderIndex::insert(const std::string& coid, OrderRecord* record) {
+  const auto n = own_sequence(coid);
+  if (n == 0 || n > ids_.sequence()) {
+    // Not (yet) handed out by the generator: when it is, the insert below finds it here.
+    return others_.try_emplace(coid, record).second;
+  }
+  if (n <= own_.size() && own_[n - 1]) return false;
+  if (!others_.empty() && others_.count(coid)) return false;  // taken before the generator got there
+  if (own_.size() < n) own_.resize(n, nullptr);
+  own_[n - 1] = record;
+  return true;
+}
+
+void OrderManager::OrderIndex::reserve_ahead(std::size_t n) {
+  const std::size_t want = static_cast<std::size_t>(ids_.sequence()) + n;
+  if (own_.capacity() < want) own_.reserve(std::max(want, 2 * own_.capacity()));
+}
+
+std::uint64_t OrderManager::OrderIndex::own_sequence(const std::string& coid) const {
+  const std::string& prefix = ids_.prefix();
+  const std::size_t digits = prefix.size() + 1;
+  if (coid.size() <= digits || coid.size() > digits + 19) return 0;
+  if (coid.compare(0, prefix.size(), prefix) != 0 || coid[prefix.size()] != '-') return 0;
+  const char* first = coid.data() + digits;
+  const char* last = coid.data() + coid.size();
+  if (*first == '0') return 0;  // next() never writes one, so "X-07" is someone else's id
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(first, last, n);
+  return ec == std::errc() && end == last ? n : 0;
+}
+
+OrderRecord* OrderManager::RecordStore::take() {
+  if (used_in_last_ == kChunk) {
+    prepare();
+    chunks_.push_back(std::move(spare_));
+    used_in_last_ = 0;
+  }
+  ++size_;
+  return &chunks_.back()[used_in_last_++];
+}
+
+void OrderManager::RecordStore::untake() {
+  --size_;
+  --used_in_last_;
+}
+
+void OrderManager::RecordStore::prepare() {
+  if (!spare_) spare_ = std::make_unique<OrderRecord[]>(kChunk);  // value-initialized: every page touched
+}
+
+void OrderManager::prepare_capacity() {
+  constexpr std::size_t kAhead = 256;
+  records_.prepare();
+  index_.reserve_ahead(kAhead);
+  if (order_sequence_.capacity() < order_sequence_.size() + kAhead)
+    order_sequence_.reserve(std::max(order_sequence_.size() + kAhead, 2 * order_sequence_.capacity()));
+}
+
+OrderRecord& OrderManager::at(const std::string& coid) const {
+  OrderRecord* o = index_.find(coid);
+  if (!o) throw std::out_of_range("order manager: no order " + coid);
+  return *o;
+}
 
 OrderManager::~OrderManager() {
   // Found by the failover test under load: a commit finishing after the manager was destroyed
@@ -37,21 +114,24 @@ std::vector<std::string> OrderManager::broker_names() const {
   return out;
 }
 
-OrderRecord& OrderManager::create(const std::string& broker_name, OrderSpec spec) {
-  auto rec = std::make_unique<OrderRecord>();
-  rec->spec = std::move(spec);
-  rec->broker = broker_name;
-  rec->state = OrderState::pre_sent;
-  rec->state_times[static_cast<std::size_t>(OrderState::pre_sent)] = loop_.now();
-  OrderRecord& ref = *rec;
-  order_sequence_.push_back(ref.spec.client_order_id);
-  orders_[ref.spec.client_order_id] = std::move(rec);
-  return ref;
+OrderRecord* OrderManager::create(const std::string& broker_name, OrderSpec&& spec) {
+  OrderRecord& rec = *records_.take();
+  if (!index_.insert(spec.client_order_id, &rec)) {
+    records_.untake();  // still as constructed: nothing was written to it
+    return nullptr;
+  }
+  rec.spec = std::move(spec);
+  rec.broker = broker_name;
+  rec.state = OrderState::pre_sent;
+  rec.state_times[static_cast<std::size_t>(OrderState::pre_sent)] = loop_.now();
+  order_sequence_.push_back(&rec);
+  return &rec;
 }
 
 void OrderManager::journal_then(const OrderRecord& order, std::function<void(const std::string&)> next) {
   // The commit completes on the journal's thread; continue on the loop. The external-work mark
   // keeps a manual clock from jumping past the commit in tests.
+  journal_.defer_wake_to_task_end(loop_);  // see submit
   loop_.add_external_work();
   journal_.record_order(order, [&loop = loop_, alive = std::weak_ptr<int>(alive_),
                                  next = std::move(next)](const std::string& error) {
@@ -60,6 +140,47 @@ void OrderManager::journal_then(const OrderRecord& order, std::function<void(con
     });
     loop.finish_external_work();
   });
+}
+
+std::uint32_t OrderManager::start_in_flight(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer) {
+  std::uint32_t slot;
+  if (!free_in_flight_.empty()) {
+    slot = free_in_flight_.back();
+    free_in_flight_.pop_back();
+  } else {
+    slot = static_cast<std::uint32_t>(in_flight_.size());
+    in_flight_.emplace_back();
+  }
+  InFlight& f = in_flight_[slot];
+  f.order = &order;
+  f.done = std::move(done);
+  f.observer = observer;
+  ++f.generation;
+  return slot;
+}
+
+OrderManager::InFlight* OrderManager::in_flight(std::uint32_t slot, std::uint32_t generation) {
+  // Each continuation runs once; a stale one (a broker answering twice) must not touch the order
+  // that reuses the slot.
+  if (slot >= in_flight_.size() || in_flight_[slot].generation != generation || !in_flight_[slot].order) {
+    spdlog::error("order manager: ignoring a second answer to one request (slot {})", slot);
+    return nullptr;
+  }
+  return &in_flight_[slot];
+}
+
+void OrderManager::answer(std::uint32_t slot, const CommandResult& r) {
+  // Moved out and freed first: the callback may submit again, which may reuse or grow the pool.
+  InFlight& f = in_flight_[slot];
+  const OrderRecord& o = *f.order;
+  SubmitCallback done = std::move(f.done);
+  SubmitObserver* observer = f.observer;
+  f.order = nullptr;
+  f.done = nullptr;
+  f.observer = nullptr;
+  free_in_flight_.push_back(slot);
+  if (observer) observer->submit_answered(o.broker, o.time_of(OrderState::pre_sent), r);
+  if (done) done(r);
 }
 
 void OrderManager::notify(const OrderRecord& o) {
@@ -73,90 +194,142 @@ void OrderManager::apply_state(OrderRecord& order, OrderState to, const std::str
   if (ev.applied) notify(order);
 }
 
-std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec, SubmitCallback done) {
+std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec, SubmitCallback done,
+                                 SubmitObserver* observer) {
   if (spec.client_order_id.empty()) spec.client_order_id = ids_.next();
-  const std::string coid = spec.client_order_id;
-  if (orders_.count(coid)) {
-    if (done) done(CommandResult::failed("client order id " + coid + " is already in use"));
-    return coid;
+  OrderRecord* rec = create(broker_name, std::move(spec));
+  if (!rec) {
+    const CommandResult r = CommandResult::failed("client order id " + spec.client_order_id + " is already in use");
+    if (observer) observer->submit_answered(broker_name, loop_.now(), r);
+    if (done) done(r);
+    return spec.client_order_id;
   }
-  OrderRecord& rec = create(broker_name, std::move(spec));
-  journal_then(rec, [this, coid, broker_name, done](const std::string& error) {
-    OrderRecord& o = *orders_.at(coid);
-    auto fail = [&](const std::string& why) {
-      o.last_message = why;
-      apply_state(o, OrderState::failed, why);
-      if (done) done(CommandResult::failed(why));
-    };
-    if (!error.empty()) return fail("not sent: journal write failed: " + error);
-    Broker* b = broker(broker_name);
-    if (!b) return fail("not sent: no broker named " + broker_name);
-    if (auto why = validate(o.spec); !why.empty()) return fail("not sent: " + why);
-    apply_state(o, OrderState::pending, "sent to " + broker_name);
-    b->submit(o.spec, [this, coid, done](CommandResult r) { handle_submit_result(coid, r, done); });
+  const std::uint32_t slot = start_in_flight(*rec, std::move(done), observer);
+  const std::uint32_t generation = in_flight_[slot].generation;
+  // Durable before send: the request leaves from send_journaled, after the commit. The commit
+  // completes on the journal's thread; the continuation runs on the loop. The external-work mark
+  // keeps a manual clock from jumping past the commit in tests.
+  // This callback may hold `this` (no allocation: it fits std::function's inline storage):
+  // ~OrderManager waits for the journal's callbacks. The task it posts holds a weak reference,
+  // since the loop may run it after the manager is gone; it is built on the journal's thread.
+  // The writer is woken after the caller's loop task (the strategy's callback), once for all the
+  // orders it sends: the send itself waits for the loop anyway.
+  journal_.defer_wake_to_task_end(loop_);
+  loop_.add_external_work();
+  journal_.record_order(*rec, [this, slot, generation](const std::string& error) {
+    loop_.post([alive = std::weak_ptr<int>(alive_), this, slot, generation, error] {
+      if (alive.lock()) send_journaled(slot, generation, error);
+    });
+    loop_.finish_external_work();
   });
-  return coid;
+  return rec->spec.client_order_id;
+}
+
+void OrderManager::send_journaled(std::uint32_t slot, std::uint32_t generation, const std::string& journal_error) {
+  InFlight* f = in_flight(slot, generation);
+  if (!f) return;
+  OrderRecord& o = *f->order;
+  auto fail = [&](const std::string& why) {
+    o.last_message = why;
+    apply_state(o, OrderState::failed, why);
+    answer(slot, CommandResult::failed(why));
+  };
+  if (!journal_error.empty()) return fail("not sent: journal write failed: " + journal_error);
+  Broker* b = broker(o.broker);
+  if (!b) return fail("not sent: no broker named " + o.broker);
+  if (auto why = validate(o.spec); !why.empty()) return fail("not sent: " + why);
+  // The "sent" transition is queued before the request leaves but not awaited (an order in
+  // pending or pre_sent is resolved by client order id after a crash either way), so waking the
+  // journal's writer for it can wait until the request is on its way: after this loop task.
+  journal_.defer_wake_to_task_end(loop_);
+  if (o.state == OrderState::pre_sent && o.broker_order_id.empty() && o.filled_quantity == 0 && o.last_message.empty()) {
+    // As journaled at submit (nothing reaches an order before it is sent): only the state
+    // changes, so the journal derives the row's update from the transition instead of this
+    // thread copying the whole order.
+    const TransitionEvent ev = o.transition(OrderState::pending, loop_.now(), "sent to " + o.broker);
+    journal_.record_state_change(ev);
+    if (ev.applied) notify(o);
+  } else {
+    apply_state(o, OrderState::pending, "sent to " + o.broker);
+  }
+  b->submit(o.spec, [this, slot, generation](CommandResult r) {
+    InFlight* sent = in_flight(slot, generation);
+    if (!sent) return;
+    handle_submit_result(*sent->order, r);
+    answer(slot, r);
+  });
+  prepare_capacity();  // the request has left: a good moment for the next orders' memory
 }
 
 std::string OrderManager::record_refused(const std::string& broker_name, OrderSpec spec, const std::string& reason) {
   if (spec.client_order_id.empty()) spec.client_order_id = ids_.next();
   const std::string coid = spec.client_order_id;
-  if (orders_.count(coid)) return coid;  // an id in use is never overwritten
-  OrderRecord& o = create(broker_name, std::move(spec));
+  OrderRecord* rec = create(broker_name, std::move(spec));
+  if (!rec) return coid;  // an id in use is never overwritten
+  OrderRecord& o = *rec;
   journal_.record_order(o);
   o.last_message = reason;
   apply_state(o, OrderState::failed, reason);
   return coid;
 }
 
-BracketIds OrderManager::submit_bracket(const std::string& broker_name, BracketSpec b, SubmitCallback done) {
+BracketIds OrderManager::submit_bracket(const std::string& broker_name, BracketSpec b, SubmitCallback done,
+                                        SubmitObserver* observer) {
   for (OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop})
     if (leg->client_order_id.empty()) leg->client_order_id = ids_.next();
   const std::string coid = b.entry.client_order_id;
   const BracketIds ids{coid, b.take_profit.client_order_id, b.protective_stop.client_order_id};
+  const Timestamp sent_at = loop_.now();
   for (const OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop}) {
-    if (orders_.count(leg->client_order_id)) {
-      if (done) done(CommandResult::failed("client order id " + leg->client_order_id + " is already in use"));
+    if (index_.find(leg->client_order_id)) {
+      const CommandResult r = CommandResult::failed("client order id " + leg->client_order_id + " is already in use");
+      if (observer) observer->submit_answered(broker_name, sent_at, r);
+      if (done) done(r);
       return ids;
     }
   }
   b.take_profit.parent_client_order_id = b.protective_stop.parent_client_order_id = coid;
   b.take_profit.oco_group = b.protective_stop.oco_group = "OCO-" + coid;
   const std::vector<std::string> legs = {coid, b.take_profit.client_order_id, b.protective_stop.client_order_id};
-  create(broker_name, b.entry);
-  create(broker_name, b.take_profit);
-  OrderRecord& last = create(broker_name, b.protective_stop);
-  journal_.record_order(*orders_.at(legs[0]));
-  journal_.record_order(*orders_.at(legs[1]));
+  create(broker_name, OrderSpec(b.entry));
+  create(broker_name, OrderSpec(b.take_profit));
+  OrderRecord& last = *create(broker_name, OrderSpec(b.protective_stop));
+  journal_.record_order(at(legs[0]));
+  journal_.record_order(at(legs[1]));
+  auto finish = [this, broker_name, sent_at, observer, done](const CommandResult& r) {
+    if (observer) observer->submit_answered(broker_name, sent_at, r);
+    if (done) done(r);
+  };
   // The three legs share one group commit; waiting for the last one covers all of them.
-  journal_then(last, [this, b, legs, broker_name, done](const std::string& error) {
+  journal_then(last, [this, b, legs, broker_name, finish](const std::string& error) {
     auto fail_all = [&](const std::string& why) {
       for (const auto& id : legs) {
-        orders_.at(id)->last_message = why;
-        apply_state(*orders_.at(id), OrderState::failed, why);
+        at(id).last_message = why;
+        apply_state(at(id), OrderState::failed, why);
       }
-      if (done) done(CommandResult::failed(why));
+      finish(CommandResult::failed(why));
     };
     if (!error.empty()) return fail_all("not sent: journal write failed: " + error);
     Broker* br = broker(broker_name);
     if (!br) return fail_all("not sent: no broker named " + broker_name);
     if (auto why = validate(b); !why.empty()) return fail_all("not sent: " + why);
-    for (const auto& id : legs) apply_state(*orders_.at(id), OrderState::pending, "bracket sent to " + broker_name);
-    br->submit_bracket(b, [this, legs, done](BracketResult r) {
+    journal_.defer_wake_to_task_end(loop_);  // as in send_journaled
+    for (const auto& id : legs) apply_state(at(id), OrderState::pending, "bracket sent to " + broker_name);
+    br->submit_bracket(b, [this, legs, finish](BracketResult r) {
       const std::vector<std::string> broker_ids = {r.entry_id, r.take_profit_id, r.stop_id};
       CommandResult leg_result{r.outcome, {}, r.message, 0};
       for (std::size_t i = 0; i < legs.size(); ++i) {
         leg_result.broker_order_id = broker_ids[i];
-        handle_submit_result(legs[i], leg_result, {});
+        handle_submit_result(at(legs[i]), leg_result);
       }
-      if (done) done({r.outcome, r.entry_id, r.message, 0});
+      finish({r.outcome, r.entry_id, r.message, 0});
     });
   });
   return ids;
 }
 
-void OrderManager::handle_submit_result(const std::string& coid, const CommandResult& r, const SubmitCallback& done) {
-  OrderRecord& o = *orders_.at(coid);
+void OrderManager::handle_submit_result(OrderRecord& o, const CommandResult& r) {
+  const std::string& coid = o.spec.client_order_id;
   if (!r.broker_order_id.empty() && o.broker_order_id.empty()) {
     o.broker_order_id = r.broker_order_id;
     by_broker_id_[{o.broker, o.broker_order_id}] = coid;
@@ -187,11 +360,10 @@ void OrderManager::handle_submit_result(const std::string& coid, const CommandRe
       loop_.call_after(options_.resolve_retry_interval, [this, coid] { resolve_unknown(coid, 1, {}); });
       break;
   }
-  if (done) done(r);
 }
 
 void OrderManager::resolve_unknown(const std::string& coid, int attempt, std::function<void(bool)> done) {
-  OrderRecord& o = *orders_.at(coid);
+  OrderRecord& o = at(coid);
   Broker* b = broker(o.broker);
   if (!b) {
     spdlog::error("order {}: cannot resolve, broker {} is not configured", coid, o.broker);
@@ -199,7 +371,7 @@ void OrderManager::resolve_unknown(const std::string& coid, int attempt, std::fu
     return;
   }
   b->query_by_client_id(coid, [this, coid, attempt, done](OrderQueryResult r) {
-    OrderRecord& ord = *orders_.at(coid);
+    OrderRecord& ord = at(coid);
     if (ord.state != OrderState::pending && ord.state != OrderState::pre_sent) {
       if (done) done(true);  // the stream answered meanwhile
       return;
@@ -229,12 +401,12 @@ void OrderManager::resolve_unknown(const std::string& coid, int attempt, std::fu
 }
 
 void OrderManager::cancel(const std::string& coid, SubmitCallback done) {
-  auto it = orders_.find(coid);
-  if (it == orders_.end()) {
+  OrderRecord* found = index_.find(coid);
+  if (!found) {
     if (done) done(CommandResult::failed("no order " + coid));
     return;
   }
-  OrderRecord& o = *it->second;
+  OrderRecord& o = *found;
   Broker* b = broker(o.broker);
   if (!b || o.broker_order_id.empty() || !is_working(o.state)) {
     if (done) done(CommandResult::failed("order " + coid + " is not working (" + to_string(o.state) + ")"));
@@ -243,7 +415,7 @@ void OrderManager::cancel(const std::string& coid, SubmitCallback done) {
   const OrderState before = o.state;
   apply_state(o, OrderState::pending_cancel, "cancel requested");
   b->cancel(o.broker_order_id, [this, coid, before, done](CommandResult r) {
-    OrderRecord& ord = *orders_.at(coid);
+    OrderRecord& ord = at(coid);
     if ((r.outcome == Outcome::failed_locally || r.outcome == Outcome::rejected) &&
         ord.state == OrderState::pending_cancel) {
       apply_state(ord, before, "cancel " + std::string(to_string(r.outcome)) + ": " + r.message);
@@ -254,12 +426,12 @@ void OrderManager::cancel(const std::string& coid, SubmitCallback done) {
 }
 
 void OrderManager::replace(const std::string& coid, const OrderSpec& updated, SubmitCallback done) {
-  auto it = orders_.find(coid);
-  if (it == orders_.end() || !is_working(it->second->state)) {
+  OrderRecord* found = index_.find(coid);
+  if (!found || !is_working(found->state)) {
     if (done) done(CommandResult::failed("order " + coid + " is not working"));
     return;
   }
-  OrderRecord& o = *it->second;
+  OrderRecord& o = *found;
   OrderSpec next = o.spec;
   next.quantity = updated.quantity;
   next.limit_price = updated.limit_price;
@@ -275,7 +447,7 @@ void OrderManager::replace(const std::string& coid, const OrderSpec& updated, Su
                                         {"stop_price", next.stop_price ? next.stop_price->to_string() : ""}}
                              .dump()});
   broker(o.broker)->replace(o.broker_order_id, next, [this, coid, next, done](CommandResult r) {
-    OrderRecord& ord = *orders_.at(coid);
+    OrderRecord& ord = at(coid);
     if (r.outcome == Outcome::accepted) {
       ord.spec = next;
       journal_.record_order(ord);
@@ -291,12 +463,11 @@ void OrderManager::replace(const std::string& coid, const OrderSpec& updated, Su
 void OrderManager::on_event(const std::string& broker_name, const OrderEvent& ev) {
   OrderRecord* o = nullptr;
   if (!ev.client_order_id.empty()) {
-    auto it = orders_.find(ev.client_order_id);
-    if (it != orders_.end()) o = it->second.get();
+    o = index_.find(ev.client_order_id);
   }
   if (!o && !ev.broker_order_id.empty()) {
     auto it = by_broker_id_.find({broker_name, ev.broker_order_id});
-    if (it != by_broker_id_.end()) o = orders_.at(it->second).get();
+    if (it != by_broker_id_.end()) o = &at(it->second);
   }
   if (!o) {
     // Not ours, or placed outside Backstop: a divergence worth recording, not applying.
@@ -343,10 +514,10 @@ void OrderManager::apply_early_fills(const OrderRecord& o) {
 
 bool OrderManager::apply_fill(const Fill& fill) {
   OrderRecord* o = nullptr;
-  if (auto it = orders_.find(fill.client_order_id); it != orders_.end()) o = it->second.get();
+  o = index_.find(fill.client_order_id);
   if (!o) {
     if (auto it = by_broker_id_.find({fill.broker, fill.broker_order_id}); it != by_broker_id_.end())
-      o = orders_.at(it->second).get();
+      o = &at(it->second);
   }
   if (ledger_.seen(fill.broker, fill.execution_id)) return false;  // this execution was already counted
   if (!o) {
@@ -427,22 +598,29 @@ void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
   for (auto& rec : journal_.orders()) {
     const std::string coid = rec.spec.client_order_id;
     if (!rec.broker_order_id.empty()) by_broker_id_[{rec.broker, rec.broker_order_id}] = coid;
-    order_sequence_.push_back(coid);
-    orders_[coid] = std::make_unique<OrderRecord>(std::move(rec));
+    if (OrderRecord* existing = index_.find(coid)) {
+      *existing = std::move(rec);  // in place: order_sequence_ points at it
+    } else {
+      OrderRecord* created = records_.take();
+      *created = std::move(rec);
+      index_.insert(coid, created);
+      order_sequence_.push_back(created);
+    }
   }
   for (const auto& f : journal_.fills()) {
     ledger_.record(f);
-    auto it = orders_.find(f.client_order_id);
-    if (it == orders_.end()) continue;
-    auto& pos = positions_[{f.broker, it->second->spec.symbol}];
+    const OrderRecord* o = index_.find(f.client_order_id);
+    if (!o) continue;
+    auto& pos = positions_[{f.broker, o->spec.symbol}];
     pos.broker = f.broker;
-    pos.symbol = it->second->spec.symbol;
-    pos.apply(it->second->spec.side, f.quantity, f.price);
+    pos.symbol = o->spec.symbol;
+    pos.apply(o->spec.side, f.quantity, f.price);
   }
   std::vector<std::string> open;
-  for (const auto& [coid, o] : orders_)
-    if (!o->is_terminal()) open.push_back(coid);
-  spdlog::info("journal recovered: {} orders, {} not terminal to resolve", orders_.size(), open.size());
+  for (const OrderRecord* o : order_sequence_)
+    if (!o->is_terminal()) open.push_back(o->spec.client_order_id);
+  std::sort(open.begin(), open.end());  // resolved in client order id order, as always
+  spdlog::info("journal recovered: {} orders, {} not terminal to resolve", records_.size(), open.size());
   if (open.empty()) {
     if (done) done(0, 0);
     return;
@@ -456,7 +634,7 @@ void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
     if (--tally->remaining == 0 && done) done(tally->resolved, tally->unresolved);
   };
   for (const auto& coid : open) {
-    OrderRecord& o = *orders_.at(coid);
+    OrderRecord& o = at(coid);
     spdlog::info("resolving order {} ({} at {})", coid, to_string(o.state), o.broker);
     Broker* b = broker(o.broker);
     if (o.state == OrderState::pre_sent || o.state == OrderState::pending) {
@@ -469,7 +647,7 @@ void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
         continue;
       }
       auto apply = [this, coid, finish_one](OrderQueryResult r) {
-        if (r.outcome == Outcome::accepted && r.order) apply_broker_view(*orders_.at(coid), *r.order, "recovery");
+        if (r.outcome == Outcome::accepted && r.order) apply_broker_view(at(coid), *r.order, "recovery");
         finish_one(r.outcome == Outcome::accepted);
       };
       // The journal knows the broker's id: ask by it (not every broker can look up a client id).
@@ -532,8 +710,11 @@ void OrderManager::resync(std::function<void()> done, const std::string& only_br
       finish();
     });
   }
-  for (const auto& coid : order_sequence_) {
-    OrderRecord& o = *orders_.at(coid);
+  // By index over the orders present now: a synchronous answer can create orders (a guard's
+  // flatten), which appends to (and may reallocate) the sequence.
+  for (std::size_t i = 0, n = order_sequence_.size(); i < n; ++i) {
+    OrderRecord& o = *order_sequence_[i];
+    const std::string& coid = o.spec.client_order_id;
     if (o.is_terminal()) continue;
     if (!only_broker.empty() && o.broker != only_broker) continue;
     if (!broker(o.broker)) continue;
@@ -549,8 +730,8 @@ void OrderManager::refresh(const std::vector<std::string>& coids, std::function<
     if (--*outstanding == 0 && done) done();
   };
   for (const auto& coid : coids) {
-    auto it = orders_.find(coid);
-    if (it == orders_.end() || !broker(it->second->broker)) continue;
+    const OrderRecord* o = index_.find(coid);
+    if (!o || !broker(o->broker)) continue;
     ++*outstanding;
     read_back(coid, "read back", finish);
   }
@@ -558,10 +739,10 @@ void OrderManager::refresh(const std::vector<std::string>& coids, std::function<
 }
 
 void OrderManager::read_back(const std::string& coid, const std::string& why, std::function<void()> then) {
-  OrderRecord& o = *orders_.at(coid);
+  OrderRecord& o = at(coid);
   Broker* b = broker(o.broker);
   auto apply = [this, coid, why, then = std::move(then)](OrderQueryResult r) {
-    if (r.outcome == Outcome::accepted && r.order) apply_broker_view(*orders_.at(coid), *r.order, why);
+    if (r.outcome == Outcome::accepted && r.order) apply_broker_view(at(coid), *r.order, why);
     then();
   };
   // By the broker's own id when known: not every broker can look an order up by client id.
@@ -572,8 +753,7 @@ void OrderManager::read_back(const std::string& coid, const std::string& why, st
 }
 
 const OrderRecord* OrderManager::find(const std::string& coid) const {
-  auto it = orders_.find(coid);
-  return it == orders_.end() ? nullptr : it->second.get();
+  return index_.find(coid);
 }
 
 const OrderRecord* OrderManager::find_by_broker_id(const std::string& b, const std::string& id) const {
@@ -582,23 +762,21 @@ const OrderRecord* OrderManager::find_by_broker_id(const std::string& b, const s
 }
 
 std::vector<const OrderRecord*> OrderManager::orders() const {
-  std::vector<const OrderRecord*> out;
-  for (const auto& coid : order_sequence_) out.push_back(orders_.at(coid).get());
-  return out;
+  return {order_sequence_.begin(), order_sequence_.end()};
 }
 
 std::vector<const OrderRecord*> OrderManager::working_orders() const {
   std::vector<const OrderRecord*> out;
-  for (const auto& coid : order_sequence_)
-    if (is_working(orders_.at(coid)->state)) out.push_back(orders_.at(coid).get());
+  for (const OrderRecord* o : order_sequence_)
+    if (is_working(o->state)) out.push_back(o);
   return out;
 }
 
 std::vector<const OrderRecord*> OrderManager::stuck_orders() const {
   std::vector<const OrderRecord*> out;
   const Timestamp now = loop_.now();
-  for (const auto& coid : order_sequence_) {
-    const OrderRecord& o = *orders_.at(coid);
+  for (const OrderRecord* op : order_sequence_) {
+    const OrderRecord& o = *op;
     if ((o.state == OrderState::pre_sent || o.state == OrderState::pending) &&
         now - o.time_of(o.state) > options_.stuck_threshold.count())
       out.push_back(&o);

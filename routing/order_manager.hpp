@@ -8,10 +8,13 @@
 //  - every state change goes through the transition table and is journaled, refused ones too;
 //  - fills count once per execution id, whether they come from the stream or a query.
 // Runs on the EventLoop thread.
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "brokers/broker.hpp"
@@ -35,6 +38,16 @@ class OrderManager {
   using OrderListener = std::function<void(const OrderRecord&)>;
   using FillListener = std::function<void(const Fill&, const OrderRecord&)>;
 
+  // Told the outcome of every request submitted with it, just before the caller's own callback
+  // (the Router's broker health accounting), without wrapping each callback in another
+  // std::function per order.
+  class SubmitObserver {
+   public:
+    // `sent_at`: when the order was handed to the manager (it is journaled, then sent).
+    virtual void submit_answered(const std::string& broker, Timestamp sent_at, const CommandResult& result) = 0;
+    virtual ~SubmitObserver() = default;
+  };
+
   OrderManager(EventLoop& loop, Journal& journal, ClientOrderIdGenerator& ids,
                OrderManagerOptions options = {});
   // Waits for the journal to finish the commits this manager is waiting on: their callbacks run
@@ -49,10 +62,13 @@ class OrderManager {
   std::vector<std::string> broker_names() const;
 
   // Assigns a client order id if the spec has none, journals, then sends to `broker`.
-  // `done` receives the command's outcome (after the journal write for it).
-  std::string submit(const std::string& broker, OrderSpec spec, SubmitCallback done = {});
+  // `done` receives the command's outcome (after the journal write for it); `observer`, if any,
+  // is told the same outcome just before.
+  std::string submit(const std::string& broker, OrderSpec spec, SubmitCallback done = {},
+                     SubmitObserver* observer = nullptr);
   // Entry, take-profit and stop journaled together, then sent as one bracket.
-  BracketIds submit_bracket(const std::string& broker, BracketSpec bracket, SubmitCallback done = {});
+  BracketIds submit_bracket(const std::string& broker, BracketSpec bracket, SubmitCallback done = {},
+                            SubmitObserver* observer = nullptr);
   // Records an order that is not sent because the router refused it (pre-trade checks, no
   // healthy broker): journaled, then failed with the reason, so every order a strategy asked for
   // is on record. Returns its client order id (assigned if the spec has none).
@@ -100,9 +116,79 @@ class OrderManager {
   void apply_state(OrderRecord& order, OrderState to, const std::string& reason);
 
  private:
-  OrderRecord& create(const std::string& broker, OrderSpec spec);
+  // An order between its hand-off to the journal and its broker's answer. Kept in a free-listed
+  // pool so that the continuations (journal commit -> loop -> broker answer) capture only
+  // {this, slot, generation}: small enough for std::function's inline storage, so no allocation
+  // and no copy of the caller's callback per step.
+  struct InFlight {
+    OrderRecord* order = nullptr;
+    SubmitCallback done;
+    SubmitObserver* observer = nullptr;
+    std::uint32_t generation = 0;
+  };
+  // Client order id -> record. Ids of the manager's own generator ("<prefix>-<n>", n already
+  // handed out) sit in a vector at n: consecutive orders use adjacent slots, so an insert or a
+  // lookup touches memory that is already in cache. A hash table touches a random bucket and a
+  // random node per insert, which measured about 1 us of a submit on the loaded 2-core VM of
+  // bench/PERFORMANCE.md (cache misses). Other ids (given by a caller, or recovered from a run
+  // with another prefix) sit in a hash map, usually empty.
+  class OrderIndex {
+   public:
+    explicit OrderIndex(const ClientOrderIdGenerator& ids) : ids_(ids) {}
+    OrderRecord* find(const std::string& coid) const;
+    // False when the id is already present.
+    bool insert(const std::string& coid, OrderRecord* record);
+    // Room for the next `n` ids without reallocating.
+    void reserve_ahead(std::size_t n);
+
+   private:
+    // n of "<prefix>-<n>" in the generator's exact form (no sign, no leading zero), else 0.
+    std::uint64_t own_sequence(const std::string& coid) const;
+    const ClientOrderIdGenerator& ids_;
+    std::vector<OrderRecord*> own_;  // own_[n - 1]; never longer than ids_.sequence()
+    std::unordered_map<std::string, OrderRecord*> others_;
+  };
+  // Records live in chunks constructed ahead of need: a record is ~450 bytes, so the heap would
+  // need a fresh page every ~9 orders, and a page fault costs ~7 us on that VM. Records never
+  // move and are never removed.
+  class RecordStore {
+   public:
+    OrderRecord* take();
+    // Returns the record take() just gave (unused: its id turned out to be taken).
+    void untake();
+    // Makes sure the next chunk exists (constructed, its pages touched).
+    void prepare();
+    std::size_t size() const { return size_; }
+
+   private:
+    static constexpr std::size_t kChunk = 64;
+    std::vector<std::unique_ptr<OrderRecord[]>> chunks_;
+    std::unique_ptr<OrderRecord[]> spare_;
+    std::size_t used_in_last_ = kChunk;
+    std::size_t size_ = 0;
+  };
+  struct BrokerIdHash {
+    std::size_t operator()(const std::pair<std::string, std::string>& k) const noexcept {
+      return std::hash<std::string>{}(k.first) * 31 + std::hash<std::string>{}(k.second);
+    }
+  };
+
+  // The record of a new order (pre_sent, created now), or nullptr when its client order id is in
+  // use (then `spec` is left as it was).
+  OrderRecord* create(const std::string& broker, OrderSpec&& spec);
+  // The record of an id known to exist (std::out_of_range otherwise).
+  OrderRecord& at(const std::string& coid) const;
+  // Memory for the next orders (a record chunk, index and list headroom), prepared after a
+  // request has left rather than while the next one is being submitted.
+  void prepare_capacity();
   void journal_then(const OrderRecord& order, std::function<void(const std::string& error)> next);
-  void handle_submit_result(const std::string& coid, const CommandResult& r, const SubmitCallback& done);
+  std::uint32_t start_in_flight(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer);
+  InFlight* in_flight(std::uint32_t slot, std::uint32_t generation);
+  // After the order's journal commit, on the loop: send it (or fail it locally).
+  void send_journaled(std::uint32_t slot, std::uint32_t generation, const std::string& journal_error);
+  // Frees the slot, then tells its observer and callback.
+  void answer(std::uint32_t slot, const CommandResult& r);
+  void handle_submit_result(OrderRecord& order, const CommandResult& r);
   void on_event(const std::string& broker, const OrderEvent& ev);
   void apply_broker_view(OrderRecord& order, const BrokerOrder& view, const std::string& why);
   void resolve_unknown(const std::string& coid, int attempt, std::function<void(bool resolved)> done);
@@ -119,9 +205,12 @@ class OrderManager {
   ClientOrderIdGenerator& ids_;
   OrderManagerOptions options_;
   std::map<std::string, Broker*> brokers_;
-  std::map<std::string, std::unique_ptr<OrderRecord>> orders_;  // by client order id
-  std::map<std::pair<std::string, std::string>, std::string> by_broker_id_;  // (broker, id) -> coid
-  std::vector<std::string> order_sequence_;  // creation order, for listing
+  RecordStore records_;
+  OrderIndex index_;  // by client order id (a sorted map's string compares were the largest cost of a submit)
+  std::unordered_map<std::pair<std::string, std::string>, std::string, BrokerIdHash> by_broker_id_;  // (broker, id) -> coid
+  std::vector<OrderRecord*> order_sequence_;  // creation order, for listing
+  std::vector<InFlight> in_flight_;
+  std::vector<std::uint32_t> free_in_flight_;
   FillLedger ledger_;
   // Fills that arrived before the acknowledgement carrying their order's broker id.
   std::map<std::pair<std::string, std::string>, std::vector<Fill>> early_fills_;

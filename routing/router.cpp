@@ -73,8 +73,7 @@ std::string Router::why_none(const RouteState& r) const {
   return "no broker of the route takes orders: " + why;
 }
 
-std::optional<std::string> Router::choose(const std::string& strategy) {
-  RouteState& r = state(strategy);
+const std::string* Router::choose_broker(RouteState& r, const std::string& strategy) {
   const auto& brokers = r.config.brokers;
   const std::size_t n = brokers.size();
   // Back to the primary when allowed; otherwise stay where the route is until that broker fails.
@@ -93,8 +92,13 @@ std::optional<std::string> Router::choose(const std::string& strategy) {
       switches_.push_back(std::move(sw));
       r.active = idx;
     }
-    return brokers[idx];
+    return &brokers[idx];
   }
+  return nullptr;
+}
+
+std::optional<std::string> Router::choose(const std::string& strategy) {
+  if (const std::string* b = choose_broker(state(strategy), strategy)) return *b;
   return std::nullopt;
 }
 
@@ -151,27 +155,22 @@ std::string Router::refuse(const std::string& broker, OrderSpec spec, const std:
   return coid;
 }
 
-Router::SubmitCallback Router::observed(const std::string& broker, SubmitCallback done) {
-  // Every answer (or lack of one) of a real request is evidence of the broker's health.
-  const Timestamp sent = loop_.now();
-  return [this, broker, sent, done = std::move(done)](const CommandResult& r) {
-    switch (r.outcome) {
-      case Outcome::accepted:
-      case Outcome::rejected:  // a business answer: the broker is up
-        health_.request_succeeded(broker, Duration(loop_.now() - sent));
-        break;
-      case Outcome::unknown:
-      case Outcome::failed_locally:
-        health_.request_failed(broker, r.message);
-        break;
-    }
-    if (done) done(r);
-  };
+void Router::submit_answered(const std::string& broker, Timestamp sent_at, const CommandResult& r) {
+  switch (r.outcome) {
+    case Outcome::accepted:
+    case Outcome::rejected:  // a business answer: the broker is up
+      health_.request_succeeded(broker, Duration(loop_.now() - sent_at));
+      break;
+    case Outcome::unknown:
+    case Outcome::failed_locally:
+      health_.request_failed(broker, r.message);
+      break;
+  }
 }
 
-std::string Router::send_one(const std::string& broker, OrderSpec spec, SubmitCallback done) {
+std::string Router::send_one(const std::string& broker, OrderSpec&& spec, SubmitCallback&& done) {
   if (auto why = refusal(broker, spec); !why.empty()) return refuse(broker, std::move(spec), why, done);
-  return orders_.submit(broker, std::move(spec), observed(broker, std::move(done)));
+  return orders_.submit(broker, std::move(spec), std::move(done), this);
 }
 
 BracketIds Router::send_bracket(const std::string& broker, BracketSpec b, SubmitCallback done) {
@@ -192,7 +191,7 @@ BracketIds Router::send_bracket(const std::string& broker, BracketSpec b, Submit
     refused_ -= 2;  // one refused request
     return ids;
   }
-  return orders_.submit_bracket(broker, std::move(b), observed(broker, std::move(done)));
+  return orders_.submit_bracket(broker, std::move(b), std::move(done), this);
 }
 
 void Router::record_pair(const std::string& strategy, const std::vector<std::pair<std::string, std::string>>& sides) {
@@ -218,7 +217,7 @@ std::string Router::submit(const std::string& strategy, OrderSpec spec, SubmitCa
     send_one(second, std::move(twin), {});
     return coid;
   }
-  const auto broker = choose(strategy);
+  const std::string* broker = choose_broker(r, strategy);
   if (!broker) return refuse(r.config.brokers[r.active], std::move(spec), why_none(r), done);
   return send_one(*broker, std::move(spec), std::move(done));
 }
@@ -241,7 +240,7 @@ BracketIds Router::submit_bracket(const std::string& strategy, BracketSpec brack
     send_bracket(second, std::move(twin), {});
     return ids;
   }
-  const auto broker = choose(strategy);
+  const std::string* broker = choose_broker(r, strategy);
   if (!broker) {
     const std::string why = why_none(r);
     const std::string& at = r.config.brokers[r.active];

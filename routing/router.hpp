@@ -36,7 +36,7 @@ struct RouteSwitch {
   std::string reason;
 };
 
-class Router {
+class Router : private OrderManager::SubmitObserver {
  public:
   using SubmitCallback = OrderManager::SubmitCallback;
 
@@ -86,11 +86,15 @@ class Router {
     bool started = false;
   };
   RouteState& state(const std::string& strategy);
+  // choose() without copying the name: the broker's name in the route's config.
+  const std::string* choose_broker(RouteState& r, const std::string& strategy);
   bool take_budget(const std::string& broker);
   std::string refusal(const std::string& broker, const OrderSpec& spec);
   std::string refuse(const std::string& broker, OrderSpec spec, const std::string& why, const SubmitCallback& done);
-  SubmitCallback observed(const std::string& broker, SubmitCallback done);
-  std::string send_one(const std::string& broker, OrderSpec spec, SubmitCallback done);
+  // Every answer (or lack of one) to a real request is evidence of the broker's health. Told by
+  // the OrderManager for each order this router sends, before the strategy's own callback.
+  void submit_answered(const std::string& broker, Timestamp sent_at, const CommandResult& r) override;
+  std::string send_one(const std::string& broker, OrderSpec&& spec, SubmitCallback&& done);
   BracketIds send_bracket(const std::string& broker, BracketSpec b, SubmitCallback done);
   std::string why_none(const RouteState& r) const;
   void record_pair(const std::string& strategy, const std::vector<std::pair<std::string, std::string>>& sides);

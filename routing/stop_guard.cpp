@@ -227,6 +227,9 @@ void StopGuard::on_quote(const Quote& q) {
   scratch_.clear();
   watchdog_.on_quote(q, scratch_);
   if (scratch_.empty()) return;
+  // The journal's writer is woken once, after this tick's task, for the crossings and flatten
+  // orders it records (see Journal::defer_wake_to_task_end).
+  journal_.defer_wake_to_task_end(loop_);
   for (const auto& c : scratch_) {
     if (local_stops_.count(c.stop.client_order_id)) {
       fire_local(c);

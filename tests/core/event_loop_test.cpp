@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+#include <string>
 #include <thread>
+#include <vector>
 
 using namespace backstop;
 using namespace std::chrono_literals;
@@ -68,6 +71,41 @@ TEST(EventLoop, StopIsHonoured) {
   loop.post(tick);
   loop.run();
   EXPECT_EQ(n, 3);
+}
+
+// Hooks registered inside a task run once that task has returned (or thrown), before the next
+// task; outside a task (or on another thread) nothing is registered.
+TEST(EventLoop, TaskEndHooksRunAfterTheTaskThatRegisteredThem) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  std::vector<std::string> log;
+  auto hook = [](void* arg) { static_cast<std::vector<std::string>*>(arg)->push_back("hook"); };
+  EXPECT_FALSE(loop.in_task());
+  EXPECT_FALSE(loop.at_task_end(hook, &log));
+  bool other_thread_in_task = true, other_thread_registered = true;
+  loop.post([&] {
+    EXPECT_TRUE(loop.in_task());
+    EXPECT_TRUE(loop.at_task_end(hook, &log));
+    std::thread other([&] {
+      other_thread_in_task = loop.in_task();
+      other_thread_registered = loop.at_task_end(hook, &log);
+    });
+    other.join();
+    loop.run_ready();  // a nested turn (as tests do) does not end the outer task
+    log.push_back("task 1 end");
+  });
+  loop.post([&] { log.push_back("task 2"); });  // runs in task 1's nested turn
+  loop.run_ready();
+  EXPECT_FALSE(other_thread_in_task);
+  EXPECT_FALSE(other_thread_registered);
+  EXPECT_EQ(log, (std::vector<std::string>{"task 2", "task 1 end", "hook"}));
+  loop.post([&] {
+    loop.at_task_end(hook, &log);
+    throw std::runtime_error("task 3 failed");
+  });
+  EXPECT_THROW(loop.run_ready(), std::runtime_error);
+  EXPECT_EQ(log, (std::vector<std::string>{"task 2", "task 1 end", "hook", "hook"}));
+  EXPECT_FALSE(loop.in_task());
 }
 
 TEST(Timestamps, FormatAndParse) {

@@ -1,5 +1,7 @@
 #include "core/journal.hpp"
 
+#include "core/event_loop.hpp"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -8,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 using namespace backstop;
 namespace fs = std::filesystem;
@@ -225,6 +228,122 @@ TEST_F(JournalTest, ReadOnlyModeReadsAndRefusesWrites) {
   ro.record_order(order("O-2"), [&](const std::string& e) { error = e; });
   EXPECT_NE(error.find("read-only"), std::string::npos);
   EXPECT_THROW({ Journal missing(path("nope.db"), JournalMode::read_only); }, JournalError);
+}
+
+// A journal written by schema 1 (before the two unused indexes were dropped) is read as it is
+// by a read-only opening (reports, `backstop compare`) and migrated by a read-write one, its
+// orders, transitions and fills intact.
+TEST_F(JournalTest, SchemaOneJournalIsReadAndMigrated) {
+  {
+    Journal j(path());
+    OrderRecord o = order("S1-1");
+    j.record_order(o);
+    j.record_transition(o.transition(OrderState::pending, 2'000, "sent"), o);
+    j.flush();
+  }
+  auto index_count = [&] {
+    sqlite3* db = nullptr;
+    sqlite3_open(path().c_str(), &db);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db,
+                       "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                       "('orders_by_state', 'transitions_by_order')",
+                       -1, &st, nullptr);
+    sqlite3_step(st);
+    const int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+  };
+  {  // turn it back into what schema 1 wrote
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE INDEX orders_by_state ON orders(state);"
+                           "CREATE INDEX transitions_by_order ON transitions(client_order_id);"
+                           "PRAGMA user_version=1",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  ASSERT_EQ(index_count(), 2);
+  {
+    Journal ro(path(), JournalMode::read_only);
+    ASSERT_EQ(ro.orders().size(), 1u);
+    EXPECT_EQ(ro.orders()[0].state, OrderState::pending);
+    EXPECT_EQ(ro.transitions("S1-1").size(), 1u);
+  }
+  EXPECT_EQ(index_count(), 2) << "a read-only opening changed the file";
+  {
+    Journal rw(path());
+    EXPECT_EQ(rw.orders().size(), 1u);
+    EXPECT_EQ(rw.transitions("S1-1").size(), 1u);
+    OrderRecord o = *rw.order("S1-1");
+    rw.record_transition(o.transition(OrderState::submitted, 3'000, "ack"), o);
+    rw.flush();
+    EXPECT_EQ(rw.order("S1-1")->state, OrderState::submitted);
+  }
+  EXPECT_EQ(index_count(), 0);
+  sqlite3* db = nullptr;
+  sqlite3_open(path().c_str(), &db);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(st, 0), Journal::kSchemaVersion);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+// Records queued by a loop task that called defer_wake_to_task_end wake the idle writer once,
+// after the task (a strategy's burst of orders: one wake-up, one commit), and none is lost.
+TEST_F(JournalTest, RecordsQueuedInALoopTaskWakeTheWriterOnceAfterTheTask) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal j(path());
+  j.flush();
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!j.writer_waiting() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  ASSERT_TRUE(j.writer_waiting());
+  const auto before = j.wakeups();
+  std::atomic<int> durable{0};
+  std::uint64_t wakeups_in_task = 99;
+  loop.post([&] {
+    for (int i = 0; i < 3; ++i) {
+      j.defer_wake_to_task_end(loop);  // taken once per task however often it is asked for
+      j.record_order(order("T-" + std::to_string(i)), [&](const std::string&) { ++durable; });
+    }
+    wakeups_in_task = j.wakeups();
+  });
+  loop.run_ready();
+  EXPECT_EQ(wakeups_in_task, before) << "the writer was woken inside the task";
+  // No flush (it would wake the writer itself): the task's end must have.
+  while (durable < 3 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  EXPECT_EQ(durable.load(), 3);
+  EXPECT_EQ(j.wakeups(), before + 1);
+  EXPECT_EQ(j.orders().size(), 3u);
+}
+
+// Outside a loop task the hold is not taken, and a journal destroyed inside the task that holds
+// it commits what was queued and leaves no hook behind.
+TEST_F(JournalTest, DeferredWakeOutsideATaskOrAcrossTheJournalsEnd) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  {
+    Journal j(path());
+    j.defer_wake_to_task_end(loop);  // not in a task: nothing held
+    bool durable = false;
+    j.record_order(order("A-1"), [&](const std::string&) { durable = true; });
+    j.flush();
+    EXPECT_TRUE(durable);
+  }
+  loop.post([&] {
+    Journal j(path());
+    j.defer_wake_to_task_end(loop);
+    j.record_order(order("A-2"));
+  });  // ~Journal inside the task: drains, forgets its hook
+  loop.run_ready();
+  Journal j(path(), JournalMode::read_only);
+  EXPECT_EQ(j.orders().size(), 2u);
 }
 
 TEST_F(JournalTest, ReopeningKeepsSchemaAndData) {
