@@ -247,6 +247,12 @@ struct IbkrGatewayEmulator::Impl {
   void accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec) return;  // acceptor closed
+      // Without TCP_NODELAY, a small write waits (Nagle) until the previous one is ACKed, and a
+      // client that is only reading delays its ACK by 40 ms. That hit the first response of every
+      // TLS connection (queued behind the TLS 1.3 session tickets written just before it) and
+      // back-to-back WebSocket frames. Each of our writes is a whole message: send it at once.
+      beast::error_code nodelay_ec;
+      socket.set_option(tcp::no_delay(true), nodelay_ec);
       if (options.tls)
         std::make_shared<HttpSession<TlsStream>>(core, std::move(socket), ssl_ctx)->run();
       else
