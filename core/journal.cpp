@@ -461,24 +461,28 @@ std::uint32_t take_slot(std::vector<T>& v, std::size_t& n) {
 }
 }  // namespace
 
-void Journal::record_order(const OrderRecord& order, Durable on_durable) {
+template <typename QueueIt>
+void Journal::enqueue(Durable& on_durable, bool force_wake, QueueIt&& queue_it) {
   if (refuse_write(on_durable)) return;
   bool wake;
   {
     std::lock_guard lock(mutex_);
-    const auto i = take_slot(queue_.orders, queue_.n_orders);
-    queue_.orders[i] = order;
-    add_entry(Kind::order, i, std::move(on_durable));
-    wake = wake_locked(false);
+    queue_it();  // copies the record into its slot and adds its Entry
+    wake = wake_locked(force_wake);
   }
   if (wake) wake_.notify_one();
 }
 
+void Journal::record_order(const OrderRecord& order, Durable on_durable) {
+  enqueue(on_durable, false, [&] {
+    const auto i = take_slot(queue_.orders, queue_.n_orders);
+    queue_.orders[i] = order;
+    add_entry(Kind::order, i, std::move(on_durable));
+  });
+}
+
 void Journal::record_transition(const TransitionEvent& ev, const OrderRecord& after, Durable on_durable) {
-  if (refuse_write(on_durable)) return;
-  bool wake;
-  {
-    std::lock_guard lock(mutex_);
+  enqueue(on_durable, false, [&] {
     const auto t = take_slot(queue_.transitions, queue_.n_transitions);
     queue_.transitions[t] = ev;
     std::uint32_t o = 0;
@@ -487,61 +491,39 @@ void Journal::record_transition(const TransitionEvent& ev, const OrderRecord& af
       queue_.orders[o] = after;
     }
     add_entry(Kind::transition, t, std::move(on_durable)).order_index = o;
-    wake = wake_locked(false);
-  }
-  if (wake) wake_.notify_one();
+  });
 }
 
 void Journal::record_state_change(const TransitionEvent& ev, Durable on_durable) {
-  if (refuse_write(on_durable)) return;
-  bool wake;
-  {
-    std::lock_guard lock(mutex_);
+  enqueue(on_durable, false, [&] {
     const auto t = take_slot(queue_.transitions, queue_.n_transitions);
     queue_.transitions[t] = ev;
     add_entry(Kind::state_change, t, std::move(on_durable));
-    wake = wake_locked(false);
-  }
-  if (wake) wake_.notify_one();
+  });
 }
 
 void Journal::record_fill(const Fill& f, Durable on_durable) {
-  if (refuse_write(on_durable)) return;
-  bool wake;
-  {
-    std::lock_guard lock(mutex_);
+  enqueue(on_durable, false, [&] {
     const auto i = take_slot(queue_.fills, queue_.n_fills);
     queue_.fills[i] = f;
     add_entry(Kind::fill, i, std::move(on_durable));
-    wake = wake_locked(false);
-  }
-  if (wake) wake_.notify_one();
+  });
 }
 
 void Journal::record_event(const JournalEvent& ev, Durable on_durable) {
-  if (refuse_write(on_durable)) return;
-  bool wake;
-  {
-    std::lock_guard lock(mutex_);
+  enqueue(on_durable, false, [&] {
     const auto i = take_slot(queue_.events, queue_.n_events);
     queue_.events[i] = ev;
     add_entry(Kind::event, i, std::move(on_durable));
-    wake = wake_locked(false);
-  }
-  if (wake) wake_.notify_one();
+  });
 }
 
 void Journal::enqueue_op(Op op, Durable on_durable) {
-  if (refuse_write(on_durable)) return;
-  bool wake;
-  {
-    std::lock_guard lock(mutex_);
+  enqueue(on_durable, true /* the caller blocks on the result */, [&] {
     const auto i = take_slot(queue_.ops, queue_.n_ops);
     queue_.ops[i] = std::move(op);
     add_entry(Kind::op, i, std::move(on_durable));
-    wake = wake_locked(true);  // the caller blocks on the result
-  }
-  if (wake) wake_.notify_one();
+  });
 }
 
 void Journal::write_batch(Queue& batch) {

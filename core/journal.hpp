@@ -164,6 +164,10 @@ class Journal {
   bool wake_locked(bool force);
   // Runs when the journal cannot take writes: answers on_durable at once.
   bool refuse_write(Durable& on_durable);
+  // Queues one record: `queue_it` (run under mutex_) copies it into its slot and adds its Entry;
+  // then the writer is woken if it must be. A read-only journal answers on_durable at once.
+  template <typename QueueIt>
+  void enqueue(Durable& on_durable, bool force_wake, QueueIt&& queue_it);
   void enqueue_op(Op op, Durable on_durable);
   void writer_loop();
   void write_batch(Queue& batch);

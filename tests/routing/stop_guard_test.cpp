@@ -511,6 +511,7 @@ TEST(StopGuardRestart, CrossingWhoseGraceEndedWhileDownIsDeclaredAtOnceAfterTheR
   p.run_for(30s);
   ASSERT_EQ(p.guard.ghosts().size(), 1u);
   const GhostStop& g = p.guard.ghosts()[0];
+  EXPECT_EQ(g.client_order_id, stop);
   EXPECT_EQ(g.crossed_at, crossed_at);
   EXPECT_LE(g.declared_at - restored_at, to_ns(100ms)) << "overdue: declared at once";
   EXPECT_EQ(m.market_sells(), 1);
