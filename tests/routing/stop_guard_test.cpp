@@ -631,7 +631,7 @@ TEST(StopGuardRestart, CrossedStopThatFilledBeforeTheRestartIsNoGhost) {
   flat_then_down(m);
   const Crossing first = cross_then_kill(m, [&m](Process& p) {
     p.run_for(500ms);
-    const std::string& coid = p.journal.events("stop_crossed")[0].client_order_id;
+    const std::string coid = p.journal.events("stop_crossed")[0].client_order_id;  // a copy: the vector is a temporary
     EXPECT_EQ(m.venue.find_by_client_id(coid)->status, VenueStatus::filled) << "filled at the venue";
     EXPECT_EQ(p.orders.find(coid)->filled_quantity, 0) << "unknown to the process";
   });
