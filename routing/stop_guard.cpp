@@ -29,13 +29,13 @@ StopGuard::StopGuard(EventLoop& loop, OrderManager& orders, Journal& journal, St
       settings_(std::move(settings)),
       instruments_(std::move(instruments)),
       watchdog_(settings_.trigger, settings_.ghost_grace) {
-  orders_.on_order_update([this](const OrderRecord& o) { on_order(o); });
+  orders_.on_order_update(while_alive([this](const OrderRecord& o) { on_order(o); }));
   // A trigger report is the broker saying the stop fired: it is not a ghost.
-  orders_.on_triggered([this](const OrderRecord& o) { unwatch(o.spec.client_order_id); });
+  orders_.on_triggered(while_alive([this](const OrderRecord& o) { unwatch(o.spec.client_order_id); }));
   // A fill anywhere can make a position flat (a parent closed by another order): mirrors of
   // stops that no longer protect anything must go.
   if (settings_.policy == ProtectionPolicy::mirror)
-    orders_.on_fill([this](const Fill&, const OrderRecord&) { evaluate_all_mirrors(); });
+    orders_.on_fill(while_alive([this](const Fill&, const OrderRecord&) { evaluate_all_mirrors(); }));
   scratch_.reserve(64);
 }
 
@@ -96,11 +96,11 @@ void StopGuard::on_order(const OrderRecord& o) {
 void StopGuard::start_verification(const OrderRecord& o) {
   const std::string coid = o.spec.client_order_id;
   const Timestamp deadline = loop_.now() + settings_.verify_deadline.count();
-  loop_.call_at(deadline, [this, coid] {
+  loop_.call_at(deadline, while_alive([this, coid] {
     auto it = stops_.find(coid);
     if (it != stops_.end() && it->second.verification == Verification::pending)
       finish_verification(coid, Verification::timeout, "no answer to the read-back within the deadline");
-  });
+  }));
   verify_once(coid, deadline, false);
   schedule_reverify();
 }
@@ -109,7 +109,7 @@ void StopGuard::verify_once(const std::string& coid, Timestamp deadline, bool pe
   const OrderRecord* o = orders_.find(coid);
   Broker* b = o ? orders_.broker(o->broker) : nullptr;
   if (!o || !b) return;
-  auto handle = [this, coid, deadline, periodic](OrderQueryResult r) {
+  auto handle = while_alive([this, coid, deadline, periodic](OrderQueryResult r) {
     auto it = stops_.find(coid);
     const OrderRecord* sent = orders_.find(coid);
     if (it == stops_.end() || !sent) return;
@@ -117,7 +117,7 @@ void StopGuard::verify_once(const std::string& coid, Timestamp deadline, bool pe
     const bool time_left = loop_.now() + settings_.verify_retry.count() < deadline;
     auto retry_or = [&](Verification v, const std::string& why) {
       if (!periodic && time_left) {
-        loop_.call_after(settings_.verify_retry, [this, coid, deadline] { verify_once(coid, deadline, false); });
+        loop_.call_after(settings_.verify_retry, while_alive([this, coid, deadline] { verify_once(coid, deadline, false); }));
       } else {
         finish_verification(coid, v, why);
       }
@@ -150,7 +150,7 @@ void StopGuard::verify_once(const std::string& coid, Timestamp deadline, bool pe
               (view.outside_rth ? "true" : "false");
     if (!field.empty()) return finish_verification(coid, Verification::mismatch, field);
     finish_verification(coid, Verification::verified, "");
-  };
+  });
   if (!o->broker_order_id.empty())
     b->query_order(o->broker_order_id, handle);
   else
@@ -181,7 +181,7 @@ void StopGuard::finish_verification(const std::string& coid, Verification v, con
 void StopGuard::schedule_reverify() {
   if (reverify_scheduled_) return;
   reverify_scheduled_ = true;
-  loop_.call_after(settings_.reverify_interval, [this] {
+  loop_.call_after(settings_.reverify_interval, while_alive([this] {
     reverify_scheduled_ = false;
     bool any = false;
     for (auto& [coid, rec] : stops_) {
@@ -191,7 +191,7 @@ void StopGuard::schedule_reverify() {
       if (rec.verification != Verification::pending) verify_once(coid, 0, true);
     }
     if (any) schedule_reverify();
-  });
+  }));
 }
 
 void StopGuard::reverify(const std::string& broker) {
@@ -249,7 +249,7 @@ void StopGuard::schedule_expiry() {
   if (!next || (expiry_timer_ != 0 && expiry_at_ <= *next)) return;
   if (expiry_timer_ != 0) loop_.cancel(expiry_timer_);
   expiry_at_ = *next;
-  expiry_timer_ = loop_.call_at(*next, [this] {
+  expiry_timer_ = loop_.call_at(*next, while_alive([this] {
     expiry_timer_ = 0;
     std::vector<CrossedStop> expired;
     watchdog_.expire(loop_.now(), expired);
@@ -260,7 +260,7 @@ void StopGuard::schedule_expiry() {
       std::vector<std::string> read_back{c.stop.client_order_id};
       if (const OrderRecord* s = orders_.find(c.stop.client_order_id); s && !s->spec.parent_client_order_id.empty())
         read_back.push_back(s->spec.parent_client_order_id);
-      orders_.refresh(read_back, [this, c] {
+      orders_.refresh(read_back, while_alive([this, c] {
         const OrderRecord* o = orders_.find(c.stop.client_order_id);
         if (!o || o->filled_quantity > 0 || o->state == OrderState::pending_cancel) return;  // it fired
         if (!protecting(*o)) {
@@ -268,10 +268,10 @@ void StopGuard::schedule_expiry() {
           return;
         }
         declare_ghost(c);  // crossed while active and never filled, even if the broker ended it since
-      });
+      }));
     }
     schedule_expiry();
-  });
+  }));
 }
 
 void StopGuard::declare_ghost(const CrossedStop& c) {
@@ -335,13 +335,13 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
   // Read the broker back (the stop may have filled in the same instant), then decide. Only the
   // ghost's broker: another broker's paced listings must not delay the flatten.
   const std::string ghost_broker = ghosts_[index].broker;
-  orders_.resync([this, index, attempt, coid] {
+  orders_.resync(while_alive([this, index, attempt, coid] {
     GhostStop& g = ghosts_[index];
     const OrderRecord* stop = orders_.find(coid);
     if (!stop) return;
     if (!is_terminal(stop->state)) {
       if (attempt + 1 < kGuardPolls) {
-        loop_.call_after(kGuardPollInterval, [this, index, attempt] { guard_flatten(index, attempt + 1); });
+        loop_.call_after(kGuardPollInterval, while_alive([this, index, attempt] { guard_flatten(index, attempt + 1); }));
         return;
       }
       g.action = "guard: the broker never confirmed the cancel; NOT flattening (would risk a double exit)";
@@ -379,7 +379,7 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
                            nlohmann::json{{"action", g.action}, {"flatten_order", g.flatten_order},
                                           {"position_before", position}, {"quantity", qty}}
                                .dump()});
-  }, ghost_broker);
+  }), ghost_broker);
 }
 
 void StopGuard::arm_local_stop(const std::string& broker, OrderSpec stop) {
@@ -910,11 +910,11 @@ void StopGuard::on_mirror_fired(MirrorStop& m) {
     if (broker_down(p->broker)) return;  // cancelled when its broker comes back
     m.primary_cancel_done = true;
     unwatch(primary);
-    orders_.cancel(primary, [this, primary](const CommandResult& r) {
+    orders_.cancel(primary, while_alive([this, primary](const CommandResult& r) {
       if (r.outcome == Outcome::failed_locally || r.outcome == Outcome::rejected) {
         if (auto am = active_mirror_.find(primary); am != active_mirror_.end()) mirrors_[am->second].primary_cancel_done = false;
       }
-    });
+    }));
   }
 }
 

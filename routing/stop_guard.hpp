@@ -14,6 +14,7 @@
 // primary and mirror is detected and undone with one market order at the mirror venue).
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -139,6 +140,16 @@ class StopGuard {
   const StopGuardSettings& settings() const { return settings_; }
 
  private:
+  // Every callback the guard hands out (loop timers, order-manager listeners and answers) runs
+  // only while the guard exists: the loop and the OrderManager outlive it in tests and at
+  // shutdown, and AddressSanitizer found a verification timer firing into a destroyed guard.
+  template <typename F>
+  auto while_alive(F f) {
+    return [alive = std::weak_ptr<int>(alive_), f = std::move(f)](auto&&... args) mutable {
+      if (alive.lock()) f(std::forward<decltype(args)>(args)...);
+    };
+  }
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   struct LocalStop {
     std::string broker;
     OrderSpec spec;

@@ -254,6 +254,27 @@ TEST(StopGuard, VerifiedStopsAreReverifiedPeriodically) {
   EXPECT_GE(guard.stops().at(id).verifications, 5) << "once at the ack, then every 60 s";
 }
 
+// The guard hands callbacks to the loop (verification and re-verification timers) and to the
+// OrderManager (listeners, read-back answers), both of which outlive it in tests and at shutdown.
+// A guard destroyed before they fire must not be called back: found by AddressSanitizer (a
+// verification timer firing into a destroyed guard in the emulator protection tests' tear-down);
+// under the sanitizer run (scripts/run-sanitizers.sh) this test fails without StopGuard's
+// while_alive, in a plain build it may pass by luck.
+TEST(StopGuard, CallbacksOutstandingWhenTheGuardIsDestroyedDoNothing) {
+  SimSession s(FaultProfile{}, {"100.00"});
+  auto st = settings(ProtectionPolicy::verify);
+  st.reverify_interval = 60s;
+  auto guard = std::make_unique<StopGuard>(s.loop, s.orders, s.journal, st, std::map<std::string, Instrument>{{"AAPL", s.instrument}});
+  s.sim.start();
+  const auto id = s.orders.submit("sim", stop_order("AAPL", Side::sell, 10, Price::parse("99.50")));
+  s.run_for(61s);
+  ASSERT_GE(guard->stops().at(id).verifications, 1);  // its re-verification timer is set
+  guard.reset();
+  s.orders.cancel(id);  // an order update the guard listened for
+  s.run_for(5min);      // timers that were the guard's
+  EXPECT_EQ(s.orders.find(id)->state, OrderState::cancelled);
+}
+
 TEST(Reconciler, EightyPercentOfFillEventsDroppedAllRecoveredInOneCycle) {
   FaultProfile p;
   p.drop_fill_event_rate = 0.8;
