@@ -1,7 +1,7 @@
 // Durable journal throughput and latency, beside raw SQLite floors with the same durability
 // (WAL, synchronous=FULL, exclusive locking) on the same disk: one narrow insert per row (the
-// floor of issue 8's target), the journal's own two statements per transition, and a wide insert
-// (an alternative design the journal does not use). Set BACKSTOP_BENCH_DIR to choose the disk
+// floor of issue 8's target), the journal's own wide insert per transition, and the two
+// statements per transition of schema 2 (for comparison). Set BACKSTOP_BENCH_DIR to choose the disk
 // (default: the system temp directory).
 #include <benchmark/benchmark.h>
 #include <sqlite3.h>
@@ -11,6 +11,8 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 #include "core/journal.hpp"
 
@@ -40,20 +42,34 @@ OrderRecord sample_order(std::int64_t i) {
   return o;
 }
 
-// Many transitions in flight, as under load: group commit batches them.
+// Many transitions in flight, as under load: group commit batches them. Each iteration brings
+// a fill to each of 1000 working orders (recorded before the timing starts, as every order is
+// before its first transition). Second argument 1: the 1000 are queued as from one loop task
+// (a burst of fills handled in one callback), the writer woken once after them, as OrderManager
+// does (Journal::DeferWake, defer_wake_to_task_end); 0: the first record wakes the idle writer,
+// which commits whatever has arrived by then, then the rest.
 void BM_JournalDurableTransitions(benchmark::State& state) {
   const std::string path = fresh_path("journal");
   {
     Journal j(path);
-    std::int64_t i = 0;
+    std::vector<OrderRecord> working;
+    for (std::int64_t k = 0; k < state.range(0); ++k) {
+      working.push_back(sample_order(k));
+      j.record_order(working.back());
+    }
+    j.flush();
+    const std::uint64_t commits_before = j.commits();
+    std::int64_t at = 0;
     for (auto _ : state) {
       const std::int64_t batch = state.range(0);
       std::atomic<std::int64_t> durable{0};
       std::mutex m;
       std::condition_variable cv;
-      for (std::int64_t k = 0; k < batch; ++k) {
-        OrderRecord o = sample_order(i++);
-        const auto ev = o.transition(OrderState::partially_filled, i, "fill");
+      std::optional<Journal::DeferWake> one_task;
+      if (state.range(1) == 1) one_task.emplace(j);
+      for (OrderRecord& o : working) {
+        o.add_fill(1, Price::parse("232.80"));
+        const auto ev = o.transition(OrderState::partially_filled, ++at, "fill");
         j.record_transition(ev, o, [&](const std::string&) {
           if (++durable == batch) {
             std::lock_guard l(m);
@@ -61,15 +77,66 @@ void BM_JournalDurableTransitions(benchmark::State& state) {
           }
         });
       }
+      one_task.reset();
       std::unique_lock l(m);
       cv.wait(l, [&] { return durable.load() == batch; });
     }
     state.SetItemsProcessed(state.iterations() * state.range(0));
-    state.counters["commits"] = static_cast<double>(j.commits());
+    state.counters["commits"] = static_cast<double>(j.commits() - commits_before);
   }
   remove_db(path);
 }
-BENCHMARK(BM_JournalDurableTransitions)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_JournalDurableTransitions)->Args({1000, 1})->Args({1000, 0})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Sustained load: fills keep arriving while the writer commits (at most 2 x 1000 transitions in
+// flight, the producer waiting when it is that far ahead), so the writer is never idle and each
+// commit takes everything queued during the previous one. An iteration is 20,000 transitions
+// over 1000 working orders, ended by waiting for all of them to be durable. Compare with
+// BM_RawSqliteInsert/1000 and BM_RawSqliteWideTransitionRow/1000, which do the inserts and
+// commits on one thread.
+void BM_JournalSustainedTransitions(benchmark::State& state) {
+  constexpr std::int64_t kOrders = 1000, kPerIteration = 20'000, kMaxAhead = 2 * kOrders;
+  const std::string path = fresh_path("journal-sustained");
+  {
+    Journal j(path);
+    std::vector<OrderRecord> working;
+    for (std::int64_t k = 0; k < kOrders; ++k) {
+      working.push_back(sample_order(k));
+      j.record_order(working.back());
+    }
+    j.flush();
+    const std::uint64_t commits_before = j.commits();
+    std::atomic<std::int64_t> durable{0};
+    std::mutex m;
+    std::condition_variable cv;
+    auto on_durable = [&](const std::string&) {
+      if (++durable % kOrders == 0) {  // the producer waits for whole thousands
+        std::lock_guard l(m);
+        cv.notify_one();
+      }
+    };
+    std::int64_t queued = 0, at = 0;
+    for (auto _ : state) {
+      for (std::int64_t n = 0; n < kPerIteration; n += kOrders) {
+        {
+          std::unique_lock l(m);
+          cv.wait(l, [&] { return queued - durable.load() < kMaxAhead; });
+        }
+        for (OrderRecord& o : working) {
+          o.add_fill(1, Price::parse("232.80"));
+          j.record_transition(o.transition(OrderState::partially_filled, ++at, "fill"), o, on_durable);
+        }
+        queued += kOrders;
+      }
+      std::unique_lock l(m);
+      cv.wait(l, [&] { return durable.load() == queued; });
+    }
+    state.SetItemsProcessed(state.iterations() * kPerIteration);
+    state.counters["commits"] = static_cast<double>(j.commits() - commits_before);
+  }
+  remove_db(path);
+}
+BENCHMARK(BM_JournalSustainedTransitions)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // One order at a time: the latency durability adds to each order when the journal is idle.
 void BM_JournalAddedLatencyPerOrder(benchmark::State& state) {
@@ -130,11 +197,10 @@ void BM_RawSqliteInsert(benchmark::State& state) {
 }
 BENCHMARK(BM_RawSqliteInsert)->Arg(1)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
-// The floor for what a transition makes durable: raw SQLite executing the journal's own two
-// statements per transition (the transition row, then the order row's upsert: 26 columns, keyed
-// by client order id) on a file with the journal's schema, same durability, same commit size,
-// fresh orders as in BM_JournalDurableTransitions. The gap to BM_RawSqliteInsert is the cost of
-// the order row; the gap from here to BM_JournalDurableTransitions is the journal's own.
+// Schema 2's design, for comparison (the journal no longer does this): raw SQLite executing the
+// transition row, then the order row's upsert (26 columns, keyed by client order id), per
+// transition, same durability, same commit size. The order row's upsert cost as much as the
+// rest of the commit.
 void BM_RawSqliteTransitionWithOrderRow(benchmark::State& state) {
   const std::string path = fresh_path("raw-order-row");
   { Journal schema(path); }  // creates the current schema, then closes
@@ -210,48 +276,40 @@ ON CONFLICT(client_order_id) DO UPDATE SET broker=?2, broker_order_id=?3, quanti
 }
 BENCHMARK(BM_RawSqliteTransitionWithOrderRow)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
-// The floor of the alternative design, for comparison only (the journal does not do this): one
-// insert per transition whose row also carries the order's state after it (broker id, fill
-// totals, message, the nine state timestamps), the order row being derived from the latest
-// transition when read instead of being updated in the same commit.
+// Raw SQLite executing the journal's own statement per transition (schema 3: one row carrying
+// the transition and what it changed in the order) on a file with the journal's schema, same durability,
+// same commit size. The gap to BM_RawSqliteInsert is the wider row; the gap from here to
+// BM_JournalDurableTransitions is the journal's own cost (queue, binding, callbacks).
 void BM_RawSqliteWideTransitionRow(benchmark::State& state) {
   const std::string path = fresh_path("raw-wide");
+  { Journal schema(path); }  // creates the current schema, then closes
   sqlite3* db = nullptr;
-  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                   "CREATE TABLE t (id INTEGER PRIMARY KEY, client_order_id TEXT, from_state TEXT, to_state TEXT,"
-                   " at INTEGER, reason TEXT, applied INTEGER, broker_order_id TEXT, filled_quantity INTEGER,"
-                   " average_fill_price TEXT, last_message TEXT, t1 INTEGER, t2 INTEGER, t3 INTEGER, t4 INTEGER,"
-                   " t5 INTEGER, t6 INTEGER, t7 INTEGER, t8 INTEGER, t9 INTEGER)",
-               nullptr, nullptr, nullptr);
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", nullptr,
+               nullptr, nullptr);
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db,
-                     "INSERT INTO t (client_order_id, from_state, to_state, at, reason, applied, broker_order_id, "
-                     "filled_quantity, average_fill_price, last_message, t1, t2, t3, t4, t5, t6, t7, t8, t9) "
-                     "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
+  sqlite3_prepare_v2(db, R"sql(
+INSERT INTO transitions (client_order_id, from_state, to_state, at, reason, applied,
+  broker_order_id, filled_quantity, average_fill_price, last_message)
+VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
+)sql",
                      -1, &st, nullptr);
   const std::int64_t per_commit = state.range(0);
   std::int64_t i = 0;
   for (auto _ : state) {
     sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
     for (std::int64_t k = 0; k < per_commit; ++k, ++i) {
-      const std::string coid = "BENCH-" + std::to_string(i);
+      const std::string coid = "BENCH-" + std::to_string(i % per_commit);
       sqlite3_bind_text(st, 1, coid.c_str(), -1, SQLITE_STATIC);
-      sqlite3_bind_text(st, 2, "submitted", -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 2, "partially_filled", -1, SQLITE_STATIC);
       sqlite3_bind_text(st, 3, "partially_filled", -1, SQLITE_STATIC);
       sqlite3_bind_int64(st, 4, i);
       sqlite3_bind_text(st, 5, "fill", -1, SQLITE_STATIC);
       sqlite3_bind_int(st, 6, 1);
       sqlite3_bind_text(st, 7, "", -1, SQLITE_STATIC);
-      sqlite3_bind_int64(st, 8, 0);
-      sqlite3_bind_text(st, 9, "0", -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 8, i / per_commit + 1);
+      sqlite3_bind_text(st, 9, "232.8", -1, SQLITE_STATIC);
       sqlite3_bind_text(st, 10, "", -1, SQLITE_STATIC);
-      for (int c = 11; c <= 19; ++c) {
-        if (c == 14)
-          sqlite3_bind_int64(st, c, i);
-        else
-          sqlite3_bind_null(st, c);
-      }
       sqlite3_step(st);
       sqlite3_reset(st);
     }

@@ -9,6 +9,8 @@
 
 #include <array>
 #include <future>
+#include <string_view>
+#include <unordered_map>
 
 namespace backstop {
 
@@ -86,6 +88,28 @@ CREATE INDEX events_by_kind ON events(kind);
     R"sql(
 DROP INDEX IF EXISTS orders_by_state;
 DROP INDEX IF EXISTS transitions_by_order;
+)sql",
+    // 2 -> 3: one insert per transition. Keeping the order row current in the same commit (an
+    // upsert of 26 columns by client order id) cost twice the transition's own insert and held
+    // the journal at half the raw insert rate of the disk. A transition row now also carries
+    // what a transition changes in an order besides its state: the broker's order id, the fill
+    // totals and the last message (NULL when it changed nothing but the state:
+    // record_state_change); the state's timestamp is the transition's own `at`, kept when already
+    // set. What was ordered never changes through a transition (a replacement is recorded as the
+    // whole order again). Readers fold the transitions after an order row into it, and a
+    // read-write opening folds them into the order rows for good. `as_of_transition` is the last
+    // transition an order row already reflects (an order recorded again mid-run must not have
+    // older transitions replayed over it); `fold.through_transition` is the last transition
+    // folded into every order row. Order rows of schema 2 are current: every existing transition
+    // counts as folded. ADD COLUMN rewrites no row.
+    R"sql(
+ALTER TABLE orders ADD COLUMN as_of_transition INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE transitions ADD COLUMN broker_order_id TEXT;
+ALTER TABLE transitions ADD COLUMN filled_quantity INTEGER;
+ALTER TABLE transitions ADD COLUMN average_fill_price TEXT;
+ALTER TABLE transitions ADD COLUMN last_message TEXT;
+CREATE TABLE fold (through_transition INTEGER NOT NULL);
+INSERT INTO fold SELECT coalesce(max(id), 0) FROM transitions;
 )sql",
 };
 static_assert(std::size(kMigrations) == Journal::kSchemaVersion);
@@ -198,15 +222,23 @@ constexpr const char* kUpsertOrder = R"sql(
 INSERT INTO orders (client_order_id, broker, broker_order_id, symbol, side, quantity, type,
   limit_price, stop_price, tif, outside_rth, parent_client_order_id, oco_group, state,
   filled_quantity, average_fill_price, last_message, created_at, sent_at, submitted_at,
-  partially_filled_at, filled_at, pending_cancel_at, cancelled_at, rejected_at, failed_at)
-VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)
+  partially_filled_at, filled_at, pending_cancel_at, cancelled_at, rejected_at, failed_at,
+  as_of_transition)
+VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27)
 ON CONFLICT(client_order_id) DO UPDATE SET broker=?2, broker_order_id=?3, quantity=?6,
   limit_price=?8, stop_price=?9, tif=?10, state=?14, filled_quantity=?15, average_fill_price=?16,
   last_message=?17, created_at=?18, sent_at=?19, submitted_at=?20, partially_filled_at=?21,
-  filled_at=?22, pending_cancel_at=?23, cancelled_at=?24, rejected_at=?25, failed_at=?26
+  filled_at=?22, pending_cancel_at=?23, cancelled_at=?24, rejected_at=?25, failed_at=?26,
+  as_of_transition=?27
 )sql";
-constexpr const char* kInsertTransition =
-    "INSERT INTO transitions (client_order_id, from_state, to_state, at, reason, applied) VALUES (?1,?2,?3,?4,?5,?6)";
+// Parameters 7-10 are what the transition changed in the order besides its state, NULL for a
+// refused transition and for a state change (record_state_change).
+constexpr const char* kInsertTransition = R"sql(
+INSERT INTO transitions (client_order_id, from_state, to_state, at, reason, applied,
+  broker_order_id, filled_quantity, average_fill_price, last_message)
+VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
+)sql";
+constexpr int kTransitionOrderFirst = 7, kTransitionOrderLast = 10;
 constexpr const char* kInsertFill =
     "INSERT OR IGNORE INTO fills (broker, execution_id, client_order_id, broker_order_id, symbol, side, quantity, "
     "price, at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)";
@@ -220,18 +252,9 @@ struct Journal::Statements {
       : upsert_order(prepare(db, kUpsertOrder)),
         insert_transition(prepare(db, kInsertTransition)),
         insert_fill(prepare(db, kInsertFill)),
-        insert_event(prepare(db, kInsertEvent)) {
-    for (std::size_t i = 0; i < kOrderStateCount; ++i) {
-      // The state's timestamp is kept when already set, as OrderRecord::transition does.
-      const std::string column = timestamp_name(static_cast<OrderState>(i));
-      const std::string sql = "UPDATE orders SET state = ?1, " + column + " = COALESCE(" + column +
-                              ", ?2) WHERE client_order_id = ?3";
-      set_state[i] = prepare(db, sql.c_str());
-    }
-  }
+        insert_event(prepare(db, kInsertEvent)) {}
   ~Statements() {
     for (sqlite3_stmt* st : {upsert_order, insert_transition, insert_fill, insert_event}) sqlite3_finalize(st);
-    for (sqlite3_stmt* st : set_state) sqlite3_finalize(st);
   }
   Statements(const Statements&) = delete;
   Statements& operator=(const Statements&) = delete;
@@ -239,12 +262,14 @@ struct Journal::Statements {
   sqlite3_stmt* insert_transition;
   sqlite3_stmt* insert_fill;
   sqlite3_stmt* insert_event;
-  std::array<sqlite3_stmt*, kOrderStateCount> set_state{};  // by the state entered
+  // Id of the last transition written: an order row recorded now reflects every transition up to
+  // it (as_of_transition).
+  std::int64_t last_transition = 0;
 };
 
 namespace {
 
-void upsert_order(sqlite3* db, sqlite3_stmt* st, const OrderRecord& o) {
+void upsert_order(sqlite3* db, sqlite3_stmt* st, const OrderRecord& o, std::int64_t as_of_transition) {
   const auto& s = o.spec;
   // Locals that outlive the step (bound SQLITE_STATIC).
   const std::string limit = s.limit_price ? s.limit_price->to_string() : std::string();
@@ -268,19 +293,60 @@ void upsert_order(sqlite3* db, sqlite3_stmt* st, const OrderRecord& o) {
   bind(st, 16, average);
   bind(st, 17, o.last_message);
   for (std::size_t i = 0; i < kOrderStateCount; ++i) bind_time(st, 18 + static_cast<int>(i), o.state_times[i]);
+  bind(st, 27, as_of_transition);
   run(db, st);
 }
 
-#define BACKSTOP_SELECT_ORDERS                                                                   \
-  "SELECT client_order_id, broker, broker_order_id, symbol, side, quantity, type, limit_price, "  \
-  "stop_price, tif, outside_rth, parent_client_order_id, oco_group, state, filled_quantity, "     \
-  "average_fill_price, last_message, created_at, sent_at, submitted_at, partially_filled_at, "    \
-  "filled_at, pending_cancel_at, cancelled_at, rejected_at, failed_at FROM orders"
-constexpr const char* kSelectAllOrders = BACKSTOP_SELECT_ORDERS " ORDER BY created_at, rowid";
-constexpr const char* kSelectOrderById = BACKSTOP_SELECT_ORDERS " WHERE client_order_id = ?1";
-constexpr const char* kSelectOpenOrders =
-    BACKSTOP_SELECT_ORDERS " WHERE state NOT IN ('filled','cancelled','rejected','failed') ORDER BY created_at, rowid";
-#undef BACKSTOP_SELECT_ORDERS
+// `broker_order_id` is null when the row carries only the transition (a state change, or a
+// refused transition); then the three after it are not read.
+void insert_transition(sqlite3* db, sqlite3_stmt* st, const TransitionEvent& ev, const std::string* broker_order_id,
+                       std::int64_t filled_quantity, const Price& average_fill_price, const std::string& last_message) {
+  bind(st, 1, ev.client_order_id);
+  bind(st, 2, to_string(ev.from));
+  bind(st, 3, to_string(ev.to));
+  bind(st, 4, ev.at);
+  bind(st, 5, ev.reason);
+  bind(st, 6, static_cast<std::int64_t>(ev.applied));
+  if (!broker_order_id) {
+    for (int i = kTransitionOrderFirst; i <= kTransitionOrderLast; ++i) sqlite3_bind_null(st, i);
+    run(db, st);
+    return;
+  }
+  const std::string average = average_fill_price.to_string();  // outlives the step
+  bind(st, 7, *broker_order_id);
+  bind(st, 8, filled_quantity);
+  bind(st, 9, average);
+  bind(st, 10, last_message);
+  run(db, st);
+}
+
+#define BACKSTOP_ORDER_COLUMNS                                                                  \
+  "client_order_id, broker, broker_order_id, symbol, side, quantity, type, limit_price, "      \
+  "stop_price, tif, outside_rth, parent_client_order_id, oco_group, state, filled_quantity, " \
+  "average_fill_price, last_message, created_at, sent_at, submitted_at, partially_filled_at, " \
+  "filled_at, pending_cancel_at, cancelled_at, rejected_at, failed_at"
+// Schemas 1 and 2: the order rows are current.
+constexpr const char* kSelectAllOrders = "SELECT " BACKSTOP_ORDER_COLUMNS " FROM orders ORDER BY created_at, rowid";
+constexpr const char* kSelectOrderById = "SELECT " BACKSTOP_ORDER_COLUMNS " FROM orders WHERE client_order_id = ?1";
+// Schema 3: the order rows with the transition each reflects (column 26), to be folded.
+constexpr const char* kSelectAllOrdersToFold =
+    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition FROM orders ORDER BY created_at, rowid";
+constexpr const char* kSelectOrderByIdToFold =
+    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition FROM orders WHERE client_order_id = ?1";
+// The orders that applied transitions not folded for good yet name (a read-write opening).
+constexpr const char* kSelectOrdersWithUnfoldedTransitions =
+    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition FROM orders WHERE client_order_id IN "
+    "(SELECT client_order_id FROM transitions WHERE id > (SELECT through_transition FROM fold) AND applied = 1) "
+    "ORDER BY created_at, rowid";
+#undef BACKSTOP_ORDER_COLUMNS
+// Applied transitions not folded for good yet, of every order (?1 = '') or of one. A range of
+// the rowid: only what was written since the last read-write opening is read.
+constexpr const char* kSelectUnfoldedTransitions = R"sql(
+SELECT id, client_order_id, to_state, at, broker_order_id, filled_quantity, average_fill_price,
+  last_message
+FROM transitions WHERE id > (SELECT through_transition FROM fold) AND applied = 1
+  AND (?1 = '' OR client_order_id = ?1) ORDER BY id
+)sql";
 
 OrderRecord read_order(const Statement& st) {
   OrderRecord o;
@@ -306,6 +372,78 @@ OrderRecord read_order(const Statement& st) {
   o.last_message = st.text(16);
   for (std::size_t i = 0; i < kOrderStateCount; ++i) o.state_times[i] = st.integer(17 + static_cast<int>(i));
   return o;
+}
+
+// One row of kSelectUnfoldedTransitions applied to the order it names, as OrderRecord::transition
+// did: the state, and its timestamp if not yet set; then, unless the row carries only the state
+// (filled_quantity NULL), what else the transition changed.
+void apply_transition(OrderRecord& o, const Statement& t) {
+  const auto to = order_state_from_string(t.text(2));
+  if (!to) throw JournalError("journal: transition " + std::to_string(t.integer(0)) + " of order " +
+                              o.spec.client_order_id + " has unknown state \"" + t.text(2) + "\"");
+  o.state = *to;
+  auto& entered = o.state_times[static_cast<std::size_t>(*to)];
+  if (entered == 0) entered = t.integer(3);
+  if (t.is_null(5)) return;
+  o.broker_order_id = t.text(4);
+  o.filled_quantity = t.integer(5);
+  o.average_fill_price = Price::parse(t.text(6));
+  o.last_message = t.text(7);
+}
+
+int schema_version(sqlite3* db) {
+  Statement st(db, "PRAGMA user_version");
+  return st.next() ? static_cast<int>(st.integer(0)) : 0;
+}
+
+// Order rows as of everything journaled: read by `orders_sql` (order columns, then
+// as_of_transition; ?1 bound to `coid`), with every later applied transition (of `coid` only,
+// when not empty) folded in. `touched`, when given, tells which orders a transition changed.
+std::vector<OrderRecord> read_folded_orders(sqlite3* db, const char* orders_sql, const std::string& coid,
+                                            std::vector<bool>* touched = nullptr) {
+  std::vector<OrderRecord> out;
+  std::vector<std::int64_t> as_of;
+  {
+    Statement st(db, orders_sql);
+    if (!coid.empty()) st.bind(1, coid);
+    while (st.next()) {
+      out.push_back(read_order(st));
+      as_of.push_back(st.integer(26));
+    }
+  }
+  if (touched) touched->assign(out.size(), false);
+  if (out.empty()) return out;
+  std::unordered_map<std::string_view, std::size_t> by_id;
+  by_id.reserve(out.size());
+  for (std::size_t i = 0; i < out.size(); ++i) by_id.emplace(out[i].spec.client_order_id, i);
+  Statement t(db, kSelectUnfoldedTransitions);
+  t.bind(1, coid);
+  while (t.next()) {
+    const std::string id = t.text(1);
+    const auto it = by_id.find(id);
+    if (it == by_id.end()) {
+      spdlog::error("journal: transition {} names order {}, which has no order row; ignored", t.integer(0), id);
+      continue;
+    }
+    if (t.integer(0) <= as_of[it->second]) continue;  // the order row was recorded after it
+    apply_transition(out[it->second], t);
+    if (touched) (*touched)[it->second] = true;
+  }
+  return out;
+}
+
+// Read-write opening: the transitions written since the last opening are folded into their order
+// rows for good, so that reads (and this fold) only ever read what one run wrote. Returns the id
+// of the last transition.
+std::int64_t fold_transitions_into_orders(sqlite3* db, sqlite3_stmt* upsert, const std::string& path) {
+  const std::int64_t last = query_int(db, "SELECT coalesce(max(id), 0) FROM transitions", path);
+  if (last == query_int(db, "SELECT through_transition FROM fold", path)) return last;
+  std::vector<bool> touched;
+  const auto orders = read_folded_orders(db, kSelectOrdersWithUnfoldedTransitions, {}, &touched);
+  for (std::size_t i = 0; i < orders.size(); ++i)
+    if (touched[i]) upsert_order(db, upsert, orders[i], last);
+  exec(db, "UPDATE fold SET through_transition = " + std::to_string(last), path);
+  return last;
 }
 
 }  // namespace
@@ -358,6 +496,8 @@ Journal::Journal(const std::string& path, JournalMode mode) : path_(path), mode_
         for (auto v = version; v < kSchemaVersion; ++v) exec(db_, kMigrations[v], path);
         exec(db_, "PRAGMA application_id=" + std::to_string(kApplicationId), path);
         exec(db_, "PRAGMA user_version=" + std::to_string(kSchemaVersion), path);
+        statements_ = std::make_unique<Statements>(db_);
+        statements_->last_transition = fold_transitions_into_orders(db_, statements_->upsert_order, path);
         exec(db_, "COMMIT", path);
       } catch (...) {
         sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -365,7 +505,6 @@ Journal::Journal(const std::string& path, JournalMode mode) : path_(path), mode_
       }
       if (version < kSchemaVersion && version > 0)
         spdlog::info("journal {}: migrated schema {} -> {}", path, version, kSchemaVersion);
-      statements_ = std::make_unique<Statements>(db_);
     } else if (version < kOldestReadableVersion) {
       throw JournalError(where(path) + "schema " + std::to_string(version) + " is older than " +
                          std::to_string(kOldestReadableVersion) + "; open it once read-write to migrate");
@@ -446,7 +585,6 @@ Journal::Entry& Journal::add_entry(Kind kind, std::uint32_t index, Durable&& on_
   Entry& e = queue_.entries[queue_.n_entries++];
   e.kind = kind;
   e.index = index;
-  e.order_index = 0;
   e.on_durable = std::move(on_durable);
   return e;
 }
@@ -484,20 +622,24 @@ void Journal::record_order(const OrderRecord& order, Durable on_durable) {
 void Journal::record_transition(const TransitionEvent& ev, const OrderRecord& after, Durable on_durable) {
   enqueue(on_durable, false, [&] {
     const auto t = take_slot(queue_.transitions, queue_.n_transitions);
-    queue_.transitions[t] = ev;
-    std::uint32_t o = 0;
-    if (ev.applied) {  // a refused transition changes nothing in the order row
-      o = take_slot(queue_.orders, queue_.n_orders);
-      queue_.orders[o] = after;
+    TransitionSlot& slot = queue_.transitions[t];
+    slot.ev = ev;
+    slot.carries_order = ev.applied;  // a refused transition changed nothing in the order
+    if (ev.applied) {
+      slot.broker_order_id = after.broker_order_id;
+      slot.filled_quantity = after.filled_quantity;
+      slot.average_fill_price = after.average_fill_price;
+      slot.last_message = after.last_message;
     }
-    add_entry(Kind::transition, t, std::move(on_durable)).order_index = o;
+    add_entry(Kind::transition, t, std::move(on_durable));
   });
 }
 
 void Journal::record_state_change(const TransitionEvent& ev, Durable on_durable) {
   enqueue(on_durable, false, [&] {
     const auto t = take_slot(queue_.transitions, queue_.n_transitions);
-    queue_.transitions[t] = ev;
+    queue_.transitions[t].ev = ev;
+    queue_.transitions[t].carries_order = false;
     add_entry(Kind::state_change, t, std::move(on_durable));
   });
 }
@@ -527,36 +669,19 @@ void Journal::enqueue_op(Op op, Durable on_durable) {
 }
 
 void Journal::write_batch(Queue& batch) {
-  sqlite3_stmt* const upsert = statements_->upsert_order;
+  Statements& sql = *statements_;
   for (std::size_t k = 0; k < batch.n_entries; ++k) {
     const Entry& e = batch.entries[k];
     switch (e.kind) {
       case Kind::order:
-        upsert_order(db_, upsert, batch.orders[e.index]);
+        upsert_order(db_, sql.upsert_order, batch.orders[e.index], sql.last_transition);
         break;
       case Kind::transition:
       case Kind::state_change: {
-        const TransitionEvent& ev = batch.transitions[e.index];
-        sqlite3_stmt* st = statements_->insert_transition;
-        bind(st, 1, ev.client_order_id);
-        bind(st, 2, to_string(ev.from));
-        bind(st, 3, to_string(ev.to));
-        bind(st, 4, ev.at);
-        bind(st, 5, ev.reason);
-        bind(st, 6, static_cast<std::int64_t>(ev.applied));
-        run(db_, st);
-        if (!ev.applied) break;
-        if (e.kind == Kind::transition) {
-          upsert_order(db_, upsert, batch.orders[e.order_index]);
-          break;
-        }
-        sqlite3_stmt* set = statements_->set_state[static_cast<std::size_t>(ev.to)];
-        bind(set, 1, to_string(ev.to));
-        bind(set, 2, ev.at);
-        bind(set, 3, ev.client_order_id);
-        run(db_, set);
-        if (sqlite3_changes(db_) != 1)
-          spdlog::error("journal {}: state change of order {} found no order row", path_, ev.client_order_id);
+        const TransitionSlot& t = batch.transitions[e.index];
+        insert_transition(db_, sql.insert_transition, t.ev, t.carries_order ? &t.broker_order_id : nullptr,
+                          t.filled_quantity, t.average_fill_price, t.last_message);
+        sql.last_transition = sqlite3_last_insert_rowid(db_);
         break;
       }
       case Kind::fill: {
@@ -692,29 +817,37 @@ T Journal::read(std::function<T(sqlite3*)> query) {
   return future.get();
 }
 
+namespace {
+// Every order (`coid` empty) or one, as of everything journaled.
+std::vector<OrderRecord> read_orders(sqlite3* db, const std::string& coid) {
+  if (schema_version(db) >= 3)
+    return read_folded_orders(db, coid.empty() ? kSelectAllOrdersToFold : kSelectOrderByIdToFold, coid);
+  std::vector<OrderRecord> out;  // schemas 1 and 2 (read-only): the order rows are current
+  Statement st(db, coid.empty() ? kSelectAllOrders : kSelectOrderById);
+  if (!coid.empty()) st.bind(1, coid);
+  while (st.next()) out.push_back(read_order(st));
+  return out;
+}
+}  // namespace
+
 std::vector<OrderRecord> Journal::orders() {
-  return read<std::vector<OrderRecord>>([](sqlite3* db) {
-    std::vector<OrderRecord> out;
-    Statement st(db, kSelectAllOrders);
-    while (st.next()) out.push_back(read_order(st));
-    return out;
-  });
+  return read<std::vector<OrderRecord>>([](sqlite3* db) { return read_orders(db, {}); });
 }
 
 std::optional<OrderRecord> Journal::order(const std::string& coid) {
+  if (coid.empty()) return std::nullopt;
   return read<std::optional<OrderRecord>>([&coid](sqlite3* db) -> std::optional<OrderRecord> {
-    Statement st(db, kSelectOrderById);
-    st.bind(1, coid);
-    if (st.next()) return read_order(st);
-    return std::nullopt;
+    auto found = read_orders(db, coid);
+    if (found.empty()) return std::nullopt;
+    return std::move(found.front());
   });
 }
 
 std::vector<OrderRecord> Journal::non_terminal_orders() {
   return read<std::vector<OrderRecord>>([](sqlite3* db) {
-    std::vector<OrderRecord> out;
-    Statement st(db, kSelectOpenOrders);
-    while (st.next()) out.push_back(read_order(st));
+    // The state is only known after the fold, so the filter is here, not in SQL.
+    auto out = read_orders(db, {});
+    std::erase_if(out, [](const OrderRecord& o) { return o.is_terminal(); });
     return out;
   });
 }

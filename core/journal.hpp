@@ -51,10 +51,13 @@ enum class JournalMode { read_write, read_only };
 
 class Journal {
  public:
-  // 2: dropped the secondary indexes orders_by_state and transitions_by_order (see kMigrations).
-  static constexpr int kSchemaVersion = 2;
-  // Read-only opening accepts any schema from this one on: later versions only dropped indexes,
-  // so the tables and columns every read uses are the same.
+  // 2: dropped the secondary indexes orders_by_state and transitions_by_order.
+  // 3: a transition row carries what it changed in the order; the order row is no longer
+  //    updated in the same commit but folded from the transitions when read and when the journal
+  //    is opened read-write (see kMigrations in journal.cpp).
+  static constexpr int kSchemaVersion = 3;
+  // Read-only opening accepts any schema from this one on: an order row of schema 1 or 2 is
+  // current as it stands, one of schema 3 is completed by the transitions after it.
   static constexpr int kOldestReadableVersion = 1;
   // Called on the writer thread once the record is durable (ok) or the commit failed (error).
   using Durable = std::function<void(const std::string& error)>;
@@ -71,12 +74,16 @@ class Journal {
   // reused queue slot (no allocation once the slots have grown to the usual batch size); the
   // SQL binding and execution happen on the writer thread.
   void record_order(const OrderRecord& order, Durable on_durable = {});
-  // The transition row plus the order's new state, timestamps and fill totals, atomically.
+  // The transition plus what it changed in the order: state, that state's timestamp (set if it
+  // was not yet), broker order id, fill totals and last message, in one row (one insert per
+  // transition: the order row is brought up to date when read, and folded on the next
+  // read-write opening). The order must have been recorded before, and what was ordered (spec,
+  // broker, other timestamps) changes only through record_order.
   void record_transition(const TransitionEvent& ev, const OrderRecord& order_after, Durable on_durable = {});
   // The same for a transition that changed nothing in the order but its state and that state's
-  // timestamp (set if it was not yet): the order row is updated from the transition itself, so
-  // the caller's thread copies no order. Only valid when everything else in the order is as last
-  // journaled (an order just journaled and now being sent).
+  // timestamp (set if it was not yet): the row carries only the transition, so the caller's
+  // thread copies no order. Only valid when everything else in the order is as last journaled
+  // (an order just journaled and now being sent).
   void record_state_change(const TransitionEvent& ev, Durable on_durable = {});
   // Idempotent per (broker, execution id): a repeated execution is ignored.
   void record_fill(const Fill& fill, Durable on_durable = {});
@@ -139,15 +146,23 @@ class Journal {
   // already there.
   struct Entry {
     Kind kind;
-    std::uint32_t index;        // into the array of `kind`
-    std::uint32_t order_index;  // transition: into `orders`, the order after it (if applied)
-                                // (state_change: unused, the row is derived from the transition)
+    std::uint32_t index;  // into the array of `kind` (transition and state_change: `transitions`)
     Durable on_durable;
+  };
+  // A transition and, for an applied one recorded with record_transition, what it changed in the
+  // order besides its state: all a transition row carries, so no whole order is copied.
+  struct TransitionSlot {
+    TransitionEvent ev;
+    bool carries_order = false;
+    std::string broker_order_id;
+    std::int64_t filled_quantity = 0;
+    Price average_fill_price;
+    std::string last_message;
   };
   struct Queue {
     std::vector<Entry> entries;
     std::vector<OrderRecord> orders;
-    std::vector<TransitionEvent> transitions;
+    std::vector<TransitionSlot> transitions;
     std::vector<Fill> fills;
     std::vector<JournalEvent> events;
     std::vector<Op> ops;

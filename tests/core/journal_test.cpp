@@ -233,65 +233,174 @@ TEST_F(JournalTest, ReadOnlyModeReadsAndRefusesWrites) {
 // A journal written by schema 1 (before the two unused indexes were dropped) is read as it is
 // by a read-only opening (reports, `backstop compare`) and migrated by a read-write one, its
 // orders, transitions and fills intact.
+namespace {
+// One integer from a query on a journal file, through SQLite itself.
+std::int64_t sql_int(const std::string& file, const char* sql) {
+  sqlite3* db = nullptr;
+  sqlite3_open(file.c_str(), &db);
+  sqlite3_stmt* st = nullptr;
+  std::int64_t v = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+void expect_same_order(const OrderRecord& got, const OrderRecord& want) {
+  EXPECT_EQ(got.spec.client_order_id, want.spec.client_order_id);
+  EXPECT_EQ(got.broker, want.broker);
+  EXPECT_EQ(got.broker_order_id, want.broker_order_id);
+  EXPECT_EQ(got.spec.symbol, want.spec.symbol);
+  EXPECT_EQ(got.spec.quantity, want.spec.quantity);
+  EXPECT_EQ(got.spec.limit_price, want.spec.limit_price);
+  EXPECT_EQ(got.spec.stop_price, want.spec.stop_price);
+  EXPECT_EQ(got.spec.tif, want.spec.tif);
+  EXPECT_EQ(got.state, want.state);
+  EXPECT_EQ(got.filled_quantity, want.filled_quantity);
+  EXPECT_EQ(got.average_fill_price, want.average_fill_price);
+  EXPECT_EQ(got.last_message, want.last_message);
+  EXPECT_EQ(got.state_times, want.state_times);
+}
+}  // namespace
+
+// A journal written by schema 1 (the tables as that release created them, frozen here) is read
+// as it is by a read-only opening and migrated, data intact, by a read-write one.
 TEST_F(JournalTest, SchemaOneJournalIsReadAndMigrated) {
   {
-    Journal j(path());
-    OrderRecord o = order("S1-1");
-    j.record_order(o);
-    j.record_transition(o.transition(OrderState::pending, 2'000, "sent"), o);
-    j.flush();
-  }
-  auto index_count = [&] {
-    sqlite3* db = nullptr;
-    sqlite3_open(path().c_str(), &db);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db,
-                       "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
-                       "('orders_by_state', 'transitions_by_order')",
-                       -1, &st, nullptr);
-    sqlite3_step(st);
-    const int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
-  };
-  {  // turn it back into what schema 1 wrote
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE INDEX orders_by_state ON orders(state);"
-                           "CREATE INDEX transitions_by_order ON transitions(client_order_id);"
-                           "PRAGMA user_version=1",
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+CREATE TABLE orders (
+  client_order_id TEXT PRIMARY KEY, broker TEXT NOT NULL, broker_order_id TEXT NOT NULL DEFAULT '',
+  symbol TEXT NOT NULL, side TEXT NOT NULL, quantity INTEGER NOT NULL, type TEXT NOT NULL,
+  limit_price TEXT, stop_price TEXT, tif TEXT NOT NULL, outside_rth INTEGER NOT NULL,
+  parent_client_order_id TEXT NOT NULL DEFAULT '', oco_group TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL, filled_quantity INTEGER NOT NULL DEFAULT 0,
+  average_fill_price TEXT NOT NULL DEFAULT '0', last_message TEXT NOT NULL DEFAULT '',
+  created_at INTEGER, sent_at INTEGER, submitted_at INTEGER, partially_filled_at INTEGER,
+  filled_at INTEGER, pending_cancel_at INTEGER, cancelled_at INTEGER, rejected_at INTEGER,
+  failed_at INTEGER);
+CREATE INDEX orders_by_state ON orders(state);
+CREATE TABLE transitions (id INTEGER PRIMARY KEY, client_order_id TEXT NOT NULL,
+  from_state TEXT NOT NULL, to_state TEXT NOT NULL, at INTEGER NOT NULL, reason TEXT NOT NULL,
+  applied INTEGER NOT NULL);
+CREATE INDEX transitions_by_order ON transitions(client_order_id);
+CREATE TABLE fills (broker TEXT NOT NULL, execution_id TEXT NOT NULL, client_order_id TEXT NOT NULL,
+  broker_order_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, quantity INTEGER NOT NULL,
+  price TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (broker, execution_id));
+CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, broker TEXT NOT NULL,
+  kind TEXT NOT NULL, client_order_id TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX events_by_kind ON events(kind);
+INSERT INTO orders VALUES ('S1-1', 'sim', '', 'AAPL', 'sell', 100, 'stop', NULL, '232.86', 'gtc', 0,
+  '', '', 'pending', 0, '0', '', 1000, 2000, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO transitions (client_order_id, from_state, to_state, at, reason, applied)
+  VALUES ('S1-1', 'pre_sent', 'pending', 2000, 'sent', 1);
+PRAGMA application_id=1112757328;
+PRAGMA user_version=1;
+)sql",
                            nullptr, nullptr, nullptr),
-              SQLITE_OK);
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
     sqlite3_close(db);
   }
-  ASSERT_EQ(index_count(), 2);
+  const char* index_count =
+      "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('orders_by_state', 'transitions_by_order')";
+  OrderRecord want = order("S1-1");
+  want.transition(OrderState::pending, 2'000, "sent");
   {
     Journal ro(path(), JournalMode::read_only);
     ASSERT_EQ(ro.orders().size(), 1u);
-    EXPECT_EQ(ro.orders()[0].state, OrderState::pending);
+    expect_same_order(ro.orders()[0], want);
     EXPECT_EQ(ro.transitions("S1-1").size(), 1u);
   }
-  EXPECT_EQ(index_count(), 2) << "a read-only opening changed the file";
+  EXPECT_EQ(sql_int(path(), index_count), 2) << "a read-only opening changed the file";
+  EXPECT_EQ(sql_int(path(), "PRAGMA user_version"), 1);
   {
     Journal rw(path());
-    EXPECT_EQ(rw.orders().size(), 1u);
+    ASSERT_EQ(rw.orders().size(), 1u);
+    expect_same_order(rw.orders()[0], want);
     EXPECT_EQ(rw.transitions("S1-1").size(), 1u);
     OrderRecord o = *rw.order("S1-1");
     rw.record_transition(o.transition(OrderState::submitted, 3'000, "ack"), o);
+    want.transition(OrderState::submitted, 3'000, "ack");
     rw.flush();
-    EXPECT_EQ(rw.order("S1-1")->state, OrderState::submitted);
+    expect_same_order(*rw.order("S1-1"), want);
   }
-  EXPECT_EQ(index_count(), 0);
-  sqlite3* db = nullptr;
-  sqlite3_open(path().c_str(), &db);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
-  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), Journal::kSchemaVersion);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  EXPECT_EQ(sql_int(path(), index_count), 0);
+  EXPECT_EQ(sql_int(path(), "PRAGMA user_version"), Journal::kSchemaVersion);
+  Journal ro(path(), JournalMode::read_only);
+  expect_same_order(*ro.order("S1-1"), want);
+  EXPECT_EQ(ro.transitions("S1-1").size(), 2u);
+}
+
+// Schema 3 writes one row per transition and leaves the order row as recorded: every read folds
+// the later transitions in (read-write and read-only alike), and the next read-write opening
+// folds them into the order rows for good.
+TEST_F(JournalTest, TransitionsAreFoldedIntoTheOrderOnReadAndOnReopening) {
+  OrderRecord o = order("F-1");
+  OrderRecord other = order("F-2");
+  {
+    Journal j(path());
+    j.record_order(o);
+    j.record_order(other);
+    j.record_state_change(o.transition(OrderState::pending, 2'000, "sent"));
+    o.broker_order_id = "B-77";
+    j.record_transition(o.transition(OrderState::submitted, 3'000, "ack"), o);
+    j.record_transition(o.transition(OrderState::submitted, 3'500, "repeated ack"), o);  // refused
+    o.add_fill(40, Price::parse("232.80"));
+    o.last_message = "partial";
+    j.record_transition(o.transition(OrderState::partially_filled, 4'000, "fill"), o);
+    j.record_state_change(other.transition(OrderState::pending, 2'100, "sent"));
+    j.flush();
+    expect_same_order(*j.order("F-1"), o);
+    expect_same_order(*j.order("F-2"), other);
+    ASSERT_EQ(j.non_terminal_orders().size(), 2u);
+    o.add_fill(60, Price::parse("232.70"));
+    j.record_transition(o.transition(OrderState::filled, 5'000, "fill"), o);
+    const auto open = j.non_terminal_orders();
+    ASSERT_EQ(open.size(), 1u) << "the fold decides which orders are open";
+    EXPECT_EQ(open[0].spec.client_order_id, "F-2");
+    EXPECT_EQ(j.transitions("F-1").size(), 5u);
+  }
+  EXPECT_EQ(sql_int(path(), "SELECT count(*) FROM orders WHERE state = 'pre_sent'"), 2)
+      << "the writer updated order rows";
+  {
+    Journal ro(path(), JournalMode::read_only);
+    const auto all = ro.orders();
+    ASSERT_EQ(all.size(), 2u);
+    expect_same_order(all[0], o);
+    expect_same_order(all[1], other);
+  }
+  { Journal reopened(path()); }
+  EXPECT_EQ(sql_int(path(), "SELECT count(*) FROM orders WHERE state = 'pre_sent'"), 0);
+  EXPECT_EQ(sql_int(path(), "SELECT through_transition FROM fold"), sql_int(path(), "SELECT max(id) FROM transitions"));
+  Journal j(path());
+  expect_same_order(*j.order("F-1"), o);
+  expect_same_order(*j.order("F-2"), other);
+  EXPECT_FALSE(j.order("F-3"));
+}
+
+// An order recorded again (here with a new stop price) already reflects the transitions before
+// it: a read must not replay them over it, and only later ones apply.
+TEST_F(JournalTest, AnOrderRecordedAgainKeepsWhatEarlierTransitionsDidNotKnow) {
+  OrderRecord o = order("R-1");
+  {
+    Journal j(path());
+    j.record_order(o);
+    j.record_transition(o.transition(OrderState::pending, 2'000, "sent"), o);
+    j.record_transition(o.transition(OrderState::submitted, 3'000, "ack"), o);
+    o.spec.stop_price = Price::parse("230.00");
+    o.broker_order_id = "B-9";
+    j.record_order(o);
+    expect_same_order(*j.order("R-1"), o);
+    j.record_transition(o.transition(OrderState::pending_cancel, 4'000, "cancel"), o);
+    expect_same_order(*j.order("R-1"), o);
+  }
+  { Journal reopened(path()); }  // folds
+  Journal ro(path(), JournalMode::read_only);
+  expect_same_order(*ro.order("R-1"), o);
+  EXPECT_EQ(ro.order("R-1")->spec.stop_price, Price::parse("230.00"));
 }
 
 // Records queued by a loop task that called defer_wake_to_task_end wake the idle writer once,
