@@ -51,19 +51,19 @@ void Reconciler::start(std::function<void()> ready) {
 void Reconciler::stop() { running_ = false; }
 
 void Reconciler::schedule_positions() {
-  loop_.call_after(settings_.positions_interval, [this] {
+  loop_.call_after(settings_.positions_interval, lifetime_.while_alive([this] {
     if (!running_) return;
     for (const auto& b : orders_.broker_names()) reconcile_positions(b, {});
     schedule_positions();
-  });
+  }));
 }
 
 void Reconciler::schedule_orders() {
-  loop_.call_after(settings_.orders_interval, [this] {
+  loop_.call_after(settings_.orders_interval, lifetime_.while_alive([this] {
     if (!running_) return;
     for (const auto& b : orders_.broker_names()) reconcile_orders(b, {});
     schedule_orders();
-  });
+  }));
 }
 
 void Reconciler::reconcile_positions(const std::string& broker, std::function<void()> done) {
@@ -72,7 +72,7 @@ void Reconciler::reconcile_positions(const std::string& broker, std::function<vo
     if (done) done();
     return;
   }
-  b->list_positions([this, broker, done](PositionsResult r) {
+  b->list_positions(lifetime_.while_alive([this, broker, done](PositionsResult r) {
     if (r.outcome != Outcome::accepted) {
       spdlog::warn("reconcile positions at {}: query {}: {}", broker, to_string(r.outcome), r.message);
       if (done) done();
@@ -93,7 +93,7 @@ void Reconciler::reconcile_positions(const std::string& broker, std::function<vo
                 s + ": Backstop has " + std::to_string(mine) + ", broker reports " + std::to_string(broker_says)});
     }
     if (done) done();
-  });
+  }));
 }
 
 void Reconciler::reconcile_orders(const std::string& broker, std::function<void()> done) {
@@ -104,7 +104,7 @@ void Reconciler::reconcile_orders(const std::string& broker, std::function<void(
   }
   const std::size_t fills_before = orders_.fills_recovered_by_query();
   // Repair first (fills the stream missed, states it did not deliver), then compare lists.
-  orders_.resync([this, broker, b, done, fills_before] {
+  orders_.resync(lifetime_.while_alive([this, broker, b, done, fills_before] {
     const std::size_t recovered = orders_.fills_recovered_by_query() - fills_before;
     if (recovered > 0)
       report({loop_.now(), broker, "missed_fill", {},
@@ -113,7 +113,7 @@ void Reconciler::reconcile_orders(const std::string& broker, std::function<void(
       if (o->broker == broker)
         report({loop_.now(), broker, "stuck_order", o->spec.client_order_id,
                 std::string("in ") + to_string(o->state) + " since " + format_timestamp(o->time_of(o->state))});
-    b->list_open_orders([this, broker, done](OrdersResult r) {
+    b->list_open_orders(lifetime_.while_alive([this, broker, done](OrdersResult r) {
       if (r.outcome != Outcome::accepted) {
         if (done) done();
         return;
@@ -134,8 +134,8 @@ void Reconciler::reconcile_orders(const std::string& broker, std::function<void(
                     o->broker_order_id});
       }
       if (done) done();
-    });
-  });
+    }));
+  }));
 }
 
 }  // namespace backstop

@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 
+#include "core/lifetime.hpp"
 #include "routing/order_manager.hpp"
 
 namespace backstop {
@@ -54,6 +55,9 @@ class Reconciler {
   ReconcilerSettings settings_;
   std::vector<Divergence> divergences_;
   bool running_ = false;
+  // Wraps the timers and the brokers' answers: a reconciler destroyed before they come does
+  // nothing with them (the loop and the brokers may outlive it).
+  Lifetime lifetime_;
 };
 
 }  // namespace backstop

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/lifetime.hpp"
 #include "routing/order_manager.hpp"
 #include "routing/stop_lint.hpp"
 #include "routing/trigger_watchdog.hpp"
@@ -144,12 +145,10 @@ class StopGuard {
   // only while the guard exists: the loop and the OrderManager outlive it in tests and at
   // shutdown, and AddressSanitizer found a verification timer firing into a destroyed guard.
   template <typename F>
-  auto while_alive(F f) {
-    return [alive = std::weak_ptr<int>(alive_), f = std::move(f)](auto&&... args) mutable {
-      if (alive.lock()) f(std::forward<decltype(args)>(args)...);
-    };
+  auto while_alive(F f) const {
+    return lifetime_.while_alive(std::move(f));
   }
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  Lifetime lifetime_;
   struct LocalStop {
     std::string broker;
     OrderSpec spec;

@@ -6,15 +6,16 @@ namespace backstop {
 
 StrategyRunner::StrategyRunner(Strategy& strategy, Router& router, EventLoop& loop, std::string route_name)
     : strategy_(strategy), router_(router), loop_(loop), route_name_(std::move(route_name)) {
-  router_.orders().on_order_update([this](const OrderRecord& o) {
+  // The OrderManager keeps its listeners for its whole life, which may be longer than ours.
+  router_.orders().on_order_update(lifetime_.while_alive([this](const OrderRecord& o) {
     if (mine(o)) strategy_.on_order_update(*this, o);
-  });
-  router_.orders().on_fill([this](const Fill& f, const OrderRecord& o) {
+  }));
+  router_.orders().on_fill(lifetime_.while_alive([this](const Fill& f, const OrderRecord& o) {
     if (!mine(o)) return;
     strategy_.on_fill(*this, f, o);
     if (auto it = router_.orders().positions().find({f.broker, o.spec.symbol}); it != router_.orders().positions().end())
       strategy_.on_position(*this, it->second);
-  });
+  }));
 }
 
 void StrategyRunner::start() {

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "core/lifetime.hpp"
 #include "routing/router.hpp"
 #include "routing/strategy.hpp"
 
@@ -44,6 +45,7 @@ class StrategyRunner final : public StrategyContext {
   std::set<std::string> owned_;    // client order ids this strategy submitted (followed side)
   std::set<std::string> brokers_;  // brokers its orders went to
   bool stopped_ = false;
+  Lifetime lifetime_;  // wraps the listeners it leaves with the OrderManager
 };
 
 }  // namespace backstop

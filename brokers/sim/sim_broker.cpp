@@ -22,7 +22,7 @@ OrderState to_state(const VenueOrder& v) {
 
 SimBroker::SimBroker(SimBrokerOptions options, EventLoop& loop, Venue& venue)
     : options_(std::move(options)), loop_(loop), venue_(venue) {
-  venue_.set_listener([this](const VenueEvent& ev) { on_venue_event(ev); });
+  venue_.set_listener(lifetime_.while_alive([this](const VenueEvent& ev) { on_venue_event(ev); }));
 }
 
 BrokerCapabilities SimBroker::capabilities() const {
@@ -35,7 +35,7 @@ BrokerCapabilities SimBroker::capabilities() const {
 void SimBroker::start() {
   if (running_) return;
   running_ = true;
-  tick_timer_ = loop_.call_after(options_.tick_interval, [this] { tick(); });
+  tick_timer_ = loop_.call_after(options_.tick_interval, lifetime_.while_alive([this] { tick(); }));
 }
 
 void SimBroker::stop() {
@@ -65,7 +65,7 @@ void SimBroker::tick() {
                            std::find(quote_symbols_.begin(), quote_symbols_.end(), q->symbol) != quote_symbols_.end()))
       quote_handler_(*q);  // market data keeps flowing from the venue's feed even when orders' link is down
   }
-  tick_timer_ = loop_.call_after(options_.tick_interval, [this] { tick(); });
+  tick_timer_ = loop_.call_after(options_.tick_interval, lifetime_.while_alive([this] { tick(); }));
 }
 
 void SimBroker::set_link_up(bool up) {
@@ -95,8 +95,9 @@ void SimBroker::transmit(const char* what, std::function<void()> request, std::f
   if (delay.count() > 0)
     venue_.faults().record({loop_.now(), "ack_delay", {}, {}, std::string(what) + " delayed " +
                                                                    std::to_string(delay.count() / 1'000'000) + " ms"});
-  loop_.call_after(delay, [this, what, request = std::move(request), reply = std::move(reply),
-                           lost = std::move(lost)] {
+  // A broker destroyed before its reply is due answers nothing (the loop may outlive it).
+  loop_.call_after(delay, lifetime_.while_alive([this, what, request = std::move(request), reply = std::move(reply),
+                                                 lost = std::move(lost)] {
     request();
     last_message_at_ = loop_.now();
     if (link_ == Link::down || venue_.faults().roll(venue_.faults().profile().lost_reply_rate)) {
@@ -105,7 +106,7 @@ void SimBroker::transmit(const char* what, std::function<void()> request, std::f
       return;
     }
     reply();
-  });
+  }));
 }
 
 void SimBroker::submit(const OrderSpec& order, CommandCallback done) {
@@ -319,7 +320,10 @@ void SimBroker::on_venue_event(const VenueEvent& ev) {
     default: out.kind = OrderEvent::Kind::status; break;
   }
   // Deliver asynchronously, like a stream: never re-enter the caller of a venue operation.
-  if (order_handler_) loop_.post([this, out = std::move(out)] { if (order_handler_) order_handler_(out); });
+  if (order_handler_)
+    loop_.post(lifetime_.while_alive([this, out = std::move(out)] {
+      if (order_handler_) order_handler_(out);
+    }));
 }
 
 }  // namespace backstop

@@ -12,6 +12,7 @@
 #include "brokers/sim/price_path.hpp"
 #include "brokers/sim/venue.hpp"
 #include "core/event_loop.hpp"
+#include "core/lifetime.hpp"
 
 namespace backstop {
 
@@ -80,6 +81,8 @@ class SimBroker final : public Broker {
   // Fault sim_alter_stop_readback: venue order id -> the stop price queries show instead.
   std::map<std::string, Price> altered_stops_;
   std::uint64_t lost_sequence_ = 0;  // ids handed out for orders lost by sim_lost_order
+  // Wraps every callback given to the loop and the venue, which may outlive this broker.
+  Lifetime lifetime_;
 };
 
 }  // namespace backstop

@@ -352,5 +352,33 @@ TEST(RouterStrategy, SameStrategyOnEitherBrokerByConfigOnly) {
   }
 }
 
+// A runner destroyed while its orders are still working (a strategy removed, the loop and the
+// OrderManager going on): the listeners it left with the OrderManager reach nothing.
+TEST(RouterStrategy, UpdatesAfterTheRunnerIsDestroyedReachNoStrategy) {
+  struct Counting final : Strategy {
+    const std::string& name() const override { return name_; }
+    void on_order_update(StrategyContext&, const OrderRecord&) override { ++updates; }
+    void on_fill(StrategyContext&, const Fill&, const OrderRecord&) override { ++fills; }
+    std::string name_ = "s";
+    int updates = 0, fills = 0;
+  } strategy;
+  TwoBrokers t(route({"a"}));
+  auto runner = std::make_unique<StrategyRunner>(strategy, t.router, t.loop, "s");
+  runner->start();
+  const std::string limit = runner->submit(limit_order("AAPL", Side::buy, 5, Price::parse("99.00")));
+  const std::string market = runner->submit(market_order("AAPL", Side::buy, 5));
+  t.run_for(1s);
+  ASSERT_GT(strategy.updates, 0);
+  ASSERT_EQ(t.orders.find(market)->state, OrderState::filled);
+  const int updates = strategy.updates, fills = strategy.fills;
+  runner.reset();
+  t.orders.cancel(limit);
+  t.orders.submit("a", market_order("AAPL", Side::sell, 5));  // fills and position changes
+  t.run_for(1s);
+  EXPECT_EQ(t.orders.find(limit)->state, OrderState::cancelled);
+  EXPECT_EQ(strategy.updates, updates);
+  EXPECT_EQ(strategy.fills, fills);
+}
+
 }  // namespace
 }  // namespace backstop

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -296,6 +298,29 @@ TEST(Reconciler, EightyPercentOfFillEventsDroppedAllRecoveredInOneCycle) {
   EXPECT_EQ(rec.count("sim", "missed_fill"), 1u);
   std::int64_t venue_pos = s.venue.positions().empty() ? 0 : s.venue.positions()[0].quantity;
   EXPECT_EQ(s.orders.position("sim", "AAPL"), venue_pos);
+}
+
+// A reconciler destroyed while the loop goes on: its interval timers do nothing (here a position
+// the venue holds and Backstop does not would otherwise be reported by the next pass).
+TEST(Reconciler, TimersAfterItIsDestroyedDoNothing) {
+  SimSession s(FaultProfile{}, {"100.00"});
+  s.sim.start();
+  s.run_for(200ms);
+  // Destroyed in place: its storage stays as the destructor left it, so a timer that still ran
+  // the reconciler's pass would show (a divergence journaled), not only under AddressSanitizer.
+  std::optional<Reconciler> rec;
+  rec.emplace(s.loop, s.orders, s.journal, ReconcilerSettings{1s, 2s});
+  bool ready = false;
+  rec->start([&] { ready = true; });
+  ASSERT_TRUE(ready);  // SimBroker answers its queries at once
+  rec.reset();
+  OrderSpec outside = market_order("AAPL", Side::buy, 5);
+  outside.client_order_id = "OUTSIDE-1";
+  ASSERT_TRUE(s.venue.submit(outside, SimBrokerOptions{}.account).accepted);
+  s.run_for(10s);
+  ASSERT_FALSE(s.venue.positions().empty());
+  s.journal.flush();
+  EXPECT_TRUE(s.journal.events("divergence").empty());
 }
 
 TEST(Reconciler, PositionAndOrderDivergencesAreReported) {

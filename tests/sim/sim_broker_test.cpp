@@ -60,6 +60,38 @@ struct Harness {
 
 }  // namespace
 
+// A broker destroyed with replies and stream events still queued on the loop (the loop and the
+// venue going on): none of them reaches its caller, and the venue's later events reach nothing.
+TEST(SimBroker, RepliesAndEventsAfterItIsDestroyedDoNothing) {
+  ManualClock clock;
+  FaultInjector faults(FaultProfile{}, 5);
+  Venue venue(clock, faults);
+  EventLoop loop(clock);
+  venue.add_instrument("AAPL", TickSize(Price::parse("0.01")));
+  auto sim = std::make_unique<SimBroker>(SimBrokerOptions{}, loop, venue);
+  sim->add_price_path(std::make_unique<ScriptedPath>(std::vector<std::pair<const char*, const char*>>{{"100.00", "100.02"}}));
+  int events = 0, replies = 0;
+  sim->subscribe_order_events([&](const OrderEvent&) { ++events; });
+  sim->start();
+  loop.run_until(clock.now() + to_ns(150ms));
+  OrderSpec o = limit_order("AAPL", Side::buy, 5, Price::parse("99.00"));
+  o.client_order_id = "D-1";
+  sim->submit(o, [&](CommandResult) { ++replies; });
+  loop.run_until(clock.now() + to_ns(100ms));
+  ASSERT_EQ(replies, 1);
+  ASSERT_NE(venue.find_by_client_id("D-1"), nullptr);
+  const int events_before = events;
+  o.client_order_id = "D-2";
+  sim->submit(o, [&](CommandResult) { ++replies; });  // its request and reply wait on the loop
+  sim.reset();
+  loop.run_until(clock.now() + to_ns(1s));  // the submit's turn and the broker's tick timer
+  EXPECT_EQ(replies, 1);
+  EXPECT_EQ(venue.find_by_client_id("D-2"), nullptr) << "a destroyed broker sends nothing";
+  venue.cancel(venue.find_by_client_id("D-1")->id);  // an event for the destroyed broker's listener
+  loop.run_until(clock.now() + to_ns(1s));
+  EXPECT_EQ(events, events_before);
+}
+
 TEST(SimBroker, AcknowledgesAfterTheConfiguredDelay) {
   FaultProfile p;
   p.ack_delay = 250ms;
