@@ -485,14 +485,15 @@ void StopGuard::restore_from_journal() {
   std::map<std::string, Trail> trails;
   std::vector<std::string> ghost_order;  // declaration order
   std::set<std::string> mirror_orders;   // mirror stops are not watched (their primary is)
+  std::vector<JournalEvent> mirror_events;
   for (const auto& ev : journal_.events_of_kinds({"stop_crossed", "stop_triggered", "ghost_stop", "guard_flatten_order",
-                                                  "guard_action", "guard_stalled", "mirror_placed", "mirror_fired"})) {
-    if (ev.kind == "mirror_placed") {
-      mirror_orders.insert(ev.client_order_id);
-      continue;
-    }
-    if (ev.kind == "mirror_fired") {
-      if (auto j = event_detail(ev)) trails[text_field(*j, "primary")].mirror_fired = true;
+                                                  "guard_action", "guard_stalled", "mirror_placed", "mirror_removed",
+                                                  "mirror_fired", "mirror_double_fill_restored"})) {
+    if (ev.kind.rfind("mirror_", 0) == 0) {
+      if (ev.kind == "mirror_placed") mirror_orders.insert(ev.client_order_id);
+      if (ev.kind == "mirror_fired")
+        if (auto j = event_detail(ev)) trails[text_field(*j, "primary")].mirror_fired = true;
+      mirror_events.push_back(ev);
       continue;
     }
     Trail& t = trails[ev.client_order_id];
@@ -516,6 +517,7 @@ void StopGuard::restore_from_journal() {
   }
 
   std::size_t crossings = 0, ghosts_live = 0, resumed = 0, adopted = 0;
+  const std::size_t mirrors_live = restore_mirrors(mirror_events);
 
   // ---- declared ghosts
   std::vector<std::size_t> to_act;
@@ -672,13 +674,26 @@ void StopGuard::restore_from_journal() {
     }
   }
 
-  // ---- every other recovered working stop: watched and verified again
-  if (settings_.policy != ProtectionPolicy::mirror) {
-    for (const OrderRecord* o : orders_.working_orders()) {
-      const std::string& coid = o->spec.client_order_id;
-      if (!o->spec.is_stop() || mirror_orders.count(coid)) continue;
-      if (!stops_.count(coid)) ++adopted;
-      on_order(*o);  // idempotent for stops it already knows (restored ghosts stay unwatched)
+  // ---- every other recovered working stop: watched and verified again. Mirror stops are
+  // verified too (on_order() knows them from restore_mirrors() and does not watch them); a
+  // primary is unverified until its read-back, so under `mirror` it keeps (or gets) a mirror
+  // until then, as after its first acknowledgement.
+  for (const OrderRecord* o : orders_.working_orders()) {
+    const std::string& coid = o->spec.client_order_id;
+    if (!o->spec.is_stop()) continue;
+    if (!stops_.count(coid) && !mirror_orders.count(coid)) ++adopted;
+    on_order(*o);  // idempotent for stops it already knows (restored ghosts stay unwatched)
+  }
+  // A primary that ended while the process was down is not among the working orders: its
+  // mirror is judged here (removed, or its fill handled), so that none is left orphaned.
+  std::vector<std::string> primaries;
+  for (const auto& [primary, idx] : active_mirror_) primaries.push_back(primary);
+  for (const auto& primary : primaries) {
+    if (settings_.policy == ProtectionPolicy::mirror) {
+      evaluate_mirror(primary);
+    } else if (auto am = active_mirror_.find(primary); am != active_mirror_.end()) {
+      // Configured away from `mirror` since: nothing would manage the mirror any more.
+      remove_mirror(mirrors_[am->second], std::string("protection policy is now ") + to_string(settings_.policy));
     }
   }
 
@@ -687,16 +702,70 @@ void StopGuard::restore_from_journal() {
     ++resumed;
     guard_flatten(i, 0);
   }
-  if (crossings + ghosts_live + resumed + adopted == 0) return;
+  if (crossings + ghosts_live + resumed + adopted + mirrors_live == 0) return;
   journal_.record_event({loop_.now(), {}, "stop_guard_restored", {},
                          nlohmann::json{{"crossings_restored", crossings},
                                         {"ghosts_restored", ghosts_.size()},
                                         {"ghosts_needing_attention", ghosts_live},
                                         {"actions_resumed", resumed},
-                                        {"stops_taken_over", adopted}}
+                                        {"stops_taken_over", adopted},
+                                        {"mirrors_restored", mirrors_live}}
                              .dump()});
-  spdlog::info("stop guard restored from the journal: {} crossing(s), {} ghost(s) ({} resumed), {} stop(s) taken over",
-               crossings, ghosts_.size(), resumed, adopted);
+  spdlog::info(
+      "stop guard restored from the journal: {} crossing(s), {} ghost(s) ({} resumed), {} stop(s) taken over, "
+      "{} live mirror(s)",
+      crossings, ghosts_.size(), resumed, adopted, mirrors_live);
+}
+
+std::size_t StopGuard::restore_mirrors(const std::vector<JournalEvent>& events) {
+  std::size_t live = 0;
+  auto placed = [this](const std::string& mirror) -> MirrorStop* {
+    auto it = mirror_index_.find(mirror);
+    return it == mirror_index_.end() ? nullptr : &mirrors_[it->second];
+  };
+  for (const auto& ev : events) {
+    const auto j = event_detail(ev);
+    if (!j) continue;
+    if (ev.kind == "mirror_placed") {
+      MirrorStop m;
+      m.primary = text_field(*j, "primary");
+      m.primary_broker = text_field(*j, "primary_broker");
+      m.mirror = ev.client_order_id;
+      m.mirror_broker = ev.broker;
+      m.placed_because = text_field(*j, "reason");
+      if (m.primary.empty() || m.mirror.empty()) continue;
+      const std::size_t idx = mirrors_.size();
+      mirror_index_[m.mirror] = idx;
+      // One live mirror per primary: a new one is placed only once the one before has ended.
+      active_mirror_[m.primary] = idx;
+      mirrors_.push_back(std::move(m));
+      continue;
+    }
+    // The other events name the mirror stop; one whose placement was unreadable is skipped.
+    MirrorStop* m = placed(ev.client_order_id);
+    if (!m) continue;
+    if (ev.kind == "mirror_removed") {
+      m->removal_requested = true;
+      m->removed_because = text_field(*j, "reason");
+    } else if (ev.kind == "mirror_fired") {
+      m->fired = true;
+    } else if (ev.kind == "mirror_double_fill_restored") {
+      m->restore_order = text_field(*j, "restore_order");
+      restored_.insert(m->primary);  // exactly once, across restarts too
+    }
+  }
+  for (auto& [primary, idx] : active_mirror_) {
+    MirrorStop& m = mirrors_[idx];
+    // Whether the primary's cancel after the mirror fired was sent (the record shows our cancel).
+    const OrderRecord* p = orders_.find(primary);
+    m.primary_cancel_done = m.fired && p && p->time_of(OrderState::pending_cancel) != 0;
+    const OrderRecord* mo = orders_.find(m.mirror);
+    if (mo && !mo->is_terminal()) ++live;
+    spdlog::info("mirror {} at {} for stop {} at {} restored from the journal ({}{})", m.mirror, m.mirror_broker,
+                 primary, m.primary_broker, mo ? to_string(mo->state) : "no order record",
+                 m.removal_requested ? ", removal requested" : "");
+  }
+  return live;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -118,9 +118,13 @@ class StopGuard {
   //  - a declared ghost ("ghost_stop"): back into ghosts(). One the policy acted on ("guard_action",
   //    or its flatten order found in OrderManager's records) is never acted on again; one whose
   //    action the kill interrupted gets it now, once;
+  //  - mirror stops ("mirror_placed", "mirror_removed", "mirror_fired",
+  //    "mirror_double_fill_restored"): known again as mirrors of their primaries, so a live one is
+  //    removed when its primary is verified, ended or flat (never left orphaned at the second
+  //    venue), a fired one is judged for a double fill, and a double fill already undone is never
+  //    undone twice. Under another policy than `mirror` now, live mirrors are cancelled;
   //  - every other recovered working stop is watched and verified again (recovery loads orders
-  //    without notifying anyone). Not under `mirror`: mirror state is not restored, and taking
-  //    over stops would place mirrors beside the untracked ones of the killed process.
+  //    without notifying anyone).
   // Journals "stop_crossing_restored" per crossing, "ghost_stop_restored" per ghost it acted on
   // or whose stop still works, and a summary "stop_guard_restored" when anything was restored.
   void restore_from_journal();
@@ -172,6 +176,9 @@ class StopGuard {
   void place_mirror(const OrderRecord& primary, const std::string& mirror_broker, const std::string& why);
   void remove_mirror(MirrorStop& m, const std::string& why);
   void on_mirror_fired(MirrorStop& m);
+  // restore_from_journal(): rebuilds mirrors_ from the mirror events, in journal order; returns
+  // how many restored mirrors still work at their broker.
+  std::size_t restore_mirrors(const std::vector<JournalEvent>& events);
 
   EventLoop& loop_;
   OrderManager& orders_;

@@ -19,10 +19,12 @@ using namespace std::chrono_literals;
 namespace {
 
 // Plays a list of last prices, one per tick, then holds the last one. Both venues get the same
-// list, so a stop price is crossed at both at the same tick.
+// list, so a stop price is crossed at both at the same tick. The position played lives outside
+// the router process (`played`), so a restarted process's feed goes on where the market is.
 class Script final : public PricePath {
  public:
-  explicit Script(std::shared_ptr<std::vector<std::string>> lasts) : lasts_(std::move(lasts)) {}
+  Script(std::shared_ptr<std::vector<std::string>> lasts, std::size_t& played)
+      : lasts_(std::move(lasts)), i_(played) {}
   std::optional<Quote> next(Timestamp now) override {
     // Holds the last price without running ahead, so that appended prices play next.
     const Price last = Price::parse((*lasts_)[std::min(i_, lasts_->size() - 1)]);
@@ -39,7 +41,7 @@ class Script final : public PricePath {
 
  private:
   std::shared_ptr<std::vector<std::string>> lasts_;
-  std::size_t i_ = 0;
+  std::size_t& i_;
 };
 
 SimBrokerOptions named(const char* name) {
@@ -59,25 +61,63 @@ std::vector<std::string> down_from(double from, double to) {
   return out;
 }
 
-// Primary venue "sim_a" (faults as given), mirror venue "sim_b" (no faults).
-struct TwoVenues {
-  explicit TwoVenues(FaultProfile primary_faults, ProtectionPolicy policy = ProtectionPolicy::mirror)
+// Everything outside the router process: the clock, the primary venue "sim_a" (faults as
+// given), the mirror venue "sim_b" (no faults), the price script and the journal's folder.
+struct Venues {
+  explicit Venues(FaultProfile primary_faults)
       : dir(std::filesystem::temp_directory_path() /
             ("backstop-protection-" + std::to_string(::getpid()) + "-" + std::to_string(++counter()))),
         fa(std::move(primary_faults), 7),
         fb(FaultProfile{}, 8),
         va(clock, fa),
-        vb(clock, fb),
-        loop(clock),
-        journal((std::filesystem::create_directories(dir), (dir / "j.db").string())),
-        ids("P"),
-        orders(loop, journal, ids),
-        a(named("sim_a"), loop, va),
-        b(named("sim_b"), loop, vb) {
+        vb(clock, fb) {
+    std::filesystem::create_directories(dir);
     for (Venue* v : {&va, &vb}) v->add_instrument("AAPL", TickSize(Price::parse("0.01")));
     prices->assign(20, "100.00");
-    a.add_price_path(std::make_unique<Script>(prices));
-    b.add_price_path(std::make_unique<Script>(prices));
+  }
+  ~Venues() { std::filesystem::remove_all(dir); }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+  std::string journal_path() const { return (dir / "j.db").string(); }
+  // From the next tick on, price walks down from 99.99 to `to` one cent per tick.
+  void fall_to(double to) {
+    auto more = down_from(99.99, to);
+    // The scripts hold their last price; replace the tail they have not played yet.
+    prices->insert(prices->end(), more.begin(), more.end());
+  }
+  static std::int64_t venue_position(const Venue& v) {
+    std::int64_t q = 0;
+    for (const auto& p : v.positions()) q += p.quantity;
+    return q;
+  }
+  static int market_orders(const Venue& v, Side side) {
+    int n = 0;
+    for (const auto& o : v.orders()) n += o.type == OrderType::market && o.side == side;
+    return n;
+  }
+
+  std::filesystem::path dir;
+  ManualClock clock;
+  FaultInjector fa, fb;
+  Venue va, vb;
+  std::shared_ptr<std::vector<std::string>> prices = std::make_shared<std::vector<std::string>>();
+  std::size_t played_a = 0, played_b = 0;
+};
+
+// One router process on the two venues. Destroying it is a kill: no shutdown of any kind (the
+// journal commits what was queued, as a SIGKILL after those commits leaves it).
+struct RouterProcess {
+  RouterProcess(Venues& v, ProtectionPolicy policy, const char* id_prefix = "P")
+      : loop(v.clock),
+        journal(v.journal_path()),
+        ids(id_prefix),
+        orders(loop, journal, ids),
+        a(named("sim_a"), loop, v.va),
+        b(named("sim_b"), loop, v.vb) {
+    a.add_price_path(std::make_unique<Script>(v.prices, v.played_a));
+    b.add_price_path(std::make_unique<Script>(v.prices, v.played_b));
     orders.add_broker(a);
     orders.add_broker(b);
     StopGuardSettings s;
@@ -94,23 +134,19 @@ struct TwoVenues {
     a.subscribe_quotes({"AAPL"}, [this](const Quote& q) { guard->on_quote(q); });
     a.start();
     b.start();
-    run_for(200ms);
   }
-  ~TwoVenues() {
-    guard.reset();
-    std::filesystem::remove_all(dir);
+  ~RouterProcess() { guard.reset(); }
+  // Start-up after a kill, in Session::start's order: recovery against both brokers, then the
+  // guard's restores.
+  void start_after_restart() {
+    bool recovered = false;
+    orders.recover([&](std::size_t, std::size_t) { recovered = true; });
+    for (int i = 0; i < 500 && !recovered; ++i) run_for(10ms);
+    ASSERT_TRUE(recovered);
+    guard->restore_local_stops();
+    guard->restore_from_journal();
   }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-  void run_for(Duration d) { loop.run_until(clock.now() + d.count()); }
-  // From the next tick on, price walks down from 99.99 to `to` one cent per tick.
-  void fall_to(double to) {
-    auto more = down_from(99.99, to);
-    // The scripts hold their last price; replace the tail they have not played yet.
-    prices->insert(prices->end(), more.begin(), more.end());
-  }
+  void run_for(Duration d) { loop.run_until(loop.now() + d.count()); }
   // Long `qty` at the primary, then a GTC sell stop there; returns the stop's id.
   std::string long_with_stop(std::int64_t qty, const char* stop) {
     orders.submit("sim_a", market_order("AAPL", Side::buy, qty));
@@ -121,32 +157,25 @@ struct TwoVenues {
     run_for(300ms);
     return id;
   }
-  static std::int64_t venue_position(const Venue& v) {
-    std::int64_t q = 0;
-    for (const auto& p : v.positions()) q += p.quantity;
-    return q;
-  }
   std::size_t events(const char* kind) {
     journal.flush();
     return journal.events(kind).size();
   }
-  static int market_orders(const Venue& v, Side side) {
-    int n = 0;
-    for (const auto& o : v.orders()) n += o.type == OrderType::market && o.side == side;
-    return n;
-  }
 
-  std::filesystem::path dir;
-  ManualClock clock;
-  FaultInjector fa, fb;
-  Venue va, vb;
   EventLoop loop;
   Journal journal;
   ClientOrderIdGenerator ids;
   OrderManager orders;
   SimBroker a, b;
-  std::shared_ptr<std::vector<std::string>> prices = std::make_shared<std::vector<std::string>>();
   std::unique_ptr<StopGuard> guard;
+};
+
+// The venues and one process that is never restarted.
+struct TwoVenues : Venues, RouterProcess {
+  explicit TwoVenues(FaultProfile primary_faults, ProtectionPolicy policy = ProtectionPolicy::mirror)
+      : Venues(std::move(primary_faults)), RouterProcess(static_cast<Venues&>(*this), policy) {
+    run_for(200ms);
+  }
 };
 
 }  // namespace
@@ -316,6 +345,107 @@ TEST(Mirror, GuardPolicyPlacesNoMirror) {
   t.run_for(3s);
   EXPECT_TRUE(t.guard->mirrors().empty());
   EXPECT_TRUE(t.vb.orders().empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restarts: the router process is killed (destroyed with no shutdown) while a mirror stop works
+// at the second venue, and a new process starts on the same journal against the same venues.
+
+// Killed while its broker was down and the mirror worked; the restarted process knows the mirror
+// again, reads the primary back and removes the mirror: nothing is left at the second venue.
+TEST(MirrorRestart, MirrorWorkingAtAKillIsRemovedOnceThePrimaryIsVerifiedAgain) {
+  Venues v(FaultProfile{});
+  std::string stop, mirror;
+  {
+    RouterProcess p(v, ProtectionPolicy::mirror, "A");
+    p.run_for(200ms);
+    stop = p.long_with_stop(100, "99.50");
+    p.run_for(2s);
+    p.a.set_link_up(false);
+    p.guard->set_broker_down("sim_a", true);
+    p.run_for(2s);
+    ASSERT_EQ(p.guard->mirrors().size(), 1u);
+    mirror = p.guard->mirrors()[0].mirror;
+    ASSERT_EQ(v.vb.open_orders().size(), 1u);
+  }
+  v.clock.advance(1s);
+  RouterProcess p(v, ProtectionPolicy::mirror, "B");
+  p.start_after_restart();
+  p.run_for(3s);
+  ASSERT_EQ(p.guard->mirrors().size(), 1u) << "known again, not placed a second time";
+  EXPECT_TRUE(p.guard->is_mirror(mirror));
+  EXPECT_EQ(p.guard->mirrors()[0].primary, stop);
+  EXPECT_EQ(p.guard->stops().at(stop).verification, Verification::verified);
+  EXPECT_EQ(p.guard->mirrors()[0].removed_because, "primary stop verified");
+  EXPECT_TRUE(v.vb.open_orders().empty()) << "no orphan mirror";
+  EXPECT_EQ(v.va.open_orders().size(), 1u) << "the primary keeps protecting";
+  EXPECT_EQ(p.events("mirror_placed"), 1u);
+  EXPECT_EQ(p.events("mirror_removed"), 1u);
+  p.journal.flush();
+  const auto restored = nlohmann::json::parse(p.journal.events("stop_guard_restored").at(0).detail);
+  EXPECT_EQ(restored.at("mirrors_restored"), 1);
+}
+
+// Price falls through the stop while the primary's broker is down: the primary fills unseen, the
+// mirror fills too, and the process is killed before the broker came back. The restarted process
+// finds the double fill and undoes it once; a second restart does not undo it again.
+TEST(MirrorRestart, DoubleFillFoundAfterARestartIsRestoredOnceAcrossRestarts) {
+  Venues v(FaultProfile{});
+  std::string stop;
+  {
+    RouterProcess p(v, ProtectionPolicy::mirror, "A");
+    p.run_for(200ms);
+    stop = p.long_with_stop(100, "99.50");
+    p.run_for(2s);
+    p.a.set_link_up(false);
+    p.guard->set_broker_down("sim_a", true);
+    p.run_for(1s);
+    v.fall_to(99.00);
+    p.run_for(10s);
+    ASSERT_EQ(v.va.find_by_client_id(stop)->status, VenueStatus::filled) << "the primary fired, unseen";
+    ASSERT_EQ(Venues::venue_position(v.vb), -100) << "the mirror fired too";
+    ASSERT_EQ(p.events("mirror_fired"), 1u);
+  }
+  {
+    RouterProcess p(v, ProtectionPolicy::mirror, "B");
+    p.start_after_restart();
+    p.run_for(5s);
+    EXPECT_EQ(p.orders.find(stop)->state, OrderState::filled);
+    EXPECT_EQ(p.events("mirror_double_fill_restored"), 1u);
+  }
+  RouterProcess p(v, ProtectionPolicy::mirror, "C");
+  p.start_after_restart();
+  p.run_for(5s);
+  EXPECT_EQ(p.events("mirror_double_fill_restored"), 1u) << "not undone a second time";
+  EXPECT_EQ(Venues::market_orders(v.vb, Side::buy), 1) << "exactly one restoring order";
+  EXPECT_EQ(Venues::venue_position(v.va), 0);
+  EXPECT_EQ(Venues::venue_position(v.vb), 0);
+  EXPECT_TRUE(v.va.open_orders().empty());
+  EXPECT_TRUE(v.vb.open_orders().empty());
+}
+
+// Restarted under another policy: nothing would manage the mirror any more, so it is cancelled.
+TEST(MirrorRestart, MirrorIsCancelledWhenThePolicyIsNoLongerMirror) {
+  Venues v(FaultProfile{});
+  {
+    RouterProcess p(v, ProtectionPolicy::mirror, "A");
+    p.run_for(200ms);
+    p.long_with_stop(100, "99.50");
+    p.run_for(2s);
+    p.a.set_link_up(false);
+    p.guard->set_broker_down("sim_a", true);
+    p.run_for(2s);
+    ASSERT_EQ(v.vb.open_orders().size(), 1u);
+  }
+  RouterProcess p(v, ProtectionPolicy::guard, "B");
+  p.start_after_restart();
+  p.run_for(2s);
+  EXPECT_TRUE(v.vb.open_orders().empty()) << "no orphan mirror";
+  EXPECT_EQ(v.va.open_orders().size(), 1u);
+  ASSERT_EQ(p.events("mirror_removed"), 1u);
+  p.journal.flush();
+  EXPECT_EQ(nlohmann::json::parse(p.journal.events("mirror_removed")[0].detail).at("reason"),
+            "protection policy is now guard");
 }
 
 // Faults on the simulated venue: an order lost after its acknowledgement is reported by the
