@@ -64,11 +64,12 @@ class SimDemoBroker final : public DemoBroker {
 class TradeStationDemoBroker final : public DemoBroker {
  public:
   TradeStationDemoBroker(const BrokerConfig& b, const std::vector<Instrument>& instruments, EventLoop& loop,
-                         FaultProfile profile, std::uint64_t seed, bool start_emulator) {
+                         FaultProfile profile, std::uint64_t seed, bool start_emulator, net::LoopIo* loop_io) {
     const auto& s = *b.tradestation();
     std::map<std::string, std::string> symbols;
     for (const auto& inst : instruments) symbols[inst.symbol] = inst.symbol_at(b.name);
     adapter_options_ = tradestation::options_from_config(b, symbols);
+    adapter_options_.loop_io = loop_io;
     if (start_emulator) start_emulator_for(b, s, instruments, std::move(profile), seed);
     adapter_ = std::make_unique<tradestation::TradeStationBroker>(adapter_options_, loop);
   }
@@ -127,7 +128,7 @@ class TradeStationDemoBroker final : public DemoBroker {
 class IbkrDemoBroker final : public DemoBroker {
  public:
   IbkrDemoBroker(const BrokerConfig& b, const std::vector<Instrument>& instruments, EventLoop& loop,
-                 FaultProfile profile, std::uint64_t seed, bool start_emulator) {
+                 FaultProfile profile, std::uint64_t seed, bool start_emulator, net::LoopIo* loop_io) {
     const auto& s = *b.ibkr();
     if (start_emulator) start_emulator_for(b, s, std::move(profile), seed);
     IbkrBrokerOptions a;
@@ -137,6 +138,7 @@ class IbkrDemoBroker final : public DemoBroker {
     a.symbols.clear();
     for (const auto& inst : instruments) a.symbols[inst.symbol] = inst.symbol_at(b.name);
     a.manual_indicator = !instruments.empty() && instruments.front().is_us_future();
+    a.loop_io = loop_io;
     base_url_ = s.base_url;
     adapter_ = std::make_unique<IbkrBroker>(a, loop);
   }
@@ -175,13 +177,14 @@ class IbkrDemoBroker final : public DemoBroker {
 
 std::unique_ptr<DemoBroker> make_demo_broker(const BrokerConfig& b, const std::vector<Instrument>& instruments,
                                              EventLoop& loop, Clock& clock, FaultProfile faults, std::uint64_t seed,
-                                             bool start_emulator) {
+                                             bool start_emulator, net::LoopIo* loop_io) {
   switch (b.kind) {
     case BrokerKind::sim: return std::make_unique<SimDemoBroker>(b, instruments, loop, clock, std::move(faults), seed);
     case BrokerKind::tradestation:
-      return std::make_unique<TradeStationDemoBroker>(b, instruments, loop, std::move(faults), seed, start_emulator);
+      return std::make_unique<TradeStationDemoBroker>(b, instruments, loop, std::move(faults), seed, start_emulator,
+                                                      loop_io);
     case BrokerKind::ibkr:
-      return std::make_unique<IbkrDemoBroker>(b, instruments, loop, std::move(faults), seed, start_emulator);
+      return std::make_unique<IbkrDemoBroker>(b, instruments, loop, std::move(faults), seed, start_emulator, loop_io);
   }
   throw ConfigError("brokers[" + b.name + "]: unknown kind");
 }

@@ -11,6 +11,10 @@
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
 
+namespace backstop::net {
+class LoopIo;
+}  // namespace backstop::net
+
 namespace backstop {
 
 class DemoBroker {
@@ -29,8 +33,9 @@ class DemoBroker {
 // With `start_emulator`, an adapter's protocol emulator is started on the loopback port of its
 // base_url (ConfigError for a non-loopback URL); without, the adapter talks to its base_url.
 // The simulated venue always runs in process. `faults` and `seed` drive venues and emulators.
+// With `loop_io`, the adapters' REST requests run on the loop's thread (net/loop_io.hpp).
 std::unique_ptr<DemoBroker> make_demo_broker(const BrokerConfig& broker, const std::vector<Instrument>& instruments,
                                              EventLoop& loop, Clock& clock, FaultProfile faults, std::uint64_t seed,
-                                             bool start_emulator = true);
+                                             bool start_emulator = true, net::LoopIo* loop_io = nullptr);
 
 }  // namespace backstop

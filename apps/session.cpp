@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "brokers/net/loop_io.hpp"
 #include "core/error.hpp"
 #include "routing/strategies/strategy_factory.hpp"
 
@@ -42,6 +43,7 @@ Session::Session(Config config, EventLoop& loop, Clock& clock, SessionOptions op
   fault_profile_name_ = profile.name;
 
   started_at_ = loop_.now();
+  loop_io_ = std::make_unique<net::LoopIo>(loop_);
   journal_ = std::make_unique<Journal>(options_.journal_path);
   ids_ = std::make_unique<ClientOrderIdGenerator>(ClientOrderIdGenerator::time_prefix(started_at_));
   OrderManagerOptions om;
@@ -57,7 +59,8 @@ Session::Session(Config config, EventLoop& loop, Clock& clock, SessionOptions op
     // A sim broker's own settings win; emulators take the session's profile and seed.
     FaultProfile p = b.sim() && !options_.fault_profile ? b.sim()->faults : profile;
     const std::uint64_t s = b.sim() && !options_.seed ? b.sim()->seed : seed_;
-    brokers_.push_back(make_demo_broker(b, config_.instruments, loop_, clock_, p, s, options_.start_emulators));
+    brokers_.push_back(
+        make_demo_broker(b, config_.instruments, loop_, clock_, p, s, options_.start_emulators, loop_io_.get()));
     orders_->add_broker(brokers_.back()->broker());
   }
 

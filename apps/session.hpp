@@ -23,6 +23,10 @@
 #include "routing/strategy.hpp"
 #include "routing/strategy_runner.hpp"
 
+namespace backstop::net {
+class LoopIo;
+}  // namespace backstop::net
+
 namespace backstop {
 
 struct SessionOptions {
@@ -86,6 +90,9 @@ class Session {
   std::uint64_t seed_ = 7;
   std::string fault_profile_name_;
   Timestamp started_at_ = 0;
+  // The adapters' REST requests run on the loop's thread (DESIGN.md, "Runtime shape"); it
+  // outlives every broker.
+  std::unique_ptr<net::LoopIo> loop_io_;
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<ClientOrderIdGenerator> ids_;
   std::unique_ptr<OrderManager> orders_;

@@ -17,6 +17,7 @@
 #include "brokers/ibkr/ibkr_broker.hpp"
 #include "brokers/ibkr/ibkr_wire.hpp"
 #include "brokers/net/http_client.hpp"
+#include "brokers/net/loop_io.hpp"
 #include "core/event_loop.hpp"
 #include "emulators/ibkr/ibkr_gateway_emulator.hpp"
 
@@ -107,6 +108,9 @@ void BM_SubmitToAck(benchmark::State& state) {
   o.settings.tls.pinned_cert_file = lb.cert.string();
   o.global_requests_per_second = 100000;  // emulator pacing is off: measure the adapter, not the limit
   o.use_websocket = false;
+  // /1: REST on the loop's thread, as `backstop run` has it; /0: on a network thread of its own.
+  std::optional<net::LoopIo> loop_io;
+  if (state.range(0) != 0) o.loop_io = &loop_io.emplace(lb.loop);
   IbkrBroker broker(o, lb.loop);
   broker.start();
   if (!lb.run_until([&] { return broker.health().connectivity == Connectivity::connected; })) {
@@ -140,7 +144,7 @@ void BM_SubmitToAck(benchmark::State& state) {
   broker.stop();
   times.report(state);
 }
-BENCHMARK(BM_SubmitToAck)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_SubmitToAck)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_RawHttpRoundTrip(benchmark::State& state) {
   Loopback lb;

@@ -68,6 +68,8 @@ class MinimalBeastClient {
   }
 
   std::uint64_t connections_opened() const { return opened_; }
+  // Asynchronous writes and reads, completed by io_context::run() on the calling thread.
+  void use_async(bool on) { async_ = on; }
 
  private:
   template <class Request>
@@ -75,8 +77,18 @@ class MinimalBeastClient {
     namespace http = boost::beast::http;
     Response res;
     auto run = [&](auto& stream) {
-      http::write(stream, req, ec);
-      if (!ec) http::read(stream, buffer_, res, ec);
+      if (!async_) {
+        http::write(stream, req, ec);
+        if (!ec) http::read(stream, buffer_, res, ec);
+        return;
+      }
+      // The same exchange as Asio completions run by this thread (no other thread involved).
+      http::async_write(stream, req, [&](boost::beast::error_code wec, std::size_t) {
+        ec = wec;
+        if (!ec) http::async_read(stream, buffer_, res, [&](boost::beast::error_code rec, std::size_t) { ec = rec; });
+      });
+      ioc_.restart();
+      ioc_.run();
     };
     if (tls_) {
       run(*tls_stream_);
@@ -133,6 +145,7 @@ class MinimalBeastClient {
   boost::beast::flat_buffer buffer_;
   bool open_ = false;
   bool reused_ = false;
+  bool async_ = false;
   std::uint64_t opened_ = 0;
 };
 

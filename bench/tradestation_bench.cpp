@@ -7,12 +7,14 @@
 
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <random>
 
 #include "bench/iteration_times.hpp"
 #include "bench/minimal_beast_client.hpp"
 #include "brokers/net/http_client.hpp"
 #include "brokers/net/json_object_splitter.hpp"
+#include "brokers/net/loop_io.hpp"
 #include "brokers/tradestation/tradestation_broker.hpp"
 #include "brokers/tradestation/ts_auth.hpp"
 #include "brokers/tradestation/ts_wire.hpp"
@@ -106,6 +108,9 @@ void BM_SubmitToAck(benchmark::State& state) {
   o.settings.client_secret = lb.emu->options().client_secret;
   o.settings.refresh_token_file = (lb.dir / "rt").string();
   o.order_stream = false;
+  // /1: REST on the loop's thread, as `backstop run` has it; /0: on a network thread of its own.
+  std::optional<net::LoopIo> loop_io;
+  if (state.range(0) != 0) o.loop_io = &loop_io.emplace(loop);
   ts::write_refresh_token(o.settings.refresh_token_file, lb.emu->options().refresh_token);
   ts::TradeStationBroker broker(o, loop);
   broker.start();
@@ -146,7 +151,7 @@ void BM_SubmitToAck(benchmark::State& state) {
   broker.stop();
   times.report(state);
 }
-BENCHMARK(BM_SubmitToAck)->Unit(benchmark::kMicrosecond)->Iterations(300)->UseRealTime();
+BENCHMARK(BM_SubmitToAck)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->Iterations(300)->UseRealTime();
 
 void BM_RawHttpRoundTrip(benchmark::State& state) {
   Loopback lb;
@@ -164,6 +169,77 @@ void BM_RawHttpRoundTrip(benchmark::State& state) {
   times.report(state);
 }
 BENCHMARK(BM_RawHttpRoundTrip)->Unit(benchmark::kMicrosecond)->Iterations(300)->UseRealTime();
+
+// Between the floor and the adapter: the adapter's own order POST sent by net::HttpClient alone
+// (its connection pool), the answer handed back either to a thread waiting on it (/0), or, as
+// the adapter's is, to an EventLoop the benchmark thread runs, from the client's own I/O thread
+// (/1) or with the I/O on the loop's thread (/2, net::LoopIo). What the adapter costs above /1 or
+// /2 is its own work per order; /1 above /2 is the two thread hand-offs.
+void BM_HttpClientOrderRoundTrip(benchmark::State& state) {
+  Loopback lb;
+  const bool via_loop = state.range(0) != 0;
+  SystemClock clock;
+  EventLoop loop(clock);
+  std::optional<net::LoopIo> loop_io;
+  net::HttpClient::Options ho;
+  ho.base_url = lb.emu->base_url();
+  if (via_loop) ho.post = [&loop](std::function<void()> f) { loop.post(std::move(f)); };
+  if (state.range(0) == 2) ho.loop_io = &loop_io.emplace(loop);
+  net::HttpClient http(ho);
+  const auto& eo = lb.emu->options();
+  std::promise<std::string> token_answer;
+  http.request({"POST", "/oauth/token", {{"Content-Type", "application/x-www-form-urlencoded"}},
+                "grant_type=refresh_token&client_id=" + eo.client_id + "&client_secret=" + eo.client_secret +
+                    "&refresh_token=" + eo.refresh_token,
+                5s},
+               [&](net::HttpResult r) {
+                 token_answer.set_value(r.ok() ? r.response->body : std::string());
+                 loop.stop();
+               });
+  if (via_loop) loop.run_until(clock.now() + 5'000'000'000);  // the token's answer is a loop task
+  const std::string token_body = token_answer.get_future().get();
+  const auto token = nlohmann::json::parse(token_body, nullptr, false);
+  if (token.is_discarded() || !token.contains("access_token")) {
+    state.SkipWithError("token refresh refused");
+    return;
+  }
+  const net::Headers headers{{"Authorization", "Bearer " + token.at("access_token").get<std::string>()},
+                             {"Content-Type", "application/json"}};
+  const ts::SymbolMap symbols;
+  std::uint64_t n = 0;
+  bench::IterationTimes times;
+  for (auto _ : state) {
+    times.start();
+    OrderSpec s;
+    s.client_order_id = "h" + std::to_string(++n);
+    s.symbol = "AAPL";
+    s.quantity = 1;
+    s.type = OrderType::limit;
+    s.limit_price = Price::parse("100");
+    net::HttpRequest req{"POST", "/v3/orderexecution/orders", headers,
+                         ts::order_request(s, "SIM2784990M", symbols).dump(), 5s};
+    if (via_loop) {
+      bool done = false;
+      http.request(std::move(req), [&](net::HttpResult r) {
+        if (!r.ok() || r.response->status != 200) state.SkipWithError("order not placed");
+        done = true;
+        loop.stop();
+      });
+      loop.restart();
+      while (!done) loop.run_until(clock.now() + 1'000'000);
+    } else {
+      std::promise<void> answered;
+      http.request(std::move(req), [&](net::HttpResult r) {
+        if (!r.ok() || r.response->status != 200) state.SkipWithError("order not placed");
+        answered.set_value();
+      });
+      answered.get_future().wait();
+    }
+    times.stop();
+  }
+  times.report(state);
+}
+BENCHMARK(BM_HttpClientOrderRoundTrip)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->Iterations(300)->UseRealTime();
 
 // The floor: the adapter's own request (POST /v3/orderexecution/orders, the body order_request()
 // builds for the same OrderSpec, Bearer token) from a bare synchronous Beast client on one
@@ -186,6 +262,7 @@ void BM_MinimalBeastRoundTrip(benchmark::State& state) {
       {"Authorization", "Bearer " + nlohmann::json::parse(token.body()).at("access_token").get<std::string>()},
       {"Content-Type", "application/json"}};
   const ts::SymbolMap symbols;
+  client.use_async(state.range(0) != 0);
   const auto opened_before = client.connections_opened();
   std::uint64_t n = 0;
   bench::IterationTimes times;
@@ -211,7 +288,7 @@ void BM_MinimalBeastRoundTrip(benchmark::State& state) {
   state.counters["reconnects"] = static_cast<double>(client.connections_opened() - opened_before);
   times.report(state);
 }
-BENCHMARK(BM_MinimalBeastRoundTrip)->Unit(benchmark::kMicrosecond)->Iterations(300)->UseRealTime();
+BENCHMARK(BM_MinimalBeastRoundTrip)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->Iterations(300)->UseRealTime();
 
 }  // namespace
 

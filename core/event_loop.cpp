@@ -9,7 +9,28 @@ void EventLoop::post(Task task) {
     std::lock_guard lock(mutex_);
     posted_.push_back(std::move(task));
   }
-  wake_.notify_one();
+  wake();
+}
+
+void EventLoop::wake() {
+  if (LoopWaiter* w = waiter_.load(std::memory_order_acquire)) {
+    w->wake();
+  } else {
+    wake_.notify_one();
+  }
+}
+
+void EventLoop::wait(std::unique_lock<std::mutex>& lock, std::chrono::nanoseconds max) {
+  LoopWaiter* w = waiter_.load(std::memory_order_acquire);
+  if (w == nullptr) {
+    wake_.wait_for(lock, max);
+    return;
+  }
+  // A post between the caller's checks and this wait is not lost: its wake() makes wait_for()
+  // return at once.
+  lock.unlock();
+  w->wait_for(max);
+  lock.lock();
 }
 
 EventLoop::TimerId EventLoop::call_at(Timestamp when, Task task) {
@@ -39,7 +60,7 @@ void EventLoop::finish_external_work() {
     std::lock_guard lock(mutex_);
     --external_work_;
   }
-  wake_.notify_one();
+  wake();
 }
 
 bool EventLoop::run_one_ready() {
@@ -88,16 +109,30 @@ void EventLoop::forget_task_end(void* arg) {
 
 std::size_t EventLoop::run_ready() {
   std::size_t n = 0;
-  while (run_one_ready()) ++n;
-  return n;
+  for (;;) {
+    while (run_one_ready()) ++n;
+    // Network completions ready now may post more.
+    LoopWaiter* w = waiter_.load(std::memory_order_acquire);
+    if (w == nullptr || w->poll() == 0) return n;
+  }
 }
 
 void EventLoop::run_until(Timestamp deadline) {
+  // Network I/O on this thread is served between tasks at least this often, so a long run of
+  // posted tasks does not starve it.
+  constexpr int kTasksBetweenPolls = 32;
   for (;;) {
+    LoopWaiter* waiter = waiter_.load(std::memory_order_acquire);
+    int since_poll = 0;
     while (run_one_ready()) {
+      if (waiter != nullptr && ++since_poll == kTasksBetweenPolls) {
+        since_poll = 0;
+        waiter->poll();
+      }
       std::lock_guard lock(mutex_);
       if (stopped_) break;
     }
+    if (waiter != nullptr && waiter->poll() > 0) continue;  // completions may have posted tasks
     std::unique_lock lock(mutex_);
     if (stopped_) return;
     if (!posted_.empty()) continue;
@@ -108,10 +143,10 @@ void EventLoop::run_until(Timestamp deadline) {
     if (has_timer && next <= now) continue;
     if (clock_.advances_by_itself()) {
       // Real time: sleep until the next timer, woken early by post() or finish_external_work().
-      wake_.wait_for(lock, std::chrono::nanoseconds(next - now));
+      wait(lock, std::chrono::nanoseconds(next - now));
     } else if (external_work_ > 0) {
       // Another thread will post back; wait for it rather than jumping time past its result.
-      wake_.wait_for(lock, std::chrono::milliseconds(20));
+      wait(lock, std::chrono::milliseconds(20));
     } else if (!has_timer && deadline == std::numeric_limits<Timestamp>::max()) {
       return;  // nothing left that could ever run
     } else {
@@ -137,7 +172,7 @@ void EventLoop::stop() {
     std::lock_guard lock(mutex_);
     stopped_ = true;
   }
-  wake_.notify_one();
+  wake();
 }
 
 void EventLoop::restart() {

@@ -3,6 +3,7 @@
 // threads (the journal's writer, adapters' network threads) hand results back with post().
 // Timers read the injected Clock, so with a ManualClock a test runs a 5-minute timer at once.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -16,6 +17,21 @@
 #include "core/clock.hpp"
 
 namespace backstop {
+
+// What an idle loop waits in, when network I/O runs on the loop's own thread (net::LoopIo: one
+// io_context owns routing state and the adapters' requests, as DESIGN.md's runtime shape has it).
+// Without one, the loop waits on its condition variable and network threads post results to it.
+class LoopWaiter {
+ public:
+  virtual ~LoopWaiter() = default;
+  // Loop thread: runs what is ready now (network completions) without blocking; how many ran.
+  virtual std::size_t poll() = 0;
+  // Loop thread: blocks until something is ready (and runs it), wake() is called, or `max` has
+  // passed, whichever is first.
+  virtual void wait_for(std::chrono::nanoseconds max) = 0;
+  // Any thread: makes a wait_for() in progress, or the next one, return.
+  virtual void wake() = 0;
+};
 
 class EventLoop {
  public:
@@ -64,9 +80,17 @@ class EventLoop {
   // Drops the hooks registered with `arg` (its owner is going away before the task ends).
   void forget_task_end(void* arg);
 
+  // Installs (or, with nullptr, removes) what the idle loop waits in. Loop thread, while the loop
+  // is not running; the waiter must outlive its installation.
+  void set_waiter(LoopWaiter* waiter) { waiter_.store(waiter, std::memory_order_release); }
+
  private:
   bool run_one_ready();
   void end_task();
+  void wake();  // after a change another thread's wait must see (a post, a stop)
+  // Waits at most `max` for a post, a stop or (with a waiter) network I/O. `lock` is held on
+  // entry and on return.
+  void wait(std::unique_lock<std::mutex>& lock, std::chrono::nanoseconds max);
 
   Clock& clock_;
   std::mutex mutex_;
@@ -80,6 +104,7 @@ class EventLoop {
   std::atomic<std::thread::id> task_thread_{};
   int task_depth_ = 0;  // loop thread only: a task may run the loop itself (run_ready in a test)
   std::vector<std::pair<void (*)(void*), void*>> task_end_;  // loop thread only
+  std::atomic<LoopWaiter*> waiter_{nullptr};
 };
 
 }  // namespace backstop

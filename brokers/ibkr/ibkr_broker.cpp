@@ -98,6 +98,7 @@ IbkrBroker::IbkrBroker(IbkrBrokerOptions options, EventLoop& loop) : options_(st
   ho.base_url = rest;
   ho.tls = to_tls(options_.settings.tls, options_.name, rest);
   ho.post = [&loop](std::function<void()> f) { loop.post(std::move(f)); };
+  ho.loop_io = options_.loop_io;
   ho.name = options_.name;
   ho.default_timeout = options_.request_timeout;
   ho.max_connections = 4;

@@ -33,6 +33,7 @@ namespace backstop {
 namespace net {
 class HttpClient;
 class WebSocketClient;
+class LoopIo;
 struct HttpResult;
 }  // namespace net
 
@@ -72,6 +73,9 @@ struct IbkrBrokerOptions {
   std::chrono::milliseconds ws_silence_limit{60'000};
   std::chrono::milliseconds ws_probe_timeout{5'000};
   std::chrono::milliseconds ws_ready_timeout{10'000};  // no `system` ready frame: rebuild
+  // REST requests on the event loop's thread (net/loop_io.hpp); none: on a network thread of
+  // their own. The WebSocket keeps its own thread either way.
+  net::LoopIo* loop_io = nullptr;
 };
 
 struct IbkrAdapterStats {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "brokers/net/detail/asio.hpp"
+#include "core/lifetime.hpp"
 
 namespace backstop::net {
 
@@ -71,8 +72,9 @@ struct HttpClient::Impl {
   explicit Impl(Options o)
       : options(std::move(o)),
         url(Url::parse(options.base_url)),
-        tls_context(url.tls() ? std::make_unique<TlsContext>(options.tls, options.name) : nullptr),
-        io(options.name) {
+        tls_context(url.tls() ? std::make_shared<TlsContext>(options.tls, options.name) : nullptr),
+        own_io(options.loop_io == nullptr ? std::make_unique<IoThread>(options.name) : nullptr),
+        ioc(own_io ? own_io->context() : context_of(*options.loop_io)) {
     if (url.scheme != "http" && url.scheme != "https") {
       throw ConfigError("HttpClient: base URL must be http:// or https://: " + options.base_url);
     }
@@ -81,7 +83,26 @@ struct HttpClient::Impl {
 
   ~Impl() {
     dropping = true;
-    io.stop_and_join();
+    if (own_io) {
+      own_io->stop_and_join();  // its handlers die with its io_context
+      return;
+    }
+    // On the loop's io_context, which lives on: end every operation in progress. Their handlers
+    // still run (aborted) and do nothing (`lifetime`); the connections they hold close with them.
+    for (auto& conn : connections) {
+      beast::error_code ignored;
+      conn->tcp().socket().cancel(ignored);
+      conn->tcp().close();
+    }
+    for (auto& call : queue)
+      if (call->queue_timer) call->queue_timer->cancel();
+  }
+
+  // Every handler this client gives the io_context: with a LoopIo it may run after the client is
+  // gone.
+  template <typename F>
+  auto guarded(F f) const {
+    return lifetime.while_alive(std::move(f));
   }
 
   // --- any thread ---
@@ -115,15 +136,15 @@ struct HttpClient::Impl {
     pump();
     if (!call->done || std::find(queue.begin(), queue.end(), call) == queue.end()) return;
     // Still waiting for a free connection: the request's deadline covers the wait too.
-    call->queue_timer = std::make_unique<asio::steady_timer>(io.context(), call->deadline);
-    call->queue_timer->async_wait([this, weak = std::weak_ptr<Call>(call)](const beast::error_code& ec) {
+    call->queue_timer = std::make_unique<asio::steady_timer>(ioc, call->deadline);
+    call->queue_timer->async_wait(guarded([this, weak = std::weak_ptr<Call>(call)](const beast::error_code& ec) {
       auto c = weak.lock();
       if (ec || !c) return;
       auto it = std::find(queue.begin(), queue.end(), c);
       if (it == queue.end()) return;
       queue.erase(it);
       fail(c, SendState::not_sent, true, "no connection became free before the timeout");
-    });
+    }));
   }
 
   // Hands queued calls to idle connections, opening new ones up to the limit.
@@ -139,7 +160,7 @@ struct HttpClient::Impl {
       std::shared_ptr<Connection> conn = take_idle();
       if (!conn) {
         if (connections.size() >= options.max_connections) return;
-        conn = std::make_shared<Connection>(io.context(), tls_context.get());
+        conn = std::make_shared<Connection>(ioc, tls_context.get());
         connections.push_back(conn);
       }
       auto call = std::move(queue.front());
@@ -183,8 +204,10 @@ struct HttpClient::Impl {
     }
     conn->reused = false;
     conn->phase = Connection::Phase::connecting;
-    async_open(io.context(), url, tls_context.get(), conn->tcp(), conn->tls ? &*conn->tls : nullptr,
-               conn->call->deadline, conn, [this, conn](OpenResult r) {
+    // The TLS context is kept alive with the connection: the opening may outlive the client.
+    async_open(ioc, url, tls_context.get(), conn->tcp(), conn->tls ? &*conn->tls : nullptr, conn->call->deadline,
+               std::make_shared<std::pair<std::shared_ptr<Connection>, std::shared_ptr<TlsContext>>>(conn, tls_context),
+               guarded([this, conn](OpenResult r) {
                  auto c = conn->call;
                  if (r.ok && shut_down) {
                    r.ok = false;
@@ -198,7 +221,7 @@ struct HttpClient::Impl {
                  conn->open = true;
                  ++connections_opened;
                  write(conn);
-               });
+               }));
   }
 
   void write(const std::shared_ptr<Connection>& conn) {
@@ -219,9 +242,9 @@ struct HttpClient::Impl {
     req.prepare_payload();
     conn->phase = Connection::Phase::writing;
     conn->with_stream([&](auto& stream) {
-      http::async_write(stream, req, [this, conn](const beast::error_code& ec, std::size_t written) {
-        on_written(conn, ec, written);
-      });
+      http::async_write(stream, req, guarded([this, conn](const beast::error_code& ec, std::size_t written) {
+                          on_written(conn, ec, written);
+                        }));
     });
   }
 
@@ -244,7 +267,7 @@ struct HttpClient::Impl {
     if (conn->call->verb == http::verb::head) conn->parser->skip(true);
     conn->with_stream([&](auto& stream) {
       http::async_read(stream, conn->buffer, *conn->parser,
-                       [this, conn](const beast::error_code& rec, std::size_t) { on_read(conn, rec); });
+                       guarded([this, conn](const beast::error_code& rec, std::size_t) { on_read(conn, rec); }));
     });
   }
 
@@ -319,8 +342,10 @@ struct HttpClient::Impl {
   Options options;
   Url url;
   std::string base_path = url.target;
-  std::unique_ptr<TlsContext> tls_context;
-  IoThread io;
+  std::shared_ptr<TlsContext> tls_context;
+  std::unique_ptr<IoThread> own_io;  // none with a LoopIo
+  asio::io_context& ioc;             // own_io's, or the loop's
+  Lifetime lifetime;                 // handlers given to ioc do nothing once the client is gone
   // I/O thread only:
   std::vector<std::shared_ptr<Connection>> connections;
   std::deque<std::shared_ptr<Call>> queue;
@@ -347,16 +372,16 @@ void HttpClient::request(HttpRequest request, ResponseCallback done) {
   call->verb = http::string_to_verb(call->method);
   if (call->verb == http::verb::unknown) {
     Impl& impl = *impl_;
-    asio::post(impl.io.context(), [&impl, call] {
+    asio::post(impl.ioc, impl.guarded([&impl, call] {
       impl.fail(call, SendState::not_sent, false, "unsupported HTTP method");
-    });
+    }));
     return;
   }
-  asio::post(impl_->io.context(), [impl = impl_.get(), call] { impl->dispatch(call); });
+  asio::post(impl_->ioc, impl_->guarded([impl = impl_.get(), call] { impl->dispatch(call); }));
 }
 
 void HttpClient::shutdown() {
-  asio::post(impl_->io.context(), [impl = impl_.get()] { impl->shutdown_now(); });
+  asio::post(impl_->ioc, impl_->guarded([impl = impl_.get()] { impl->shutdown_now(); }));
 }
 
 HttpClientStats HttpClient::stats() const {

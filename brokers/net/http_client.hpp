@@ -15,8 +15,9 @@
 //
 // Targets are appended to the base URL's path ("/v1/api" + "/iserver/..."). Only method, target
 // (without query) and status are logged: never header values or bodies.
-// The client owns one I/O thread. Destroying it drops the callbacks of unfinished requests
-// without calling them; call shutdown() first to have them completed with errors instead.
+// The client owns one I/O thread, or, given a LoopIo, runs on the event loop's thread (then only
+// call it, and destroy it, on that thread). Destroying it drops the callbacks of unfinished
+// requests without calling them; call shutdown() first to have them completed with errors instead.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -27,6 +28,8 @@
 #include "brokers/net/common.hpp"
 
 namespace backstop::net {
+
+class LoopIo;
 
 // Whether a failed request can have reached the server. Drives the three-valued outcome.
 enum class SendState {
@@ -85,6 +88,8 @@ class HttpClient {
     std::string base_url;  // http://host:port/path or https://host:port/path
     TlsOptions tls;
     PostFn post;                  // where callbacks run; empty: on the I/O thread
+    // I/O on the event loop's thread (loop_io.hpp) instead of a thread of the client's own.
+    LoopIo* loop_io = nullptr;
     std::string name = "http";    // prefix of log lines ("ibkr", "tradestation")
     std::size_t max_connections = 4;
     std::chrono::milliseconds default_timeout{10'000};

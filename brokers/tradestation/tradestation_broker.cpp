@@ -101,6 +101,7 @@ TradeStationBroker::TradeStationBroker(TradeStationOptions options, EventLoop& l
   api.base_url = options_.settings.base_url;
   api.tls = tls_options(options_.settings.tls);
   api.post = post;
+  api.loop_io = options_.loop_io;
   api.name = options_.name;
   api.default_timeout = options_.read_timeout;
   api_ = std::make_unique<net::HttpClient>(std::move(api));
@@ -110,6 +111,7 @@ TradeStationBroker::TradeStationBroker(TradeStationOptions options, EventLoop& l
   tok.base_url = token_url.origin();
   tok.tls = tls_options(options_.settings.tls);
   tok.post = post;
+  tok.loop_io = options_.loop_io;
   tok.name = options_.name + "-auth";
   tok.max_connections = 1;
   token_http_ = std::make_unique<net::HttpClient>(std::move(tok));

@@ -38,6 +38,7 @@ namespace backstop::net {
 class HttpClient;
 class HttpStream;
 class JsonObjectSplitter;
+class LoopIo;
 }  // namespace backstop::net
 
 namespace backstop::tradestation {
@@ -69,6 +70,9 @@ struct TradeStationOptions {
   std::function<void(const std::string& method, const std::string& target, int status,
                      const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body)>
       on_response;
+  // REST requests (orders, reads, token refreshes) on the event loop's thread (net/loop_io.hpp);
+  // none: on a network thread of their own. The order stream keeps its own thread either way.
+  net::LoopIo* loop_io = nullptr;
 };
 
 // Options from a `tradestation` broker entry of the config.

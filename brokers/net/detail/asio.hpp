@@ -49,6 +49,17 @@ class IoThread {
   std::thread thread_;
 };
 
+}  // namespace backstop::net::detail
+
+namespace backstop::net {
+class LoopIo;
+}  // namespace backstop::net
+
+namespace backstop::net::detail {
+
+// The io_context a LoopIo runs on the event loop's thread.
+asio::io_context& context_of(LoopIo& io);
+
 // The SSL_CTX built from TlsOptions, and the per-connection checks around the handshake.
 class TlsContext {
  public:
