@@ -5,19 +5,26 @@
 namespace backstop {
 
 void EventLoop::post(Task task) {
-  {
-    std::lock_guard lock(mutex_);
-    posted_.push_back(std::move(task));
-  }
-  wake();
+  std::unique_lock lock(mutex_);
+  posted_.push_back(std::move(task));
+  // From a task on the loop's own thread: the loop looks at posted_ before it waits again.
+  if (in_task()) return;
+  wake(lock);
 }
 
-void EventLoop::wake() {
+void EventLoop::wake(std::unique_lock<std::mutex>& lock) {
   if (LoopWaiter* w = waiter_.load(std::memory_order_acquire)) {
+    // Under the lock: set_waiter() cannot remove (and its owner destroy) the waiter meanwhile.
     w->wake();
-  } else {
-    wake_.notify_one();
+    return;
   }
+  lock.unlock();
+  wake_.notify_one();
+}
+
+void EventLoop::set_waiter(LoopWaiter* waiter) {
+  std::lock_guard lock(mutex_);
+  waiter_.store(waiter, std::memory_order_release);
 }
 
 void EventLoop::wait(std::unique_lock<std::mutex>& lock, std::chrono::nanoseconds max) {
@@ -56,11 +63,9 @@ void EventLoop::add_external_work() {
 }
 
 void EventLoop::finish_external_work() {
-  {
-    std::lock_guard lock(mutex_);
-    --external_work_;
-  }
-  wake();
+  std::unique_lock lock(mutex_);
+  --external_work_;
+  wake(lock);
 }
 
 bool EventLoop::run_one_ready() {
@@ -132,7 +137,7 @@ void EventLoop::run_until(Timestamp deadline) {
       std::lock_guard lock(mutex_);
       if (stopped_) break;
     }
-    if (waiter != nullptr && waiter->poll() > 0) continue;  // completions may have posted tasks
+    if (waiter != nullptr) waiter->poll();  // network completions: tasks they post run next turn
     std::unique_lock lock(mutex_);
     if (stopped_) return;
     if (!posted_.empty()) continue;
@@ -168,11 +173,9 @@ void EventLoop::run() {
 }
 
 void EventLoop::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stopped_ = true;
-  }
-  wake();
+  std::unique_lock lock(mutex_);
+  stopped_ = true;
+  wake(lock);
 }
 
 void EventLoop::restart() {

@@ -81,13 +81,15 @@ class EventLoop {
   void forget_task_end(void* arg);
 
   // Installs (or, with nullptr, removes) what the idle loop waits in. Loop thread, while the loop
-  // is not running; the waiter must outlive its installation.
-  void set_waiter(LoopWaiter* waiter) { waiter_.store(waiter, std::memory_order_release); }
+  // is not running. Once removed, no other thread is still waking it: it may be destroyed.
+  void set_waiter(LoopWaiter* waiter);
 
  private:
   bool run_one_ready();
   void end_task();
-  void wake();  // after a change another thread's wait must see (a post, a stop)
+  // After a change another thread's wait must see (a post, a stop). Called with `lock` on
+  // mutex_ held; may release it.
+  void wake(std::unique_lock<std::mutex>& lock);
   // Waits at most `max` for a post, a stop or (with a waiter) network I/O. `lock` is held on
   // entry and on return.
   void wait(std::unique_lock<std::mutex>& lock, std::chrono::nanoseconds max);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "brokers/ibkr/ibkr_broker.hpp"
+#include "brokers/net/loop_io.hpp"
 #include "core/event_loop.hpp"
 #include "emulators/ibkr/ibkr_gateway_emulator.hpp"
 
@@ -47,6 +48,7 @@ class IbkrAdapter : public ::testing::Test {
     o.slow_endpoint_interval = 100ms;
     o.auth_poll_interval = 200ms;
     o.request_timeout = 3s;
+    o.loop_io = &loop_io;  // as `backstop run` has it
     return o;
   }
 
@@ -126,6 +128,7 @@ class IbkrAdapter : public ::testing::Test {
 
   SystemClock clock;
   EventLoop loop{clock};
+  net::LoopIo loop_io{loop};  // REST on the loop's thread; outlives the broker
   std::unique_ptr<IbkrGatewayEmulator> emu;
   std::unique_ptr<IbkrBroker> broker;
   std::filesystem::path cert_path;
@@ -187,6 +190,20 @@ TEST_F(IbkrAdapter, MarketOrderFillsAndShowsInFillsAndPositions) {
   ASSERT_EQ(pos->positions.size(), 1u);
   EXPECT_EQ(pos->positions[0].symbol, "AAPL");
   EXPECT_EQ(pos->positions[0].quantity, 10);
+}
+
+// The same with REST on a network thread of the adapter's own (no LoopIo).
+TEST_F(IbkrAdapter, MarketOrderFillsWithRequestsOnANetworkThread) {
+  start_emulator();
+  auto o = options();
+  o.loop_io = nullptr;
+  start_broker(o);
+  const auto cid = unique("MKN");
+  auto r = submit(spec(cid, OrderType::market, Side::buy, 10));
+  ASSERT_EQ(r.outcome, Outcome::accepted) << r.message;
+  auto filled = wait_state(r.broker_order_id, OrderState::filled);
+  ASSERT_TRUE(filled.has_value());
+  EXPECT_EQ(filled->filled_quantity, 10);
 }
 
 TEST_F(IbkrAdapter, LimitOrderWorksAndIsFoundByClientId) {

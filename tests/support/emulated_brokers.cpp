@@ -55,7 +55,8 @@ std::map<std::string, int> EmulatedBrokers::ibkr_placements() const {
 }
 
 std::unique_ptr<tradestation::TradeStationBroker> EmulatedBrokers::tradestation_adapter(
-    EventLoop& loop, const std::string& root_url, const std::filesystem::path& dir, AdapterTimeouts t) const {
+    EventLoop& loop, const std::string& root_url, const std::filesystem::path& dir, AdapterTimeouts t,
+    net::LoopIo* loop_io) const {
   tradestation::TradeStationOptions o;
   o.name = "ts";
   o.account = kTradeStationAccount;
@@ -70,12 +71,13 @@ std::unique_ptr<tradestation::TradeStationBroker> EmulatedBrokers::tradestation_
   o.order_timeout = t.request;
   o.read_timeout = t.request;
   o.symbols = {{"AAPL", "AAPL"}};
+  o.loop_io = loop_io;
   tradestation::write_refresh_token(o.settings.refresh_token_file, ts_->options().refresh_token);
   return std::make_unique<tradestation::TradeStationBroker>(o, loop);
 }
 
 std::unique_ptr<IbkrBroker> EmulatedBrokers::ibkr_adapter(EventLoop& loop, const std::string& root_url,
-                                                           AdapterTimeouts t) const {
+                                                           AdapterTimeouts t, net::LoopIo* loop_io) const {
   IbkrBrokerOptions o;
   o.name = "ib";
   o.settings.base_url = root_url + "/v1/api";
@@ -83,6 +85,7 @@ std::unique_ptr<IbkrBroker> EmulatedBrokers::ibkr_adapter(EventLoop& loop, const
   o.slow_endpoint_interval = 100ms;
   o.auth_poll_interval = 200ms;
   o.request_timeout = t.request;
+  o.loop_io = loop_io;
   return std::make_unique<IbkrBroker>(o, loop);
 }
 

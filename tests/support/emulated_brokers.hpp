@@ -35,11 +35,14 @@ class EmulatedBrokers {
   std::map<std::string, int> ibkr_placements() const;
 
   // Adapters named "ts" and "ib". `root_url` is the emulator's own or a proxy's in front of it
-  // ("http://127.0.0.1:PORT"); `dir` holds the TradeStation refresh token file.
+  // ("http://127.0.0.1:PORT"); `dir` holds the TradeStation refresh token file. With `loop_io`,
+  // their REST requests run on the loop's thread, as `backstop run` has them.
   std::unique_ptr<tradestation::TradeStationBroker> tradestation_adapter(EventLoop& loop, const std::string& root_url,
                                                                          const std::filesystem::path& dir,
-                                                                         AdapterTimeouts t = {}) const;
-  std::unique_ptr<IbkrBroker> ibkr_adapter(EventLoop& loop, const std::string& root_url, AdapterTimeouts t = {}) const;
+                                                                         AdapterTimeouts t = {},
+                                                                         net::LoopIo* loop_io = nullptr) const;
+  std::unique_ptr<IbkrBroker> ibkr_adapter(EventLoop& loop, const std::string& root_url, AdapterTimeouts t = {},
+                                           net::LoopIo* loop_io = nullptr) const;
 
  private:
   std::unique_ptr<tradestation_emulator::TradeStationEmulator> ts_;

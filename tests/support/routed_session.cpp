@@ -21,11 +21,12 @@ RiskConfig risk(double orders_per_second) {
 
 RoutedSession::RoutedSession(const EmulatedBrokers& brokers, EventLoop& l, RoutedSessionOptions o)
     : loop(l),
+      loop_io(loop),
       journal((o.dir / "journal.db").string()),
       ids(o.id_prefix),
       orders(loop, journal, ids, o.orders),
-      ts(brokers.tradestation_adapter(loop, o.ts_url, o.dir, o.timeouts)),
-      ib(brokers.ibkr_adapter(loop, o.ib_url, o.timeouts)),
+      ts(brokers.tradestation_adapter(loop, o.ts_url, o.dir, o.timeouts, &loop_io)),
+      ib(brokers.ibkr_adapter(loop, o.ib_url, o.timeouts, &loop_io)),
       health(loop, journal, o.health),
       monitor(o.monitor ? std::make_unique<HealthMonitor>(loop, health, *o.monitor) : nullptr),
       router(loop, orders, health, journal, risk(o.max_orders_per_second), aapl()) {

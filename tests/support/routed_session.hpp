@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "brokers/net/loop_io.hpp"
 #include "emulated_brokers.hpp"
 #include "routing/health_monitor.hpp"
 #include "routing/router.hpp"
@@ -44,6 +45,7 @@ class RoutedSession {
   void run_for(Duration d);
 
   EventLoop& loop;
+  net::LoopIo loop_io;  // the adapters' REST on the loop's thread, as `backstop run` has it
   Journal journal;
   ClientOrderIdGenerator ids;
   OrderManager orders;

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "brokers/net/http_client.hpp"
+#include "brokers/net/loop_io.hpp"
 #include "brokers/tradestation/tradestation_broker.hpp"
 #include "brokers/tradestation/ts_auth.hpp"
 #include "brokers/tradestation/ts_wire.hpp"
@@ -91,6 +92,7 @@ class AdapterTest : public ::testing::Test {
     o.order_timeout = 2000ms;
     o.read_timeout = 2000ms;
     o.symbols = {{"AAPL.US", "AAPL"}};
+    o.loop_io = &loop_io;  // as `backstop run` has it
     ts::write_refresh_token(o.settings.refresh_token_file, emu->options().refresh_token);
     return o;
   }
@@ -194,6 +196,7 @@ class AdapterTest : public ::testing::Test {
 
   SystemClock clock;
   EventLoop loop{clock};
+  net::LoopIo loop_io{loop};  // REST on the loop's thread; outlives the broker
   fs::path dir = temp_dir();
   std::unique_ptr<tse::TradeStationEmulator> emu;
   std::unique_ptr<httplib::Client> control;
@@ -334,6 +337,23 @@ TEST_F(AdapterTest, MarketOrderFillsOnTheStreamAndInReads) {
   auto dup = submit(spec("mkt1", OrderType::market, Side::buy, 10));
   EXPECT_EQ(dup.outcome, Outcome::rejected);
   EXPECT_EQ(broker->rate_limited_count(), 0u);
+}
+
+// The same order with REST on a network thread of the adapter's own (no LoopIo).
+TEST_F(AdapterTest, MarketOrderFillsWithRequestsOnANetworkThread) {
+  start_emulator();
+  auto o = adapter_options();
+  o.loop_io = nullptr;
+  make_broker(o);
+  quote("190");
+  auto r = submit(spec("mkn1", OrderType::market, Side::buy, 10));
+  ASSERT_EQ(r.outcome, Outcome::accepted) << r.message;
+  ASSERT_TRUE(run_until([&] { return !events_of(r.broker_order_id, OrderEvent::Kind::fill).empty(); }));
+  auto q = query_coid("mkn1");
+  ASSERT_EQ(q.outcome, Outcome::accepted);
+  ASSERT_TRUE(q.order);
+  EXPECT_EQ(q.order->state, OrderState::filled);
+  EXPECT_EQ(q.order->filled_quantity, 10);
 }
 
 TEST_F(AdapterTest, LimitStopAndStopLimitReadBackAsSent) {
