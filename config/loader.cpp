@@ -729,10 +729,8 @@ class DuplicateKeyFinder {
 // "line 3, column 10: syntax error while parsing object - invalid literal", located at the end
 // of the offending token. nlohmann's own text may quote the token ("last read: ..."), which
 // could be a secret, so only its reason is kept.
-ConfigIssue syntax_issue(std::string_view text, const json::parse_error& e) {
-  std::size_t offset = e.byte == 0 ? 0 : e.byte - 1;
-  if (offset >= text.size()) offset = text.empty() ? 0 : text.size() - 1;
-  while (offset > 0 && offset < text.size() && std::isspace(static_cast<unsigned char>(text[offset]))) --offset;
+// "line L, column C" of a byte offset in the text.
+std::string line_and_column(std::string_view text, std::size_t offset) {
   std::size_t line = 1, column = 1;
   for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
     if (text[i] == '\n') {
@@ -742,13 +740,33 @@ ConfigIssue syntax_issue(std::string_view text, const json::parse_error& e) {
       ++column;
     }
   }
+  return "line " + std::to_string(line) + ", column " + std::to_string(column);
+}
+
+ConfigIssue syntax_issue(std::string_view text, const json::parse_error& e) {
+  std::size_t offset = e.byte == 0 ? 0 : e.byte - 1;
+  if (offset >= text.size()) offset = text.empty() ? 0 : text.size() - 1;
+  while (offset > 0 && offset < text.size() && std::isspace(static_cast<unsigned char>(text[offset]))) --offset;
   std::string reason = e.what();
   if (const auto colon = reason.find(": "); colon != std::string::npos) reason = reason.substr(colon + 2);
   if (const auto last = reason.find("; last read: "); last != std::string::npos) {
     const auto expected = reason.find("; expected ", last);
     reason = reason.substr(0, last) + (expected == std::string::npos ? "" : reason.substr(expected));
   }
-  return {"", "line " + std::to_string(line) + ", column " + std::to_string(column) + ": " + reason};
+  return {"", line_and_column(text, offset) + ": " + reason};
+}
+
+// A number no double can hold ("1e99999"): nlohmann reports it as out_of_range 406, naming the
+// number but not where it is; the first place the text holds it is that place.
+ConfigIssue number_overflow_issue(std::string_view text, const json::exception& e) {
+  const std::string what = e.what();
+  const auto open = what.find('\'');
+  const auto close = open == std::string::npos ? std::string::npos : what.rfind('\'');
+  const std::string number = close != std::string::npos && close > open ? what.substr(open + 1, close - open - 1) : "";
+  const auto at = number.empty() ? std::string_view::npos : text.find(number);
+  const std::string reason = "number out of range (too large for a 64-bit floating-point value)";
+  if (at == std::string_view::npos) return {"", reason};
+  return {"", line_and_column(text, at) + ": " + reason};
 }
 
 LoadResult load(std::string_view text, const std::string& origin, const LoadOptions& options,
@@ -763,6 +781,12 @@ LoadResult load(std::string_view text, const std::string& origin, const LoadOpti
   } catch (const json::parse_error& e) {
     result.issues.clear();  // duplicates found before the syntax error only add noise
     result.issues.push_back(syntax_issue(text, e));
+    return result;
+  } catch (const json::exception& e) {
+    // Found by the config fuzzer: a number overflowing a double is out_of_range, not a parse
+    // error, and escaped as an exception.
+    result.issues.clear();
+    result.issues.push_back(number_overflow_issue(text, e));
     return result;
   }
   EnvLookup env = options.env ? options.env : [](const std::string& name) -> std::optional<std::string> {

@@ -580,6 +580,15 @@ TEST(Broken, JsonSyntaxErrorReportsLineAndColumn) {
   EXPECT_EQ(trailing.issues[0].message.rfind("line 4, column 1: ", 0), 0u) << trailing.issues[0].message;
 }
 
+// Found by the config fuzzer: a number too large for a double threw instead of being an issue.
+TEST(Broken, NumberTooLargeForADoubleIsAnIssueWithItsPlace) {
+  const auto r = load_text("{\n  \"journal\": {\"path\": \"t.db\"},\n  \"risk\": {\"max_notional\": 222222222222e22222}\n}\n");
+  ASSERT_EQ(r.issues.size(), 1u);
+  EXPECT_EQ(r.issues[0].path, "");
+  EXPECT_EQ(r.issues[0].message, "line 3, column 28: number out of range (too large for a 64-bit floating-point value)");
+  EXPECT_THROW((void)r.value(), ConfigError);
+}
+
 TEST(Broken, DuplicateKeys) {
   const auto r = load_text(R"({"journal": {"path": "a.db"},
     "brokers": [{"name": "sim", "kind": "sim"}, {"name": "x", "kind": "sim", "name": "y"}],
