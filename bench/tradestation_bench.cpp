@@ -78,6 +78,17 @@ void BM_OrderStreamParse(benchmark::State& state) {
 }
 BENCHMARK(BM_OrderStreamParse)->Arg(512)->Arg(16384)->Unit(benchmark::kMillisecond);
 
+// Every round-trip benchmark's order: a 1-share AAPL limit at 100 under a fresh client order id.
+OrderSpec bench_order(const char* prefix, std::uint64_t n) {
+  OrderSpec s;
+  s.client_order_id = prefix + std::to_string(n);
+  s.symbol = "AAPL";
+  s.quantity = 1;
+  s.type = OrderType::limit;
+  s.limit_price = Price::parse("100");
+  return s;
+}
+
 struct Loopback {
   Loopback() {
     tradestation_emulator::Options o;
@@ -133,12 +144,7 @@ void BM_SubmitToAck(benchmark::State& state) {
   bench::IterationTimes times;
   for (auto _ : state) {
     times.start();
-    OrderSpec s;
-    s.client_order_id = "b" + std::to_string(++n);
-    s.symbol = "AAPL";
-    s.quantity = 1;
-    s.type = OrderType::limit;
-    s.limit_price = Price::parse("100");
+    const OrderSpec s = bench_order("b", ++n);
     bool done = false;
     broker.submit(s, [&](CommandResult r) {
       if (r.outcome != Outcome::accepted) state.SkipWithError(r.message.c_str());
@@ -210,12 +216,7 @@ void BM_HttpClientOrderRoundTrip(benchmark::State& state) {
   bench::IterationTimes times;
   for (auto _ : state) {
     times.start();
-    OrderSpec s;
-    s.client_order_id = "h" + std::to_string(++n);
-    s.symbol = "AAPL";
-    s.quantity = 1;
-    s.type = OrderType::limit;
-    s.limit_price = Price::parse("100");
+    const OrderSpec s = bench_order("h", ++n);
     net::HttpRequest req{"POST", "/v3/orderexecution/orders", headers,
                          ts::order_request(s, "SIM2784990M", symbols).dump(), 5s};
     if (via_loop) {
@@ -268,12 +269,7 @@ void BM_MinimalBeastRoundTrip(benchmark::State& state) {
   bench::IterationTimes times;
   for (auto _ : state) {
     times.start();
-    OrderSpec s;
-    s.client_order_id = "m" + std::to_string(++n);
-    s.symbol = "AAPL";
-    s.quantity = 1;
-    s.type = OrderType::limit;
-    s.limit_price = Price::parse("100");
+    const OrderSpec s = bench_order("m", ++n);
     const auto res = client.request(http::verb::post, "/v3/orderexecution/orders", headers,
                                     ts::order_request(s, "SIM2784990M", symbols).dump());
     // 200 with Errors is a refusal (api-notes section 3); Orders alone is the ack.

@@ -87,6 +87,15 @@ struct Venues {
     // The scripts hold their last price; replace the tail they have not played yet.
     prices->insert(prices->end(), more.begin(), more.end());
   }
+  // After a double fill of a 100-share long's stop and its mirror: one restoring buy at the
+  // mirror venue, both venues flat, nothing left working.
+  void expect_double_fill_restored_once() const {
+    EXPECT_EQ(market_orders(vb, Side::buy), 1) << "exactly one restoring order";
+    EXPECT_EQ(venue_position(va), 0);
+    EXPECT_EQ(venue_position(vb), 0);
+    EXPECT_TRUE(va.open_orders().empty());
+    EXPECT_TRUE(vb.open_orders().empty());
+  }
   static std::int64_t venue_position(const Venue& v) {
     std::int64_t q = 0;
     for (const auto& p : v.positions()) q += p.quantity;
@@ -178,6 +187,27 @@ struct TwoVenues : Venues, RouterProcess {
   }
 };
 
+// A 100-share long with a 99.50 stop at the primary; its broker goes down (a mirror goes up) and
+// price falls through the stop. Returns the stop's id.
+std::string stop_then_primary_down_and_price_through_it(Venues& v, RouterProcess& p) {
+  const auto stop = p.long_with_stop(100, "99.50");
+  p.run_for(2s);
+  p.a.set_link_up(false);
+  p.guard->set_broker_down("sim_a", true);
+  p.run_for(1s);
+  v.fall_to(99.00);
+  p.run_for(10s);
+  return stop;
+}
+
+// The same where the primary fills unseen and the mirror fills too.
+std::string double_fill_while_the_primary_is_down(Venues& v, RouterProcess& p) {
+  const auto stop = stop_then_primary_down_and_price_through_it(v, p);
+  EXPECT_EQ(v.va.find_by_client_id(stop)->status, VenueStatus::filled) << "the primary fired, unseen";
+  EXPECT_EQ(Venues::venue_position(v.vb), -100) << "the mirror fired too";
+  return stop;
+}
+
 }  // namespace
 
 // On the simulated venue the read-back answers within the acknowledgement's turn, so a sound
@@ -260,15 +290,8 @@ TEST(Mirror, BrokerDownPlacesMirrorsBackUpRemovesThemAfterReverify) {
 TEST(Mirror, DoubleFillIsRestoredExactlyOnce) {
   TwoVenues t(FaultProfile{});
   Reconciler rec(t.loop, t.orders, t.journal);
-  const auto stop = t.long_with_stop(100, "99.50");
-  t.run_for(2s);
-  t.a.set_link_up(false);
-  t.guard->set_broker_down("sim_a", true);
-  t.run_for(1s);
-  t.fall_to(99.00);
-  t.run_for(10s);
-  ASSERT_EQ(t.va.find_by_client_id(stop)->status, VenueStatus::filled) << "the primary fired, unseen";
-  ASSERT_EQ(TwoVenues::venue_position(t.vb), -100) << "the mirror fired too";
+  const auto stop = double_fill_while_the_primary_is_down(t, t);
+  ASSERT_FALSE(::testing::Test::HasFailure()) << "no double fill to test";
   t.a.set_link_up(true);
   t.guard->set_broker_down("sim_a", false);
   rec.on_reconnect("sim_a");
@@ -277,11 +300,7 @@ TEST(Mirror, DoubleFillIsRestoredExactlyOnce) {
   t.run_for(5s);
   EXPECT_EQ(t.orders.find(stop)->state, OrderState::filled);
   EXPECT_EQ(t.events("mirror_double_fill_restored"), 1u);
-  EXPECT_EQ(TwoVenues::market_orders(t.vb, Side::buy), 1) << "exactly one restoring order";
-  EXPECT_EQ(TwoVenues::venue_position(t.va), 0);
-  EXPECT_EQ(TwoVenues::venue_position(t.vb), 0);
-  EXPECT_TRUE(t.va.open_orders().empty());
-  EXPECT_TRUE(t.vb.open_orders().empty());
+  t.expect_double_fill_restored_once();
 }
 
 // A ghost at the primary while its broker is down: the mirror fires in its place. Back up, the
@@ -291,13 +310,7 @@ TEST(Mirror, GhostWhileDownMirrorTakesOverAndThePrimaryIsCancelled) {
   p.ghost_stop_rate = 1.0;
   TwoVenues t(p);
   Reconciler rec(t.loop, t.orders, t.journal);
-  const auto stop = t.long_with_stop(100, "99.50");
-  t.run_for(2s);
-  t.a.set_link_up(false);
-  t.guard->set_broker_down("sim_a", true);
-  t.run_for(1s);
-  t.fall_to(99.00);
-  t.run_for(10s);
+  const auto stop = stop_then_primary_down_and_price_through_it(t, t);
   ASSERT_EQ(t.guard->ghosts().size(), 1u);
   EXPECT_NE(t.guard->ghosts()[0].action.find("broker is down"), std::string::npos) << t.guard->ghosts()[0].action;
   EXPECT_EQ(TwoVenues::venue_position(t.vb), -100);
@@ -395,15 +408,8 @@ TEST(MirrorRestart, DoubleFillFoundAfterARestartIsRestoredOnceAcrossRestarts) {
   {
     RouterProcess p(v, ProtectionPolicy::mirror, "A");
     p.run_for(200ms);
-    stop = p.long_with_stop(100, "99.50");
-    p.run_for(2s);
-    p.a.set_link_up(false);
-    p.guard->set_broker_down("sim_a", true);
-    p.run_for(1s);
-    v.fall_to(99.00);
-    p.run_for(10s);
-    ASSERT_EQ(v.va.find_by_client_id(stop)->status, VenueStatus::filled) << "the primary fired, unseen";
-    ASSERT_EQ(Venues::venue_position(v.vb), -100) << "the mirror fired too";
+    stop = double_fill_while_the_primary_is_down(v, p);
+    ASSERT_FALSE(::testing::Test::HasFailure()) << "no double fill to test";
     ASSERT_EQ(p.events("mirror_fired"), 1u);
   }
   {
@@ -417,11 +423,7 @@ TEST(MirrorRestart, DoubleFillFoundAfterARestartIsRestoredOnceAcrossRestarts) {
   p.start_after_restart();
   p.run_for(5s);
   EXPECT_EQ(p.events("mirror_double_fill_restored"), 1u) << "not undone a second time";
-  EXPECT_EQ(Venues::market_orders(v.vb, Side::buy), 1) << "exactly one restoring order";
-  EXPECT_EQ(Venues::venue_position(v.va), 0);
-  EXPECT_EQ(Venues::venue_position(v.vb), 0);
-  EXPECT_TRUE(v.va.open_orders().empty());
-  EXPECT_TRUE(v.vb.open_orders().empty());
+  v.expect_double_fill_restored_once();
 }
 
 // Restarted under another policy: nothing would manage the mirror any more, so it is cancelled.
