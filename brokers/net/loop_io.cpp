@@ -1,5 +1,6 @@
 #include "brokers/net/loop_io.hpp"
 
+#include <algorithm>
 #include <atomic>
 
 #include "brokers/net/detail/asio.hpp"
@@ -12,6 +13,9 @@ struct LoopIo::Impl final : LoopWaiter {
   std::size_t poll() override { return ioc.poll(); }
 
   void wait_for(std::chrono::nanoseconds max) override {
+    // Bounded: run_one_for() adds `max` to steady_clock::now(), which a "forever" would overflow.
+    // The loop waits again if nothing happened.
+    max = std::min<std::chrono::nanoseconds>(max, std::chrono::hours(1));
     // At least one handler (a network completion, or wake()'s), then whatever else is ready.
     if (ioc.run_one_for(max) > 0) ioc.poll();
   }
