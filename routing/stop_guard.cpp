@@ -484,13 +484,11 @@ void StopGuard::restore_from_journal() {
   };
   std::map<std::string, Trail> trails;
   std::vector<std::string> ghost_order;  // declaration order
-  std::set<std::string> mirror_orders;   // mirror stops are not watched (their primary is)
-  std::vector<JournalEvent> mirror_events;
+  std::vector<JournalEvent> mirror_events;  // for restore_mirrors(): then is_mirror() knows them
   for (const auto& ev : journal_.events_of_kinds({"stop_crossed", "stop_triggered", "ghost_stop", "guard_flatten_order",
                                                   "guard_action", "guard_stalled", "mirror_placed", "mirror_removed",
                                                   "mirror_fired", "mirror_double_fill_restored"})) {
     if (ev.kind.rfind("mirror_", 0) == 0) {
-      if (ev.kind == "mirror_placed") mirror_orders.insert(ev.client_order_id);
       if (ev.kind == "mirror_fired")
         if (auto j = event_detail(ev)) trails[text_field(*j, "primary")].mirror_fired = true;
       mirror_events.push_back(ev);
@@ -616,7 +614,7 @@ void StopGuard::restore_from_journal() {
 
   // ---- crossings not yet judged
   for (const auto& [coid, t] : trails) {
-    if (!t.crossed || t.ghost || t.triggered_since || mirror_orders.count(coid) || local_stops_.count(coid)) continue;
+    if (!t.crossed || t.ghost || t.triggered_since || is_mirror(coid) || local_stops_.count(coid)) continue;
     const OrderRecord* o = orders_.find(coid);
     if (!o || !o->spec.is_stop() || !o->spec.stop_price) continue;
     const JournalEvent& ev = *t.crossed;
@@ -681,7 +679,7 @@ void StopGuard::restore_from_journal() {
   for (const OrderRecord* o : orders_.working_orders()) {
     const std::string& coid = o->spec.client_order_id;
     if (!o->spec.is_stop()) continue;
-    if (!stops_.count(coid) && !mirror_orders.count(coid)) ++adopted;
+    if (!stops_.count(coid) && !is_mirror(coid)) ++adopted;
     on_order(*o);  // idempotent for stops it already knows (restored ghosts stay unwatched)
   }
   // A primary that ended while the process was down is not among the working orders: its
