@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <variant>
+
 namespace backstop {
 
 namespace {
@@ -418,6 +420,38 @@ void StopGuard::fire_local(const CrossedStop& c) {
   spdlog::info("local stop {} triggered at {}: market order {}", c.stop.client_order_id, c.crossing_price.to_string(), coid);
 }
 
+namespace {
+
+// The stop a "local_stop_armed" event describes, or why it cannot be read back (a journal written
+// by another version, or damaged): never an exception, which at start-up would stop every other
+// stop from being restored.
+std::variant<OrderSpec, std::string> armed_stop(const JournalEvent& ev) {
+  const auto j = nlohmann::json::parse(ev.detail, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::string("detail is not a JSON object");
+  const auto symbol = j.find("symbol");
+  if (symbol == j.end() || !symbol->is_string() || symbol->get<std::string>().empty())
+    return std::string("no \"symbol\"");
+  const auto side_text = j.find("side");
+  const auto side = side_text != j.end() && side_text->is_string() ? side_from_string(side_text->get<std::string>())
+                                                                   : std::nullopt;
+  if (!side) return std::string("no valid \"side\"");
+  const auto qty = j.find("quantity");
+  if (qty == j.end() || !qty->is_number_integer() || qty->get<std::int64_t>() <= 0)
+    return std::string("no positive integer \"quantity\"");
+  const auto price_text = j.find("stop_price");
+  std::optional<Price> price;
+  if (price_text != j.end() && price_text->is_string()) {
+    try {
+      price = Price::parse(price_text->get<std::string>());
+    } catch (const std::exception&) {
+    }
+  }
+  if (!price) return std::string("no valid \"stop_price\"");
+  return stop_order(symbol->get<std::string>(), *side, qty->get<std::int64_t>(), *price);
+}
+
+}  // namespace
+
 void StopGuard::restore_local_stops() {
   std::map<std::string, JournalEvent> armed;
   for (const auto& ev : journal_.events()) {
@@ -425,9 +459,18 @@ void StopGuard::restore_local_stops() {
     if (ev.kind == "local_stop_fired" || ev.kind == "local_stop_disarmed") armed.erase(ev.client_order_id);
   }
   for (const auto& [coid, ev] : armed) {
-    const auto j = nlohmann::json::parse(ev.detail);
-    OrderSpec s = stop_order(j.at("symbol"), side_from_string(j.at("side")).value_or(Side::sell), j.at("quantity"),
-                             Price::parse(j.at("stop_price").get<std::string>()));
+    auto stop = armed_stop(ev);
+    if (auto* why = std::get_if<std::string>(&stop)) {
+      // A stop the trader believes is held and is not: say so as loudly as a ghost, and keep it
+      // in the journal, so the report shows it too.
+      spdlog::error("local stop {} at {} CANNOT BE RE-ARMED from the journal ({}): it is not watched; "
+                    "protect the position by hand. Journal detail: {}",
+                    coid, ev.broker, *why, ev.detail);
+      journal_.record_event({loop_.now(), ev.broker, "local_stop_restore_failed", coid,
+                             nlohmann::json{{"reason", *why}, {"detail", ev.detail}}.dump()});
+      continue;
+    }
+    OrderSpec s = std::get<OrderSpec>(std::move(stop));
     s.client_order_id = coid;
     watchdog_.watch({coid, ev.broker, s.symbol, s.side, *s.stop_price, s.quantity});
     local_stops_[coid] = {ev.broker, std::move(s)};

@@ -171,6 +171,42 @@ TEST(StopGuard, LocalStopFiresOnceAndSurvivesARestart) {
   EXPECT_EQ(s.journal.events("local_stop_fired").size(), 1u);
 }
 
+TEST(StopGuard, UnreadableArmedLocalStopIsReportedAndTheOthersAreRestored) {
+  std::vector<std::string> path(30, "100.00");
+  SimSession s(FaultProfile{}, path);
+  s.sim.start();
+  s.run_for(200ms);
+  s.orders.submit("sim", market_order("AAPL", Side::buy, 50));
+  s.run_for(300ms);
+  // Three arms as an older or damaged journal could hold them, and one good one.
+  s.journal.record_event({s.loop.now(), "sim", "local_stop_armed", "L-bad-json", "{not json"});
+  s.journal.record_event({s.loop.now(), "sim", "local_stop_armed", "L-bad-price",
+                          R"({"symbol":"AAPL","side":"sell","quantity":50,"stop_price":"abc"})"});
+  s.journal.record_event({s.loop.now(), "sim", "local_stop_armed", "L-bad-qty",
+                          R"({"symbol":"AAPL","side":"sell","quantity":"50","stop_price":"99.50"})"});
+  {
+    StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
+    guard.arm_local_stop("sim", stop_order("AAPL", Side::sell, 50, Price::parse("99.50")));
+    s.run_for(100ms);
+  }
+  StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
+  s.journal.flush();
+  guard.restore_local_stops();  // no exception: each bad record is reported, the good one re-armed
+  s.journal.flush();
+  const auto failed = s.journal.events("local_stop_restore_failed");
+  ASSERT_EQ(failed.size(), 3u);
+  std::map<std::string, std::string> reason;
+  for (const auto& ev : failed) reason[ev.client_order_id] = nlohmann::json::parse(ev.detail).at("reason");
+  EXPECT_EQ(reason["L-bad-json"], "detail is not a JSON object");
+  EXPECT_EQ(reason["L-bad-price"], "no valid \"stop_price\"");
+  EXPECT_EQ(reason["L-bad-qty"], "no positive integer \"quantity\"");
+  s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
+  s.path->append(prices(99.99, 99.00, -0.01));
+  s.run_for(20s);
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 0) << "the good stop was re-armed and fired";
+  EXPECT_EQ(s.journal.events("local_stop_fired").size(), 1u);
+}
+
 namespace {
 
 // Reads back a stop with one field changed, or not at all: the failure modes verification exists for.
