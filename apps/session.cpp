@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "brokers/net/loop_io.hpp"
+#include "core/cpu_affinity.hpp"
 #include "core/error.hpp"
 #include "routing/strategies/strategy_factory.hpp"
 
@@ -30,6 +31,21 @@ StopGuardSettings guard_settings(const Config& c) {
 }
 }  // namespace
 
+// Config `runtime`: the loop's thread is the one making the session (it runs the loop after).
+void Session::place_threads() {
+  const auto& rt = config_.runtime;
+  if (rt.journal_writer_cpu) {
+    if (auto err = journal_->pin_writer(*rt.journal_writer_cpu); !err.empty())
+      throw ConfigError(config_.origin + ": runtime.journal_writer_cpu: " + err);
+    spdlog::info("journal writer pinned to CPU {}", *rt.journal_writer_cpu);
+  }
+  if (rt.loop_cpu) {
+    if (auto err = pin_this_thread(*rt.loop_cpu); !err.empty())
+      throw ConfigError(config_.origin + ": runtime.loop_cpu: " + err);
+    spdlog::info("event loop pinned to CPU {}", *rt.loop_cpu);
+  }
+}
+
 Session::Session(Config config, EventLoop& loop, Clock& clock, SessionOptions options)
     : config_(std::move(config)), loop_(loop), clock_(clock), options_(std::move(options)) {
   if (options_.journal_path.empty()) throw ConfigError("session: no journal path");
@@ -45,6 +61,7 @@ Session::Session(Config config, EventLoop& loop, Clock& clock, SessionOptions op
   started_at_ = loop_.now();
   loop_io_ = std::make_unique<net::LoopIo>(loop_);
   journal_ = std::make_unique<Journal>(options_.journal_path);
+  place_threads();
   ids_ = std::make_unique<ClientOrderIdGenerator>(ClientOrderIdGenerator::time_prefix(started_at_));
   OrderManagerOptions om;
   om.resolve_retry_interval = std::chrono::milliseconds(200);

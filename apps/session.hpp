@@ -44,6 +44,7 @@ struct SessionOptions {
 
 class Session {
  public:
+  // Made on the thread that then runs `loop` (config `runtime.loop_cpu` pins that thread).
   Session(Config config, EventLoop& loop, Clock& clock, SessionOptions options);
   ~Session();
   Session(const Session&) = delete;
@@ -81,6 +82,8 @@ class Session {
   const std::map<std::string, PositionsResult>& final_positions() const { return final_positions_; }
 
  private:
+  // Applies config `runtime` (thread placement); throws ConfigError naming the key if it cannot.
+  void place_threads();
   void wait_until(const std::function<bool()>& done, Duration timeout);
 
   Config config_;

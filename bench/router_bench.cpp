@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bench/iteration_times.hpp"
+#include "bench/thread_placement.hpp"
 #include "brokers/sim/sim_broker.hpp"
 #include "routing/router.hpp"
 
@@ -122,6 +123,7 @@ struct Setup {
 // continuation starting on the loop to the request reaching the broker.
 void BM_RouterSubmitToTransport_JournalExcluded(benchmark::State& state) {
   Setup s("x");
+  bench::place_threads(state, s.journal);
   const OrderSpec o = limit_order("AAPL", Side::buy, 1, Price::parse("90.00"));
   std::vector<double> samples, call, continuation;
   samples.reserve(state.max_iterations);
@@ -169,6 +171,7 @@ BENCHMARK(BM_RouterSubmitToTransport_JournalExcluded)->Iterations(20000);
 void BM_RouterSubmitToTransport_JournalExcluded_Burst(benchmark::State& state) {
   constexpr std::size_t kBurst = 16;
   Setup s("b");
+  bench::place_threads(state, s.journal);
   const OrderSpec o = limit_order("AAPL", Side::buy, 1, Price::parse("90.00"));
   std::vector<double> samples, call(kBurst);
   samples.reserve(state.max_iterations * kBurst);
@@ -208,6 +211,7 @@ BENCHMARK(BM_RouterSubmitToTransport_JournalExcluded_Burst)->Iterations(2000);
 // group commit (fsync) in between.
 void BM_RouterSubmitToTransport_JournalIncluded(benchmark::State& state) {
   Setup s("i");
+  bench::place_threads(state, s.journal);
   const OrderSpec o = limit_order("AAPL", Side::buy, 1, Price::parse("90.00"));
   std::vector<double> samples;
   for (auto _ : state) {

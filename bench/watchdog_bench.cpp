@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bench/iteration_times.hpp"
+#include "bench/thread_placement.hpp"
 #include "brokers/sim/sim_broker.hpp"
 #include "routing/stop_guard.hpp"
 #include "routing/trigger_watchdog.hpp"
@@ -72,6 +73,7 @@ void BM_TickToFlattenOrder(benchmark::State& state) {
     Venue venue(clock, faults);
     EventLoop loop(clock);
     Journal journal((dir / "j.db").string());
+    bench::place_threads(state, journal);
     ClientOrderIdGenerator ids("B");
     OrderManager orders(loop, journal, ids);
     SimBroker sim(SimBrokerOptions{}, loop, venue);

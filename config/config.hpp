@@ -159,6 +159,14 @@ struct ApiConfig {
   bool allow_non_loopback = false;
 };
 
+// Where the threads run (core/cpu_affinity.hpp). Unset: wherever the kernel places them. Keeping
+// the event loop's thread off the CPU that takes the journal disk's interrupts is what brought the
+// router's p99 under 10 us on the CI VM (bench/PERFORMANCE.md, 2026-12-01).
+struct RuntimeConfig {
+  std::optional<int> loop_cpu;            // the thread that runs the event loop (`backstop run`'s main thread)
+  std::optional<int> journal_writer_cpu;  // the journal's group-commit writer
+};
+
 struct Config {
   std::string origin;  // where it came from: a file path, or "<default sim config>"
   JournalConfig journal;
@@ -171,6 +179,7 @@ struct Config {
   ReconciliationConfig reconciliation;
   HealthConfig health;
   ApiConfig api;
+  RuntimeConfig runtime;
 
   // nullptr when not defined (a loaded Config has every cross-reference resolved).
   const BrokerConfig* find_broker(std::string_view name) const;

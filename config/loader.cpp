@@ -614,6 +614,15 @@ void read_api(Context& c, const json* j, ApiConfig& api) {
   if (api.enabled) check_secret_file(c.r, o.path_of("token_file"), api.token_file);
 }
 
+// Thread placement. Whether the CPU exists is checked where the threads start (Session): a config
+// is often checked on another machine than the one it runs on.
+void read_runtime(Context& c, const json* j, RuntimeConfig& rt) {
+  ObjectReader o(c.r, j, "runtime");
+  o.reject_unknown_keys({"loop_cpu", "journal_writer_cpu"});
+  if (auto v = o.integer("loop_cpu", 0, 1023)) rt.loop_cpu = static_cast<int>(*v);
+  if (auto v = o.integer("journal_writer_cpu", 0, 1023)) rt.journal_writer_cpu = static_cast<int>(*v);
+}
+
 // After every section is read: rules that tie sections together.
 void check_across(Context& c, Config& cfg, const std::map<std::string, std::string>& routed) {
   for (std::size_t i = 0; i < cfg.strategies.size(); ++i) {
@@ -641,7 +650,7 @@ Config read_config(Context& c, const json& doc) {
   ObjectReader root(c.r, &doc, "");
   if (!root.is_object()) return cfg;
   root.reject_unknown_keys({"journal", "brokers", "instruments", "strategies", "routes", "risk", "protection",
-                            "reconciliation", "health", "api"});
+                            "reconciliation", "health", "api", "runtime"});
 
   if (!root.has("journal")) {
     c.r.error("journal", "missing (required)");
@@ -673,6 +682,7 @@ Config read_config(Context& c, const json& doc) {
   read_reconciliation(c, root.raw("reconciliation"), cfg.reconciliation);
   read_health(c, root.raw("health"), cfg.health);
   read_api(c, root.raw("api"), cfg.api);
+  read_runtime(c, root.raw("runtime"), cfg.runtime);
   check_across(c, cfg, routed);
   return cfg;
 }

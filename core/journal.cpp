@@ -1,5 +1,6 @@
 #include "core/journal.hpp"
 
+#include "core/cpu_affinity.hpp"
 #include "core/event_loop.hpp"
 
 #include <nlohmann/json.hpp>
@@ -924,6 +925,11 @@ std::uint64_t Journal::wakeups() const {
 bool Journal::writer_waiting() const {
   std::lock_guard lock(mutex_);
   return writer_idle_;
+}
+
+std::string Journal::pin_writer(int cpu) {
+  if (mode_ == JournalMode::read_only) return "journal " + path_ + " is read-only: it has no writer thread to pin";
+  return pin_thread(writer_, cpu);
 }
 
 }  // namespace backstop

@@ -136,6 +136,9 @@ class Journal {
   std::uint64_t wakeups() const;
   // Whether the writer thread is asleep waiting for records (for tests of the wake-up rules).
   bool writer_waiting() const;
+  // Pins the writer thread to `cpu` (config `runtime.journal_writer_cpu`, core/cpu_affinity.hpp).
+  // Returns an empty string, or what went wrong. A read-only journal has no writer.
+  std::string pin_writer(int cpu);
 
  private:
   using Op = std::function<void(sqlite3*)>;

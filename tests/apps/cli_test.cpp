@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "command_runner.hpp"
@@ -88,6 +89,25 @@ TEST_F(CliTest, EveryCommandHasHelpAndBadInputGivesOneLine) {
   r = run_backstop("demo --faults sometimes --journal " + (dir_ / "x.db").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("unknown fault profile \"sometimes\""), std::string::npos) << r.out;
+}
+
+// Config `runtime`: the loop's thread is pinned where asked, and a CPU the machine lacks stops the
+// run before anything is sent, naming the key.
+TEST_F(CliTest, RunPlacesTheLoopThreadOrNamesTheBadCpu) {
+  std::ifstream in(std::string(EXAMPLES_DIR) + "/sim.json");
+  nlohmann::json cfg = nlohmann::json::parse(in, nullptr, true, /*ignore_comments=*/true);
+  const auto write = [&](int cpu) {
+    cfg["runtime"] = {{"loop_cpu", cpu}};
+    const auto path = dir_ / ("cpu" + std::to_string(cpu) + ".json");
+    std::ofstream(path) << cfg.dump();
+    return path.string();
+  };
+  auto r = run_backstop("run --config " + write(1023) + " --for 1s --journal " + (dir_ / "a.db").string());
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("runtime.loop_cpu: CPU 1023 does not exist"), std::string::npos) << r.out;
+  r = run_backstop("run --verbose --config " + write(0) + " --for 1s --journal " + (dir_ / "b.db").string());
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("event loop pinned to CPU 0"), std::string::npos) << r.out;
 }
 
 // The same demo through the real adapters, against each broker's protocol emulator started by

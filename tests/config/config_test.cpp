@@ -208,6 +208,29 @@ TEST(Load, DefaultsForOptionalSections) {
   EXPECT_EQ(c.health.failure_threshold, 3);
   EXPECT_FALSE(c.api.enabled);
   EXPECT_EQ(c.api.port, 8787);
+  EXPECT_FALSE(c.runtime.loop_cpu.has_value());  // no pinning unless asked for
+  EXPECT_FALSE(c.runtime.journal_writer_cpu.has_value());
+}
+
+TEST(Load, RuntimeThreadPlacement) {
+  auto doc = minimal();
+  doc["runtime"] = {{"loop_cpu", 0}, {"journal_writer_cpu", 1}};
+  const auto r = load(doc);
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(r.issues);
+  EXPECT_EQ(r.config->runtime.loop_cpu, 0);
+  EXPECT_EQ(r.config->runtime.journal_writer_cpu, 1);
+}
+
+TEST(Broken, RuntimeThreadPlacement) {
+  auto doc = minimal();
+  doc["runtime"] = {{"loop_cpu", -1}};
+  EXPECT_EQ(issues(load(doc)), one("runtime.loop_cpu", "must be between 0 and 1023, got -1"));
+  doc["runtime"] = {{"journal_writer_cpu", "1"}};
+  EXPECT_EQ(issues(load(doc)).size(), 1u);
+  EXPECT_EQ(issues(load(doc))[0].path, "runtime.journal_writer_cpu");
+  doc["runtime"] = {{"loop_cpus", 0}};
+  EXPECT_EQ(issues(load(doc)).size(), 1u);
+  EXPECT_EQ(issues(load(doc))[0].path, "runtime.loop_cpus");
 }
 
 TEST(Load, CustomFaultProfileAndParams) {

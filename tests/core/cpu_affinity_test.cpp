@@ -1,0 +1,72 @@
+#include "core/cpu_affinity.hpp"
+
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include <filesystem>
+
+#include "core/journal.hpp"
+
+namespace backstop {
+namespace {
+
+// The calling thread's allowed CPUs, put back when the test ends (the test runner's thread is
+// shared by every test in the program).
+class KeepAffinity {
+ public:
+  KeepAffinity() { sched_getaffinity(0, sizeof saved_, &saved_); }
+  ~KeepAffinity() { sched_setaffinity(0, sizeof saved_, &saved_); }
+  // The highest CPU this thread may run on (a container may allow fewer than cpu_count()).
+  int highest_allowed() const {
+    for (int c = CPU_SETSIZE - 1; c >= 0; --c)
+      if (CPU_ISSET(c, &saved_)) return c;
+    return 0;
+  }
+
+ private:
+  cpu_set_t saved_;
+};
+
+TEST(CpuAffinity, PinnedThreadRunsOnThatCpu) {
+  KeepAffinity keep;
+  const int cpu = keep.highest_allowed();
+  ASSERT_EQ(pin_this_thread(cpu), "");
+  // sched_setaffinity migrates the thread before it returns.
+  EXPECT_EQ(current_cpu(), cpu);
+  cpu_set_t now;
+  ASSERT_EQ(sched_getaffinity(0, sizeof now, &now), 0);
+  EXPECT_EQ(CPU_COUNT(&now), 1);
+  EXPECT_TRUE(CPU_ISSET(cpu, &now));
+}
+
+TEST(CpuAffinity, MissingCpuIsAnErrorNamingIt) {
+  KeepAffinity keep;
+  const int n = cpu_count();
+  EXPECT_EQ(pin_this_thread(n), "CPU " + std::to_string(n) + " does not exist (this machine has CPUs 0-" +
+                                    std::to_string(n - 1) + ")");
+  EXPECT_NE(pin_this_thread(-1).find("CPU -1 does not exist"), std::string::npos);
+  std::thread never_started;
+  EXPECT_NE(pin_thread(never_started, 0).find("not running"), std::string::npos);
+}
+
+TEST(CpuAffinity, JournalWriterCanBePinned) {
+  const auto path = (std::filesystem::temp_directory_path() / ("backstop-affinity-" + std::to_string(::getpid()) + ".db")).string();
+  KeepAffinity keep;
+  {
+    Journal j(path);
+    EXPECT_EQ(j.pin_writer(keep.highest_allowed()), "");
+    EXPECT_NE(j.pin_writer(cpu_count()).find("does not exist"), std::string::npos);
+    // Still committing after the move.
+    j.record_event({1, "b", "k", {}, "{}"});
+    j.flush();
+    EXPECT_EQ(j.events("k").size(), 1u);
+  }
+  {
+    Journal ro(path, JournalMode::read_only);
+    EXPECT_NE(ro.pin_writer(0).find("read-only"), std::string::npos);
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+}
+
+}  // namespace
+}  // namespace backstop
