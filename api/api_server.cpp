@@ -14,6 +14,7 @@
 #include "api/api_json.hpp"
 #include "api_assets.hpp"
 #include "config/url.hpp"
+#include "core/cpu_affinity.hpp"
 #include "core/error.hpp"
 #ifdef BACKSTOP_API_RELIABILITY
 #include "reliability/reliability.hpp"
@@ -498,7 +499,10 @@ void ApiServer::start() {
   im.port = want == 0 ? im.server->bind_to_any_port(im.host) : (im.server->bind_to_port(im.host, want) ? want : -1);
   if (im.port <= 0)
     throw Error("api: cannot listen on " + im.host + ":" + std::to_string(want) + " (port in use or address unavailable)");
-  im.listen_thread = std::thread([&im] { im.server->listen_after_bind(); });
+  im.listen_thread = std::thread([&im] {
+    unpin_this_thread();  // its request workers, started from here, inherit this
+    im.server->listen_after_bind();
+  });
   // httplib's stop() does nothing until the listen loop runs: a stop() right after start()
   // would otherwise leave the listen thread running forever.
   const auto deadline = SteadyClock::now() + std::chrono::seconds(5);

@@ -31,13 +31,18 @@ StopGuardSettings guard_settings(const Config& c) {
 }
 }  // namespace
 
-// Config `runtime`: the loop's thread is the one making the session (it runs the loop after).
+// Config `runtime`: the loop's thread is the one making the session (it runs the loop after); the
+// loop is not running yet, as set_busy_poll requires.
 void Session::place_threads() {
   const auto& rt = config_.runtime;
   if (rt.journal_writer_cpu) {
     if (auto err = journal_->pin_writer(*rt.journal_writer_cpu); !err.empty())
       throw ConfigError(config_.origin + ": runtime.journal_writer_cpu: " + err);
     spdlog::info("journal writer pinned to CPU {}", *rt.journal_writer_cpu);
+  }
+  if (rt.busy_poll.count() > 0) {
+    loop_.set_busy_poll(rt.busy_poll);
+    spdlog::info("event loop busy-polls {} us before sleeping", rt.busy_poll.count());
   }
   if (rt.loop_cpu) {
     if (auto err = pin_this_thread(*rt.loop_cpu); !err.empty())

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <utility>
 #include <vector>
@@ -120,9 +121,12 @@ struct Setup {
 };
 
 // Journal commit excluded: the time in Router::submit plus the time from the commit's
-// continuation starting on the loop to the request reaching the broker.
-void BM_RouterSubmitToTransport_JournalExcluded(benchmark::State& state) {
-  Setup s("x");
+// continuation starting on the loop to the request reaching the broker, one order at a time.
+// While the commit runs the loop's thread either sleeps (in flush(), as an idle loop sleeps) or,
+// with `busy_poll`, never sleeps: it watches the loop's signal counter, as EventLoop's spin does
+// (config `runtime.busy_poll_us`), until the commit's continuation is posted.
+void single_orders(benchmark::State& state, bool busy_poll) {
+  Setup s(busy_poll ? "p" : "x");
   bench::place_threads(state, s.journal);
   const OrderSpec o = limit_order("AAPL", Side::buy, 1, Price::parse("90.00"));
   std::vector<double> samples, call, continuation;
@@ -138,9 +142,19 @@ void BM_RouterSubmitToTransport_JournalExcluded(benchmark::State& state) {
       s.router.submit("s", o);
       t1 = Steady::now();
     });
+    // The writer is woken at the end of the task below, so its post comes after this read.
+    const std::uint64_t seen = s.loop.signals();
     s.loop.run_ready();
     state.PauseTiming();
-    s.journal.flush();  // the commit; its continuation is now posted to the loop
+    if (busy_poll) {
+      while (s.loop.signals() == seen) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+    } else {
+      s.journal.flush();  // the commit; its continuation is now posted to the loop
+    }
     state.ResumeTiming();
     const auto t2 = Steady::now();
     s.loop.run_ready();
@@ -161,7 +175,12 @@ void BM_RouterSubmitToTransport_JournalExcluded(benchmark::State& state) {
   bench::report_percentiles(state, call, "call_");
   bench::report_percentiles(state, continuation, "cont_");
 }
+
+void BM_RouterSubmitToTransport_JournalExcluded(benchmark::State& state) { single_orders(state, false); }
 BENCHMARK(BM_RouterSubmitToTransport_JournalExcluded)->Iterations(20000);
+
+void BM_RouterSubmitToTransport_JournalExcluded_BusyPoll(benchmark::State& state) { single_orders(state, true); }
+BENCHMARK(BM_RouterSubmitToTransport_JournalExcluded_BusyPoll)->Iterations(20000);
 
 // Orders in bursts of 16 between commits, as a strategy reacting to one event sends several
 // (and as group commit batches them): per order, its Router::submit call plus its continuation

@@ -159,12 +159,16 @@ struct ApiConfig {
   bool allow_non_loopback = false;
 };
 
-// Where the threads run (core/cpu_affinity.hpp). Unset: wherever the kernel places them. Keeping
+// Where the threads run (core/cpu_affinity.hpp), and how the loop's thread waits. Unset: wherever
+// the kernel places them, and the idle loop sleeps. Keeping
 // the event loop's thread off the CPU that takes the journal disk's interrupts is what brought the
 // router's p99 under 10 us on the CI VM (bench/PERFORMANCE.md, 2026-12-01).
 struct RuntimeConfig {
   std::optional<int> loop_cpu;            // the thread that runs the event loop (`backstop run`'s main thread)
   std::optional<int> journal_writer_cpu;  // the journal's group-commit writer
+  // How long the idle event loop spins before it sleeps (EventLoop::set_busy_poll): 0, the
+  // default, never spins. Worth it on a machine with a CPU to spare for the loop.
+  std::chrono::microseconds busy_poll{0};
 };
 
 struct Config {

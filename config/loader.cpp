@@ -618,9 +618,16 @@ void read_api(Context& c, const json* j, ApiConfig& api) {
 // is often checked on another machine than the one it runs on.
 void read_runtime(Context& c, const json* j, RuntimeConfig& rt) {
   ObjectReader o(c.r, j, "runtime");
-  o.reject_unknown_keys({"loop_cpu", "journal_writer_cpu"});
+  o.reject_unknown_keys({"loop_cpu", "journal_writer_cpu", "busy_poll_us"});
+  if (auto v = o.integer("busy_poll_us", 0, 1'000'000)) rt.busy_poll = std::chrono::microseconds(*v);
   if (auto v = o.integer("loop_cpu", 0, 1023)) rt.loop_cpu = static_cast<int>(*v);
   if (auto v = o.integer("journal_writer_cpu", 0, 1023)) rt.journal_writer_cpu = static_cast<int>(*v);
+  // A spinning loop holds its CPU for up to the whole spin: a writer placed there would wait that
+  // long each time it has a commit to do.
+  if (rt.busy_poll.count() > 0 && rt.loop_cpu && rt.loop_cpu == rt.journal_writer_cpu)
+    c.r.error(o.path_of("journal_writer_cpu"), "CPU " + std::to_string(*rt.loop_cpu) +
+                                                   " is loop_cpu, whose thread busy-polls (busy_poll_us): give the "
+                                                   "journal's writer another CPU");
 }
 
 // After every section is read: rules that tie sections together.

@@ -4,7 +4,9 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <mutex>
 
 namespace backstop {
 
@@ -15,7 +17,27 @@ int cpu_count() {
 
 namespace {
 
+// The CPUs of the thread that pinned something first, read just before it did: the process's own
+// (taskset's, a container's) before any pinning.
+struct ProcessCpus {
+  std::once_flag saved;
+  cpu_set_t cpus;
+  std::atomic<bool> known{false};  // set once `cpus` is written
+};
+ProcessCpus& process_cpus() {
+  static ProcessCpus p;
+  return p;
+}
+
+void remember_process_cpus() {
+  ProcessCpus& p = process_cpus();
+  std::call_once(p.saved, [&p] {
+    if (::sched_getaffinity(0, sizeof p.cpus, &p.cpus) == 0) p.known.store(true, std::memory_order_release);
+  });
+}
+
 std::string pin(pthread_t thread, int cpu) {
+  remember_process_cpus();
   const int n = cpu_count();
   if (cpu < 0 || cpu >= n || cpu >= CPU_SETSIZE)
     return "CPU " + std::to_string(cpu) + " does not exist (this machine has CPUs 0-" + std::to_string(n - 1) + ")";
@@ -35,6 +57,12 @@ std::string pin_this_thread(int cpu) { return pin(::pthread_self(), cpu); }
 std::string pin_thread(std::thread& thread, int cpu) {
   if (!thread.joinable()) return "cannot pin to CPU " + std::to_string(cpu) + ": the thread is not running";
   return pin(thread.native_handle(), cpu);
+}
+
+void unpin_this_thread() {
+  ProcessCpus& p = process_cpus();
+  // Never pinned: nothing saved, nothing to undo.
+  if (p.known.load(std::memory_order_acquire)) ::sched_setaffinity(0, sizeof p.cpus, &p.cpus);
 }
 
 int current_cpu() { return ::sched_getcpu(); }

@@ -16,6 +16,11 @@ int cpu_count();
 std::string pin_this_thread(int cpu);
 // The same for another thread, through its handle.
 std::string pin_thread(std::thread& thread, int cpu);
+// Gives the calling thread back the CPUs the process had before anything was pinned. A new thread
+// inherits its creator's CPUs, so every thread the pinned loop thread starts (network I/O, the
+// API's listener and its workers, in-process emulators) would otherwise share the loop's one CPU
+// with it. Called first thing in those threads. Nothing to do if nothing was ever pinned.
+void unpin_this_thread();
 // The CPU the calling thread runs on now (for tests and logs); -1 if unknown.
 int current_cpu();
 

@@ -1,5 +1,6 @@
 #include "core/event_loop.hpp"
 
+#include <algorithm>
 #include <limits>
 
 namespace backstop {
@@ -13,6 +14,8 @@ void EventLoop::post(Task task) {
 }
 
 void EventLoop::wake(std::unique_lock<std::mutex>& lock) {
+  signals_.fetch_add(1, std::memory_order_release);
+  if (spinning_) return;  // the spinning loop sees signals_ move: no system call
   if (LoopWaiter* w = waiter_.load(std::memory_order_acquire)) {
     // Under the lock: set_waiter() cannot remove (and its owner destroy) the waiter meanwhile.
     w->wake();
@@ -27,8 +30,51 @@ void EventLoop::set_waiter(LoopWaiter* waiter) {
   waiter_.store(waiter, std::memory_order_release);
 }
 
+namespace {
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+}  // namespace
+
+bool EventLoop::spin(std::unique_lock<std::mutex>& lock, LoopWaiter* waiter, std::chrono::nanoseconds spin) {
+  // spinning_ is set and cleared under the lock, where posters read it: a post either finds it
+  // set (and only bumps signals_, which the loop watches) or comes before it was set (then the
+  // caller saw the post before waiting) or after it was cleared (then it wakes the sleep below).
+  const std::uint64_t seen = signals_.load(std::memory_order_relaxed);
+  spinning_ = true;
+  lock.unlock();
+  const auto until = std::chrono::steady_clock::now() + spin;
+  bool arrived = false;
+  for (std::uint32_t i = 1;; ++i) {
+    if (signals_.load(std::memory_order_acquire) != seen) {
+      arrived = true;
+      break;
+    }
+    // Network completions on this thread; a poll is a system call, so not on every turn.
+    if (waiter != nullptr && i % 16 == 0 && waiter->poll() > 0) {
+      arrived = true;
+      break;
+    }
+    if (i % 64 == 0 && std::chrono::steady_clock::now() >= until) break;
+    cpu_relax();
+  }
+  lock.lock();
+  spinning_ = false;
+  return arrived || signals_.load(std::memory_order_relaxed) != seen;
+}
+
 void EventLoop::wait(std::unique_lock<std::mutex>& lock, std::chrono::nanoseconds max) {
   LoopWaiter* w = waiter_.load(std::memory_order_acquire);
+  if (busy_poll_.count() > 0) {
+    const auto spun = std::min(max, busy_poll_);
+    if (spin(lock, w, spun)) return;  // the caller looks at what arrived
+    max -= spun;
+    if (max.count() <= 0) return;
+  }
   if (w == nullptr) {
     wake_.wait_for(lock, max);
     return;
@@ -65,6 +111,7 @@ void EventLoop::add_external_work() {
 void EventLoop::finish_external_work() {
   std::unique_lock lock(mutex_);
   --external_work_;
+  if (in_task()) return;  // as post(): the loop looks again before it waits
   wake(lock);
 }
 
@@ -175,6 +222,7 @@ void EventLoop::run() {
 void EventLoop::stop() {
   std::unique_lock lock(mutex_);
   stopped_ = true;
+  if (in_task()) return;  // as post(): the loop looks again before it waits
   wake(lock);
 }
 

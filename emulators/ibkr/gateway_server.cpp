@@ -15,6 +15,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "core/cpu_affinity.hpp"
 #include "core/error.hpp"
 #include "emulators/ibkr/gateway_core.hpp"
 #include "emulators/ibkr/ibkr_gateway_emulator.hpp"
@@ -333,7 +334,10 @@ void IbkrGatewayEmulator::start(std::uint16_t port) {
   i.accept();
   i.poll();
   i.running = true;
-  i.thread = std::thread([&i] { i.ioc.run(); });
+  i.thread = std::thread([&i] {
+    unpin_this_thread();  // in process with `backstop run --emulate`: not on a pinned loop's CPU
+    i.ioc.run();
+  });
 }
 
 std::uint16_t IbkrGatewayEmulator::port() const { return impl_->port; }

@@ -18,6 +18,7 @@
 
 #include "brokers/sim/price_path.hpp"
 #include "brokers/sim/venue.hpp"
+#include "core/cpu_affinity.hpp"
 #include "core/error.hpp"
 #include "brokers/net/test_certificate.hpp"
 #include "emulators/tradestation/stream_hub.hpp"
@@ -1634,8 +1635,15 @@ void TradeStationEmulator::Impl::start(int port) {
   if (port_ <= 0)
     throw Error("TradeStation emulator: cannot listen on " + opt_.host + ":" +
                 std::to_string(port));
-  listen_thread_ = std::thread([this] { server_->listen_after_bind(); });
-  market_thread_ = std::thread([this] { market_loop(); });
+  // In process with `backstop run --emulate`: not on the event loop's CPU if it is pinned.
+  listen_thread_ = std::thread([this] {
+    unpin_this_thread();
+    server_->listen_after_bind();
+  });
+  market_thread_ = std::thread([this] {
+    unpin_this_thread();
+    market_loop();
+  });
   spdlog::info("TradeStation emulator listening on {}", base_url());
 }
 

@@ -210,15 +210,17 @@ TEST(Load, DefaultsForOptionalSections) {
   EXPECT_EQ(c.api.port, 8787);
   EXPECT_FALSE(c.runtime.loop_cpu.has_value());  // no pinning unless asked for
   EXPECT_FALSE(c.runtime.journal_writer_cpu.has_value());
+  EXPECT_EQ(c.runtime.busy_poll.count(), 0);  // the idle loop sleeps
 }
 
 TEST(Load, RuntimeThreadPlacement) {
   auto doc = minimal();
-  doc["runtime"] = {{"loop_cpu", 0}, {"journal_writer_cpu", 1}};
+  doc["runtime"] = {{"loop_cpu", 0}, {"journal_writer_cpu", 1}, {"busy_poll_us", 200}};
   const auto r = load(doc);
   ASSERT_TRUE(r.ok()) << ::testing::PrintToString(r.issues);
   EXPECT_EQ(r.config->runtime.loop_cpu, 0);
   EXPECT_EQ(r.config->runtime.journal_writer_cpu, 1);
+  EXPECT_EQ(r.config->runtime.busy_poll, std::chrono::microseconds(200));
 }
 
 TEST(Broken, RuntimeThreadPlacement) {
@@ -228,6 +230,14 @@ TEST(Broken, RuntimeThreadPlacement) {
   doc["runtime"] = {{"journal_writer_cpu", "1"}};
   EXPECT_EQ(issues(load(doc)).size(), 1u);
   EXPECT_EQ(issues(load(doc))[0].path, "runtime.journal_writer_cpu");
+  doc["runtime"] = {{"busy_poll_us", 2'000'000}};
+  EXPECT_EQ(issues(load(doc)), one("runtime.busy_poll_us", "must be between 0 and 1000000, got 2000000"));
+  doc["runtime"] = {{"loop_cpu", 1}, {"journal_writer_cpu", 1}, {"busy_poll_us", 100}};
+  EXPECT_EQ(issues(load(doc)), one("runtime.journal_writer_cpu",
+                                   "CPU 1 is loop_cpu, whose thread busy-polls (busy_poll_us): give the journal's "
+                                   "writer another CPU"));
+  doc["runtime"] = {{"loop_cpu", 1}, {"journal_writer_cpu", 1}};  // sharing a CPU is fine when the loop sleeps
+  EXPECT_TRUE(load(doc).ok());
   doc["runtime"] = {{"loop_cpus", 0}};
   EXPECT_EQ(issues(load(doc)).size(), 1u);
   EXPECT_EQ(issues(load(doc))[0].path, "runtime.loop_cpus");

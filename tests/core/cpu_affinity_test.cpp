@@ -39,6 +39,25 @@ TEST(CpuAffinity, PinnedThreadRunsOnThatCpu) {
   EXPECT_TRUE(CPU_ISSET(cpu, &now));
 }
 
+// A thread inherits its creator's CPUs: the threads a pinned loop starts must give them back.
+TEST(CpuAffinity, ThreadsStartedByAPinnedThreadCanGoBackToTheProcessCpus) {
+  KeepAffinity keep;
+  cpu_set_t before;
+  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+  ASSERT_EQ(pin_this_thread(keep.highest_allowed()), "");
+  int inherited = 0, after_unpin = 0;
+  std::thread([&] {
+    cpu_set_t s;
+    sched_getaffinity(0, sizeof s, &s);
+    inherited = CPU_COUNT(&s);
+    unpin_this_thread();
+    sched_getaffinity(0, sizeof s, &s);
+    after_unpin = CPU_COUNT(&s);
+  }).join();
+  EXPECT_EQ(inherited, 1);
+  EXPECT_EQ(after_unpin, CPU_COUNT(&before));
+}
+
 TEST(CpuAffinity, MissingCpuIsAnErrorNamingIt) {
   KeepAffinity keep;
   const int n = cpu_count();

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "brokers/net/detail/asio.hpp"
+#include "core/cpu_affinity.hpp"
 #include "core/error.hpp"
 
 namespace backstop::net::detail {
@@ -13,6 +14,7 @@ namespace backstop::net::detail {
 IoThread::IoThread(std::string name)
     : work_(asio::make_work_guard(ioc_)), name_(std::move(name)) {
   thread_ = std::thread([this] {
+    unpin_this_thread();  // not on the event loop's CPU, if that thread started this one
     for (;;) {
       try {
         ioc_.run();
