@@ -256,6 +256,7 @@ json order_json(const OrderRecord& o, const StopRecord* stop) {
           {"outside_rth", o.spec.outside_rth},
           {"parent_client_order_id", o.spec.parent_client_order_id},
           {"oco_group", o.spec.oco_group},
+          {"strategy", o.spec.strategy},
           {"state", to_string(o.state)},
           {"working", is_working(o.state)},
           {"filled_quantity", o.filled_quantity},

@@ -347,6 +347,14 @@ std::string ApiShared::metrics_text() const {
   for (const auto& g : ctx.guard.ghosts()) ghosts[g.broker]++;
   for (const auto& [b, v] : ghosts) m += fmt::format("backstop_ghost_stops_total{{broker=\"{}\"}} {}\n", label(b), v);
 
+  help("backstop_local_stops_unrestored", "gauge",
+       "Local stops the journal says are held that could not be re-armed at start-up: nothing watches them.");
+  std::map<std::string, std::int64_t> unrestored;
+  for (const auto& n : names) unrestored[n] = 0;
+  for (const auto& [coid, b] : ctx.guard.unrestored_local_stops()) unrestored[b]++;
+  for (const auto& [b, v] : unrestored)
+    m += fmt::format("backstop_local_stops_unrestored{{broker=\"{}\"}} {}\n", label(b), v);
+
   help("backstop_divergences_total", "counter", "Reconciliation divergences by broker and kind.");
   std::map<std::pair<std::string, std::string>, std::int64_t> div;
   for (const auto& n : names)

@@ -33,6 +33,7 @@ nlohmann::json order_to_json(const OrderRecord& o, const std::vector<TransitionR
   j["outside_rth"] = s.outside_rth;
   j["parent_client_order_id"] = s.parent_client_order_id;
   j["oco_group"] = s.oco_group;
+  j["strategy"] = s.strategy;
   j["state"] = to_string(o.state);
   j["filled_quantity"] = o.filled_quantity;
   j["average_fill_price"] = o.average_fill_price.to_string();

@@ -13,9 +13,11 @@ namespace backstop {
 namespace {
 StopGuardSettings guard_settings(const Config& c) {
   StopGuardSettings g;
-  // One guard watches every stop; it applies the policy of the first strategy (per-strategy
-  // policies need one guard per route, which the guard does not support yet).
+  // One guard watches every stop and applies to each the policy of the strategy that sent it
+  // (orders carry their route's name). A route with no strategies[] entry (a strategy of its own
+  // speaking through the API) has the first strategy's policy, as before there were several.
   g.policy = c.strategies.empty() ? ProtectionPolicy::verify : c.strategies.front().protection;
+  for (const auto& s : c.strategies) g.strategy_policies[s.name] = s.protection;
   g.verify_deadline = c.protection.verify_deadline;
   g.reverify_interval = c.protection.reverify_interval;
   g.ghost_grace = c.protection.ghost_grace;
@@ -175,6 +177,7 @@ void Session::start() {
   if (!ready)
     throw Error("start-up recovery and reconciliation did not finish within " +
                 std::to_string(to_ns(options_.recovery_timeout) / 1'000'000'000) + " s");
+  router_->restore_pairs();
   guard_->restore_local_stops();
   // Crossings, ghosts and interrupted guard actions of the previous process, judged against the
   // orders as recovery left them; before quotes flow, so no tick starts a new grace period first.

@@ -645,6 +645,15 @@ void check_across(Context& c, Config& cfg, const std::map<std::string, std::stri
   for (std::size_t i = 0; i < cfg.strategies.size(); ++i) {
     const auto& s = cfg.strategies[i];
     const auto* route = cfg.route_for(s.name);
+    // `local` means no stop at the broker, Backstop holding and firing it. The guard can hold
+    // such stops (StopGuard::arm_local_stop), but nothing takes a strategy's stop orders there
+    // yet: they would go to the broker, watched as under `verify`. Refused rather than run as
+    // something other than what the config says.
+    if (s.protection == ProtectionPolicy::local)
+      c.r.error(child_path(index_path("strategies", i), "protection"),
+                "\"local\" (Backstop holds the stop, none at the broker) is not available to strategies yet: their "
+                "stop orders would still go to the broker; use \"guard\" (a ghost stop is cancelled and the "
+                "position flattened) or \"mirror\"");
     // The mirror stop lives at a second venue; a route with one broker has none.
     if (s.protection == ProtectionPolicy::mirror && route && route->brokers.size() < 2)
       c.r.error(child_path(index_path("strategies", i), "protection"),

@@ -112,6 +112,12 @@ ALTER TABLE transitions ADD COLUMN last_message TEXT;
 CREATE TABLE fold (through_transition INTEGER NOT NULL);
 INSERT INTO fold SELECT coalesce(max(id), 0) FROM transitions;
 )sql",
+    // 3 -> 4: the route (strategy) that sent an order, so that after a restart a strategy owns
+    // its orders again: its position counts their fills and their updates reach it. Empty for
+    // orders no route sent (the stop guard's own orders) and for every order of an older schema.
+    R"sql(
+ALTER TABLE orders ADD COLUMN strategy TEXT NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(std::size(kMigrations) == Journal::kSchemaVersion);
 
@@ -184,6 +190,7 @@ class Statement {
   }
   std::int64_t integer(int c) const { return sqlite3_column_int64(st_, c); }
   bool is_null(int c) const { return sqlite3_column_type(st_, c) == SQLITE_NULL; }
+  int columns() const { return sqlite3_column_count(st_); }
 
  private:
   sqlite3* db_;
@@ -224,8 +231,8 @@ INSERT INTO orders (client_order_id, broker, broker_order_id, symbol, side, quan
   limit_price, stop_price, tif, outside_rth, parent_client_order_id, oco_group, state,
   filled_quantity, average_fill_price, last_message, created_at, sent_at, submitted_at,
   partially_filled_at, filled_at, pending_cancel_at, cancelled_at, rejected_at, failed_at,
-  as_of_transition)
-VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27)
+  as_of_transition, strategy)
+VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)
 ON CONFLICT(client_order_id) DO UPDATE SET broker=?2, broker_order_id=?3, quantity=?6,
   limit_price=?8, stop_price=?9, tif=?10, state=?14, filled_quantity=?15, average_fill_price=?16,
   last_message=?17, created_at=?18, sent_at=?19, submitted_at=?20, partially_filled_at=?21,
@@ -295,6 +302,7 @@ void upsert_order(sqlite3* db, sqlite3_stmt* st, const OrderRecord& o, std::int6
   bind(st, 17, o.last_message);
   for (std::size_t i = 0; i < kOrderStateCount; ++i) bind_time(st, 18 + static_cast<int>(i), o.state_times[i]);
   bind(st, 27, as_of_transition);
+  bind(st, 28, s.strategy);
   run(db, st);
 }
 
@@ -329,14 +337,21 @@ void insert_transition(sqlite3* db, sqlite3_stmt* st, const TransitionEvent& ev,
 // Schemas 1 and 2: the order rows are current.
 constexpr const char* kSelectAllOrders = "SELECT " BACKSTOP_ORDER_COLUMNS " FROM orders ORDER BY created_at, rowid";
 constexpr const char* kSelectOrderById = "SELECT " BACKSTOP_ORDER_COLUMNS " FROM orders WHERE client_order_id = ?1";
-// Schema 3: the order rows with the transition each reflects (column 26), to be folded.
-constexpr const char* kSelectAllOrdersToFold =
+// Schema 3 (read-only): the order rows with the transition each reflects (column 26), to be
+// folded.
+constexpr const char* kSelectAllOrdersToFoldSchema3 =
     "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition FROM orders ORDER BY created_at, rowid";
-constexpr const char* kSelectOrderByIdToFold =
+constexpr const char* kSelectOrderByIdToFoldSchema3 =
     "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition FROM orders WHERE client_order_id = ?1";
-// The orders that applied transitions not folded for good yet name (a read-write opening).
+// Schema 4: the same, and the strategy that sent the order (column 27).
+constexpr const char* kSelectAllOrdersToFold =
+    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition, strategy FROM orders ORDER BY created_at, rowid";
+constexpr const char* kSelectOrderByIdToFold =
+    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition, strategy FROM orders WHERE client_order_id = ?1";
+// The orders that applied transitions not folded for good yet name (a read-write opening, so
+// always the current schema).
 constexpr const char* kSelectOrdersWithUnfoldedTransitions =
-    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition FROM orders WHERE client_order_id IN "
+    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition, strategy FROM orders WHERE client_order_id IN "
     "(SELECT client_order_id FROM transitions WHERE id > (SELECT through_transition FROM fold) AND applied = 1) "
     "ORDER BY created_at, rowid";
 #undef BACKSTOP_ORDER_COLUMNS
@@ -398,8 +413,8 @@ int schema_version(sqlite3* db) {
 }
 
 // Order rows as of everything journaled: read by `orders_sql` (order columns, then
-// as_of_transition; ?1 bound to `coid`), with every later applied transition (of `coid` only,
-// when not empty) folded in. `touched`, when given, tells which orders a transition changed.
+// as_of_transition, then the strategy from schema 4 on; ?1 bound to `coid`), with every later
+// applied transition (of `coid` only, when not empty) folded in. `touched`, when given, tells which orders a transition changed.
 std::vector<OrderRecord> read_folded_orders(sqlite3* db, const char* orders_sql, const std::string& coid,
                                             std::vector<bool>* touched = nullptr) {
   std::vector<OrderRecord> out;
@@ -407,9 +422,11 @@ std::vector<OrderRecord> read_folded_orders(sqlite3* db, const char* orders_sql,
   {
     Statement st(db, orders_sql);
     if (!coid.empty()) st.bind(1, coid);
+    const bool has_strategy = st.columns() > 27;
     while (st.next()) {
       out.push_back(read_order(st));
       as_of.push_back(st.integer(26));
+      if (has_strategy) out.back().spec.strategy = st.text(27);
     }
   }
   if (touched) touched->assign(out.size(), false);
@@ -821,8 +838,10 @@ T Journal::read(std::function<T(sqlite3*)> query) {
 namespace {
 // Every order (`coid` empty) or one, as of everything journaled.
 std::vector<OrderRecord> read_orders(sqlite3* db, const std::string& coid) {
-  if (schema_version(db) >= 3)
+  if (const int schema = schema_version(db); schema >= 4)
     return read_folded_orders(db, coid.empty() ? kSelectAllOrdersToFold : kSelectOrderByIdToFold, coid);
+  else if (schema == 3)
+    return read_folded_orders(db, coid.empty() ? kSelectAllOrdersToFoldSchema3 : kSelectOrderByIdToFoldSchema3, coid);
   std::vector<OrderRecord> out;  // schemas 1 and 2 (read-only): the order rows are current
   Statement st(db, coid.empty() ? kSelectAllOrders : kSelectOrderById);
   if (!coid.empty()) st.bind(1, coid);

@@ -30,6 +30,9 @@ struct OrderSpec {
   bool outside_rth = false;
   std::string parent_client_order_id;  // set on bracket children
   std::string oco_group;               // exits of one bracket share a group
+  // The route (the strategy's name in the config) that sent it, set by the Router; journaled, so
+  // that a strategy owns its orders again after a restart. Never sent to a broker.
+  std::string strategy;
 
   bool is_stop() const { return type == OrderType::stop || type == OrderType::stop_limit; }
 };

@@ -155,6 +155,16 @@ std::string Router::refuse(const std::string& broker, OrderSpec spec, const std:
   return coid;
 }
 
+BracketIds Router::refuse_bracket(const std::string& broker, const BracketSpec& b, const std::string& why,
+                                  const SubmitCallback& done) {
+  ++refused_;  // one request: the three legs would have gone together
+  spdlog::warn("bracket refused before sending to {}: {}", broker, why);
+  const std::string reason = "refused by router: " + why;
+  for (const OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop}) orders_.record_refused(broker, *leg, reason);
+  if (done) done(CommandResult::failed(reason));
+  return {b.entry.client_order_id, b.take_profit.client_order_id, b.protective_stop.client_order_id};
+}
+
 void Router::submit_answered(const std::string& broker, Timestamp sent_at, const CommandResult& r) {
   switch (r.outcome) {
     case Outcome::accepted:
@@ -181,16 +191,7 @@ BracketIds Router::send_bracket(const std::string& broker, BracketSpec b, Submit
   if (why.empty() && !take_budget(broker))
     why = "more than risk.max_orders_per_second (" + std::to_string(risk_.max_orders_per_second) +
           ") order requests to " + broker;
-  if (!why.empty()) {
-    for (OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop})
-      if (leg->client_order_id.empty()) leg->client_order_id = orders_.next_client_order_id();
-    const BracketIds ids{b.entry.client_order_id, b.take_profit.client_order_id, b.protective_stop.client_order_id};
-    refuse(broker, b.entry, why, done);
-    refuse(broker, b.take_profit, why, {});
-    refuse(broker, b.protective_stop, why, {});
-    refused_ -= 2;  // one refused request
-    return ids;
-  }
+  if (!why.empty()) return refuse_bracket(broker, b, why, done);  // legs' ids: given by submit_bracket
   return orders_.submit_bracket(broker, std::move(b), std::move(done), this);
 }
 
@@ -203,9 +204,33 @@ void Router::record_pair(const std::string& strategy, const std::vector<std::pai
   partners_[sides.front().second] = sides.back().second;
 }
 
+std::size_t Router::restore_pairs() {
+  std::size_t restored = 0;
+  for (const JournalEvent& ev : journal_.events("dual_pair")) {
+    const OrderRecord* first = orders_.find(ev.client_order_id);
+    if (!first || first->is_terminal()) continue;  // nothing left to cancel or replace
+    const auto detail = nlohmann::json::parse(ev.detail, nullptr, false);
+    const auto orders = detail.is_object() ? detail.find("orders") : detail.end();
+    if (!detail.is_object() || orders == detail.end() || !orders->is_object()) {
+      spdlog::error("journal event dual_pair of order {}: detail has no \"orders\" object; its twin will not "
+                    "follow a cancel or replace",
+                    ev.client_order_id);
+      continue;
+    }
+    for (const auto& [broker, coid] : orders->items())
+      if (coid.is_string() && coid.get_ref<const std::string&>() != ev.client_order_id) {
+        partners_[ev.client_order_id] = coid.get<std::string>();
+        ++restored;
+      }
+  }
+  if (restored > 0) spdlog::info("router: {} dual-run pairs of an earlier run restored", restored);
+  return restored;
+}
+
 std::string Router::submit(const std::string& strategy, OrderSpec spec, SubmitCallback done) {
   RouteState& r = state(strategy);
   if (spec.client_order_id.empty()) spec.client_order_id = orders_.next_client_order_id();
+  spec.strategy = strategy;  // journaled with the order: the strategy owns it after a restart
   if (r.config.mode == RouteMode::dual) {
     const std::string& first = r.config.brokers[0];
     const std::string& second = r.config.brokers[1];
@@ -224,8 +249,10 @@ std::string Router::submit(const std::string& strategy, OrderSpec spec, SubmitCa
 
 BracketIds Router::submit_bracket(const std::string& strategy, BracketSpec bracket, SubmitCallback done) {
   RouteState& r = state(strategy);
-  for (OrderSpec* leg : {&bracket.entry, &bracket.take_profit, &bracket.protective_stop})
+  for (OrderSpec* leg : {&bracket.entry, &bracket.take_profit, &bracket.protective_stop}) {
     if (leg->client_order_id.empty()) leg->client_order_id = orders_.next_client_order_id();
+    leg->strategy = strategy;
+  }
   if (r.config.mode == RouteMode::dual) {
     const std::string& first = r.config.brokers[0];
     const std::string& second = r.config.brokers[1];
@@ -242,15 +269,7 @@ BracketIds Router::submit_bracket(const std::string& strategy, BracketSpec brack
   }
   const std::string* broker = choose_broker(r, strategy);
   if (!broker) {
-    const std::string why = why_none(r);
-    const std::string& at = r.config.brokers[r.active];
-    const BracketIds ids{bracket.entry.client_order_id, bracket.take_profit.client_order_id,
-                         bracket.protective_stop.client_order_id};
-    refuse(at, bracket.entry, why, done);
-    refuse(at, bracket.take_profit, why, {});
-    refuse(at, bracket.protective_stop, why, {});
-    refused_ -= 2;
-    return ids;
+    return refuse_bracket(r.config.brokers[r.active], bracket, why_none(r), done);
   }
   return send_bracket(*broker, std::move(bracket), std::move(done));
 }

@@ -67,6 +67,10 @@ class Router : private OrderManager::SubmitObserver {
 
   // The broker a failover route sends to now (its last choice), or the first of a dual route.
   std::string current_broker(const std::string& strategy) const;
+  // Dual-run pairs of an earlier run whose first order is still open, read back from the
+  // journal's "dual_pair" events, so that a cancel or replace of it still reaches its twin. Call
+  // after the OrderManager's recovery, before strategies start. Returns how many.
+  std::size_t restore_pairs();
   // Dual-run partner of an order (the second broker's client order id), if any.
   std::optional<std::string> partner(const std::string& client_order_id) const;
   const std::vector<RouteSwitch>& switches() const { return switches_; }
@@ -91,6 +95,9 @@ class Router : private OrderManager::SubmitObserver {
   bool take_budget(const std::string& broker);
   std::string refusal(const std::string& broker, const OrderSpec& spec);
   std::string refuse(const std::string& broker, OrderSpec spec, const std::string& why, const SubmitCallback& done);
+  // A refused bracket: its three legs recorded as refused, counted as one refused request.
+  BracketIds refuse_bracket(const std::string& broker, const BracketSpec& b, const std::string& why,
+                            const SubmitCallback& done);
   // Every answer (or lack of one) to a real request is evidence of the broker's health. Told by
   // the OrderManager for each order this router sends, before the strategy's own callback.
   void submit_answered(const std::string& broker, Timestamp sent_at, const CommandResult& r) override;

@@ -36,9 +36,28 @@ StopGuard::StopGuard(EventLoop& loop, OrderManager& orders, Journal& journal, St
   orders_.on_triggered(while_alive([this](const OrderRecord& o) { unwatch(o.spec.client_order_id); }));
   // A fill anywhere can make a position flat (a parent closed by another order): mirrors of
   // stops that no longer protect anything must go.
-  if (settings_.policy == ProtectionPolicy::mirror)
+  if (any_policy_is(ProtectionPolicy::mirror))
     orders_.on_fill(while_alive([this](const Fill&, const OrderRecord&) { evaluate_all_mirrors(); }));
   scratch_.reserve(64);
+}
+
+ProtectionPolicy StopGuard::policy_of(const OrderSpec& stop) const {
+  auto it = settings_.strategy_policies.find(stop.strategy);
+  return it == settings_.strategy_policies.end() ? settings_.policy : it->second;
+}
+
+ProtectionPolicy StopGuard::policy_of(const std::string& coid) const {
+  // A mirror stop (sent by the guard, so of no strategy) is under the policy of its primary.
+  if (auto m = mirror_index_.find(coid); m != mirror_index_.end()) return policy_of(mirrors_[m->second].primary);
+  const OrderRecord* o = orders_.find(coid);
+  return o ? policy_of(o->spec) : settings_.policy;
+}
+
+bool StopGuard::any_policy_is(ProtectionPolicy p) const {
+  if (settings_.policy == p) return true;
+  for (const auto& [strategy, policy] : settings_.strategy_policies)
+    if (policy == p) return true;
+  return false;
 }
 
 std::vector<LintFinding> StopGuard::lint(const OrderSpec& stop, const std::string& broker_name) const {
@@ -281,9 +300,10 @@ void StopGuard::declare_ghost(const CrossedStop& c) {
   if (rec.ghost) return;
   rec.ghost = true;
   rec.watching = false;
+  const ProtectionPolicy policy = policy_of(c.stop.client_order_id);
   GhostStop g{c.stop.client_order_id, c.stop.broker, c.stop.symbol, c.stop.side, c.stop.stop_price,
               c.crossing_price, c.crossed_at, loop_.now(), c.source, {}, {}};
-  switch (settings_.policy) {
+  switch (policy) {
     case ProtectionPolicy::verify: g.action = "alerted (policy verify: no action)"; break;
     case ProtectionPolicy::guard: g.action = "guard: cancelling the broker stop, then flattening"; break;
     case ProtectionPolicy::local: g.action = "alerted (broker stop under policy local)"; break;
@@ -305,12 +325,12 @@ void StopGuard::declare_ghost(const CrossedStop& c) {
                                         {"crossed_at", format_timestamp(g.crossed_at)},
                                         {"declared_at", format_timestamp(g.declared_at)},
                                         {"source", g.source},
-                                        {"policy", to_string(settings_.policy)}}
+                                        {"policy", to_string(policy)}}
                              .dump()});
   ghosts_.push_back(g);
   for (auto& l : ghost_listeners_) l(g);
-  if (settings_.policy == ProtectionPolicy::guard) guard_flatten(ghosts_.size() - 1, 0);
-  if (settings_.policy == ProtectionPolicy::mirror) {
+  if (policy == ProtectionPolicy::guard) guard_flatten(ghosts_.size() - 1, 0);
+  if (policy == ProtectionPolicy::mirror) {
     // With its broker up, a ghost is handled as `guard` does (the broker is reachable, so the
     // exit belongs there, and flat at the primary removes any mirror). With it down, the ghost
     // verdict keeps (or puts) a mirror in place; the flatten waits for the broker to return.
@@ -468,6 +488,7 @@ void StopGuard::restore_local_stops() {
                     coid, ev.broker, *why, ev.detail);
       journal_.record_event({loop_.now(), ev.broker, "local_stop_restore_failed", coid,
                              nlohmann::json{{"reason", *why}, {"detail", ev.detail}}.dump()});
+      unrestored_local_stops_[coid] = ev.broker;
       continue;
     }
     OrderSpec s = std::get<OrderSpec>(std::move(stop));
@@ -582,7 +603,7 @@ void StopGuard::restore_from_journal() {
     }
     g.source = text_field(*j, "source");
     const ProtectionPolicy declared_under =
-        protection_policy_from_string(text_field(*j, "policy")).value_or(settings_.policy);
+        protection_policy_from_string(text_field(*j, "policy")).value_or(policy_of(coid));
 
     StopRecord& rec = stops_[coid];
     rec.client_order_id = coid;
@@ -624,7 +645,7 @@ void StopGuard::restore_from_journal() {
       g.action = "guard: the broker never confirmed the cancel; NOT flattening (would risk a double exit)";
     } else if (t.mirror_fired) {
       g.action = "mirror: the mirror stop fired in its place before a restart";
-    } else if (!flattens(declared_under) || !flattens(settings_.policy)) {
+    } else if (!flattens(declared_under) || !flattens(policy_of(coid))) {
       g.action = std::string("alerted (policy ") + to_string(declared_under) + ": no action)";
     } else {
       owed = true;
@@ -730,11 +751,11 @@ void StopGuard::restore_from_journal() {
   std::vector<std::string> primaries;
   for (const auto& [primary, idx] : active_mirror_) primaries.push_back(primary);
   for (const auto& primary : primaries) {
-    if (settings_.policy == ProtectionPolicy::mirror) {
+    if (const ProtectionPolicy policy = policy_of(primary); policy == ProtectionPolicy::mirror) {
       evaluate_mirror(primary);
     } else if (auto am = active_mirror_.find(primary); am != active_mirror_.end()) {
       // Configured away from `mirror` since: nothing would manage the mirror any more.
-      remove_mirror(mirrors_[am->second], std::string("protection policy is now ") + to_string(settings_.policy));
+      remove_mirror(mirrors_[am->second], std::string("protection policy is now ") + to_string(policy));
     }
   }
 
@@ -829,11 +850,12 @@ void StopGuard::set_broker_down(const std::string& broker, bool down) {
   evaluate_all_mirrors();
   if (down) return;
   reverify(broker);
-  if (settings_.policy != ProtectionPolicy::mirror) return;
+  if (!any_policy_is(ProtectionPolicy::mirror)) return;
   // Ghosts declared while the broker was down, whose mirror did not take over: flatten now.
   for (std::size_t i = 0; i < ghosts_.size(); ++i) {
     const GhostStop& g = ghosts_[i];
     if (g.broker != broker || acted_.count(g.client_order_id)) continue;
+    if (policy_of(g.client_order_id) != ProtectionPolicy::mirror) continue;
     if (auto am = active_mirror_.find(g.client_order_id); am != active_mirror_.end() && mirrors_[am->second].fired)
       continue;
     guard_flatten(i, 0);
@@ -841,7 +863,7 @@ void StopGuard::set_broker_down(const std::string& broker, bool down) {
 }
 
 void StopGuard::evaluate_all_mirrors() {
-  if (settings_.policy != ProtectionPolicy::mirror) return;
+  if (!any_policy_is(ProtectionPolicy::mirror)) return;  // evaluate_mirror() asks each stop's own
   std::vector<std::string> coids;
   coids.reserve(stops_.size());
   for (const auto& [coid, rec] : stops_)
@@ -851,7 +873,7 @@ void StopGuard::evaluate_all_mirrors() {
 
 std::string StopGuard::mirror_need(const OrderRecord& p) const {
   const std::string& coid = p.spec.client_order_id;
-  if (settings_.policy != ProtectionPolicy::mirror || is_mirror(coid) || !p.spec.stop_price) return {};
+  if (policy_of(p.spec) != ProtectionPolicy::mirror || is_mirror(coid) || !p.spec.stop_price) return {};
   if (!settings_.mirror_brokers.count(p.broker)) return {};
   // Filled, ended, or being cancelled: nothing left for a mirror to stand in for.
   if (p.filled_quantity > 0 || (p.state != OrderState::submitted && p.state != OrderState::partially_filled))
@@ -870,9 +892,9 @@ std::string StopGuard::mirror_need(const OrderRecord& p) const {
 }
 
 void StopGuard::evaluate_mirror(const std::string& primary) {
-  if (settings_.policy != ProtectionPolicy::mirror || is_mirror(primary)) return;
+  if (is_mirror(primary)) return;
   const OrderRecord* p = orders_.find(primary);
-  if (!p || !p->spec.is_stop()) return;
+  if (!p || !p->spec.is_stop() || policy_of(p->spec) != ProtectionPolicy::mirror) return;
   if (auto am = active_mirror_.find(primary); am != active_mirror_.end()) {
     const std::size_t idx = am->second;
     const OrderRecord* mo = orders_.find(mirrors_[idx].mirror);
@@ -918,6 +940,7 @@ void StopGuard::place_mirror(const OrderRecord& p, const std::string& mb, const 
   spec.client_order_id.clear();
   spec.parent_client_order_id.clear();
   spec.oco_group.clear();
+  spec.strategy.clear();  // the guard's order, not the strategy's: its fills are not the strategy's position
   spec.quantity = p.remaining_quantity();
   for (const auto& f : lint(spec, mb))
     if (f.field != "stop_price" || f.problem.find("through the market") == std::string::npos)

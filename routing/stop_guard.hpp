@@ -28,7 +28,10 @@ namespace backstop {
 
 
 struct StopGuardSettings {
+  // The policy of a stop whose strategy (OrderSpec::strategy) has no entry in strategy_policies.
   ProtectionPolicy policy = ProtectionPolicy::verify;
+  // Each strategy's own policy (config strategies[].protection), by the name its orders carry.
+  std::map<std::string, ProtectionPolicy> strategy_policies;
   Duration verify_deadline{std::chrono::seconds(5)};
   Duration verify_retry{std::chrono::milliseconds(500)};
   Duration reverify_interval{std::chrono::seconds(60)};
@@ -108,6 +111,10 @@ class StopGuard {
   void arm_local_stop(const std::string& broker, OrderSpec stop);
   void disarm_local_stop(const std::string& client_order_id);
   void restore_local_stops();
+  // Local stops restore_local_stops() could not re-arm (unreadable journal record): broker per
+  // client order id. Nothing watches them; /metrics shows them until the position is protected
+  // by hand and the stop disarmed.
+  const std::map<std::string, std::string>& unrestored_local_stops() const { return unrestored_local_stops_; }
 
   // Start-up, once, after OrderManager::recover() (like restore_local_stops()). A killed process
   // leaves in the journal what it had seen of its stops but not finished; this takes it up again:
@@ -143,8 +150,12 @@ class StopGuard {
   const std::map<std::string, StopRecord>& stops() const { return stops_; }
   const std::vector<GhostStop>& ghosts() const { return ghosts_; }
   const StopGuardSettings& settings() const { return settings_; }
+  // The policy that protects this stop: its strategy's, else the default.
+  ProtectionPolicy policy_of(const OrderSpec& stop) const;
 
  private:
+  ProtectionPolicy policy_of(const std::string& client_order_id) const;
+  bool any_policy_is(ProtectionPolicy p) const;
   // Every callback the guard hands out (loop timers, order-manager listeners and answers) runs
   // only while the guard exists: the loop and the OrderManager outlive it in tests and at
   // shutdown, and AddressSanitizer found a verification timer firing into a destroyed guard.
@@ -189,6 +200,7 @@ class StopGuard {
   std::map<std::string, Quote> last_quotes_;
   std::map<std::string, StopRecord> stops_;
   std::map<std::string, LocalStop> local_stops_;
+  std::map<std::string, std::string> unrestored_local_stops_;  // client order id -> broker
   std::set<std::string> acted_;  // ghosts the guard has acted on: exactly once
   std::vector<GhostStop> ghosts_;
   std::vector<GhostListener> ghost_listeners_;

@@ -3,6 +3,7 @@
 // context (one broker, a failover route, a dual-run pair) decides where they go. The same
 // strategy object runs on the simulated venue, on the emulators and on live brokers.
 #include <string>
+#include <vector>
 
 #include "core/fill.hpp"
 #include "core/instrument.hpp"
@@ -31,6 +32,11 @@ class Strategy {
  public:
   virtual ~Strategy() = default;
   virtual const std::string& name() const = 0;
+  // After a restart, before on_start: the orders this strategy sent in an earlier run that are
+  // still open, as recovery left them (resolved against the broker), oldest first. A strategy
+  // that keeps order ids in memory takes them up here, so that it does not send a second entry
+  // or leave an exit without its one-cancels-other partner. Not called when none is open.
+  virtual void on_resume(StrategyContext&, const std::vector<const OrderRecord*>& /*open_orders*/) {}
   virtual void on_start(StrategyContext&) {}
   virtual void on_quote(StrategyContext&, const Quote&) {}
   virtual void on_bar(StrategyContext&, const Bar&) {}

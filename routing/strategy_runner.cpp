@@ -19,8 +19,32 @@ StrategyRunner::StrategyRunner(Strategy& strategy, Router& router, EventLoop& lo
 }
 
 void StrategyRunner::start() {
-  if (!router_.route(route_name_)) throw ConfigError("strategy " + strategy_.name() + ": no route " + route_name_);
+  const RouteConfig* route = router_.route(route_name_);
+  if (!route) throw ConfigError("strategy " + strategy_.name() + ": no route " + route_name_);
+  if (route->mode == RouteMode::dual) followed_broker_ = route->brokers.front();
+  adopt_recovered_orders();
   strategy_.on_start(*this);
+}
+
+void StrategyRunner::adopt_recovered_orders() {
+  // Orders an earlier process sent for this route (journaled with the route's name, recovered by
+  // the OrderManager before strategies start) are this strategy's again: mine() knows them by
+  // the name, and their brokers count in its position. Without this a restarted strategy would
+  // read a flat position over a position it holds, and open a second one.
+  std::size_t all = 0;
+  std::vector<const OrderRecord*> open;
+  for (const OrderRecord* o : router_.orders().orders()) {  // in the order they were created
+    if (!mine(*o)) continue;
+    ++all;
+    if (!o->is_terminal()) open.push_back(o);
+    brokers_.insert(o->broker);
+  }
+  if (all == 0) return;
+  std::string at;
+  for (const auto& b : brokers_) at += (at.empty() ? "" : ", ") + b;
+  spdlog::info("strategy {}: {} orders of an earlier run are its own again ({} still open; brokers: {})",
+               strategy_.name(), all, open.size(), at);
+  if (!open.empty()) strategy_.on_resume(*this, open);
 }
 
 void StrategyRunner::stop() {
@@ -29,8 +53,6 @@ void StrategyRunner::stop() {
 }
 
 std::string StrategyRunner::submit(OrderSpec order) {
-  if (order.client_order_id.empty()) order.client_order_id = router_.orders().next_client_order_id();
-  owned_.insert(order.client_order_id);  // before sending: updates can arrive during submit
   const std::string coid =
       router_.submit(route_name_, std::move(order), [name = strategy_.name()](const CommandResult& r) {
         if (r.outcome != Outcome::accepted) spdlog::info("{}: order {}: {}", name, to_string(r.outcome), r.message);
@@ -40,10 +62,6 @@ std::string StrategyRunner::submit(OrderSpec order) {
 }
 
 BracketIds StrategyRunner::submit_bracket(BracketSpec bracket) {
-  for (OrderSpec* leg : {&bracket.entry, &bracket.take_profit, &bracket.protective_stop}) {
-    if (leg->client_order_id.empty()) leg->client_order_id = router_.orders().next_client_order_id();
-    owned_.insert(leg->client_order_id);
-  }
   const BracketIds ids =
       router_.submit_bracket(route_name_, std::move(bracket), [name = strategy_.name()](const CommandResult& r) {
         if (r.outcome != Outcome::accepted) spdlog::info("{}: bracket {}: {}", name, to_string(r.outcome), r.message);

@@ -4,7 +4,6 @@
 // data, order updates and fills reach the strategy. The strategy follows the broker(s) its
 // orders went to: on a failover route the orders are at whichever broker took them; on a dual
 // route the strategy follows the first broker, the second executes the same intent.
-#include <map>
 #include <set>
 
 #include "core/lifetime.hpp"
@@ -18,7 +17,9 @@ class StrategyRunner final : public StrategyContext {
   // `route_name` is the strategy's name in the config (the key of its route).
   StrategyRunner(Strategy& strategy, Router& router, EventLoop& loop, std::string route_name);
 
-  void start();  // calls on_start
+  // Takes back the orders this route sent in an earlier run (recovered from the journal; the
+  // open ones are handed to on_resume), then calls on_start.
+  void start();
   void stop();   // calls on_stop; later events no longer reach the strategy
   // Market data, fanned out by the host (which also feeds the stop guard and the router).
   void on_quote(const Quote& q) {
@@ -36,13 +37,18 @@ class StrategyRunner final : public StrategyContext {
   const Instrument* instrument(const std::string& symbol) const override;
 
  private:
-  bool mine(const OrderRecord& o) const { return !stopped_ && owned_.count(o.spec.client_order_id); }
+  void adopt_recovered_orders();
+  // Its orders are those its route sent (the Router stamps the route's name on each, and the
+  // journal keeps it, so this holds across a restart); on a dual route, those at the first broker.
+  bool mine(const OrderRecord& o) const {
+    return !stopped_ && o.spec.strategy == route_name_ && (followed_broker_.empty() || o.broker == followed_broker_);
+  }
 
   Strategy& strategy_;
   Router& router_;
   EventLoop& loop_;
   std::string route_name_;
-  std::set<std::string> owned_;    // client order ids this strategy submitted (followed side)
+  std::string followed_broker_;    // a dual route's first broker; empty on a failover route
   std::set<std::string> brokers_;  // brokers its orders went to
   bool stopped_ = false;
   Lifetime lifetime_;  // wraps the listeners it leaves with the OrderManager

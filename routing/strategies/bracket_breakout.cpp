@@ -17,6 +17,25 @@ bool BracketBreakout::bracket_done(StrategyContext& ctx) const {
   return e->is_terminal() && e->filled_quantity == 0;
 }
 
+void BracketBreakout::on_resume(StrategyContext& ctx, const std::vector<const OrderRecord*>& open_orders) {
+  // An earlier run's bracket still open (its entry working, or its exits after the entry
+  // filled): followed as if this run had sent it, so no second bracket goes out beside it and
+  // an entry past its timeout is cancelled. Exits name their entry as parent.
+  for (const OrderRecord* o : open_orders) {
+    if (o->spec.symbol != p_.symbol) continue;
+    const std::string& coid = o->spec.client_order_id;
+    const std::string& parent = o->spec.parent_client_order_id;
+    if (parent.empty()) {
+      entry_ = coid;
+    } else {
+      entry_ = parent;
+      (o->spec.is_stop() ? stop_ : take_profit_) = coid;
+    }
+  }
+  if (const OrderRecord* e = entry_.empty() ? nullptr : ctx.order(entry_))
+    entry_sent_at_ = e->time_of(OrderState::pending) ? e->time_of(OrderState::pending) : e->time_of(OrderState::pre_sent);
+}
+
 void BracketBreakout::on_order_update(StrategyContext& ctx, const OrderRecord&) {
   if (!entry_.empty() && bracket_done(ctx)) {
     entry_.clear();

@@ -11,7 +11,12 @@ void MeanReversion::on_order_update(StrategyContext& ctx, const OrderRecord& o) 
     const int dir = o.spec.side == Side::buy ? 1 : -1;
     const Price stop_price = inst->tick_size.round_down(o.average_fill_price) - inst->tick_size.value() * (dir * p_.stop_loss_ticks);
     stop_ = ctx.submit(stop_order(p_.symbol, exit_side, o.filled_quantity, stop_price, p_.exit_tif));
-    target_ = ctx.submit(limit_order(p_.symbol, exit_side, o.filled_quantity, inst->tick_size.nearest(average_), p_.exit_tif));
+    // No average yet (an entry taken up after a restart fills before `lookback` quotes): aim for
+    // the stretch the entry was made on.
+    const Price target = mids_.size() >= p_.lookback
+                             ? average_
+                             : o.average_fill_price + inst->tick_size.value() * (dir * p_.entry_distance_ticks);
+    target_ = ctx.submit(limit_order(p_.symbol, exit_side, o.filled_quantity, inst->tick_size.nearest(target), p_.exit_tif));
     return;
   }
   if (id == entry_ && o.is_terminal() && o.filled_quantity == 0) {
@@ -32,6 +37,21 @@ void MeanReversion::on_order_update(StrategyContext& ctx, const OrderRecord& o) 
     stop_.clear();
     target_.clear();
     idle_since_ = ctx.now();
+  }
+}
+
+void MeanReversion::on_resume(StrategyContext&, const std::vector<const OrderRecord*>& open_orders) {
+  // An earlier run's trade: an entry not yet answered, or the two exits of a filled one. Taken
+  // up so that the exit left when the other fills is cancelled (the one-cancels-other this
+  // strategy keeps itself), and no second entry goes out while one is in flight.
+  for (const OrderRecord* o : open_orders) {
+    if (o->spec.symbol != p_.symbol) continue;
+    if (o->spec.is_stop())
+      stop_ = o->spec.client_order_id;
+    else if (o->spec.type == OrderType::limit)
+      target_ = o->spec.client_order_id;
+    else
+      entry_ = o->spec.client_order_id;
   }
 }
 

@@ -491,6 +491,15 @@ TEST(Broken, RouteRules) {
   EXPECT_EQ(issues(load(doc)),
             one("strategies[0].protection",
                 "\"mirror\" needs a route with at least two brokers (the second holds the mirror stop)"));
+
+  // Accepted by name but not carried out for a strategy's stops: refused, never run as `verify`.
+  doc = minimal();
+  doc["strategies"][0]["protection"] = "local";
+  EXPECT_EQ(issues(load(doc)),
+            one("strategies[0].protection",
+                "\"local\" (Backstop holds the stop, none at the broker) is not available to strategies yet: "
+                "their stop orders would still go to the broker; use \"guard\" (a ghost stop is cancelled and "
+                "the position flattened) or \"mirror\""));
 }
 
 TEST(Broken, SecretFileWithOpenMode) {

@@ -334,6 +334,57 @@ PRAGMA user_version=1;
   EXPECT_EQ(ro.transitions("S1-1").size(), 2u);
 }
 
+// Schema 4 journals the strategy (route) that sent an order. A schema 3 journal (made here
+// from a current one by dropping the column) is read without it by a read-only opening, its
+// unfolded transitions still folded in, and migrated by a read-write one, its orders kept with
+// no strategy.
+TEST_F(JournalTest, StrategyIsJournaledAndASchemaThreeJournalIsReadAndMigrated) {
+  OrderRecord mine = order("S-1");
+  mine.spec.strategy = "mean_reversion";
+  OrderRecord guards = order("S-2");
+  {
+    Journal j(path());
+    j.record_order(mine);
+    j.record_order(guards);
+    j.record_transition(mine.transition(OrderState::pending, 2'000, "sent"), mine);
+    j.flush();
+    EXPECT_EQ(j.order("S-1")->spec.strategy, "mean_reversion");
+    EXPECT_EQ(j.order("S-2")->spec.strategy, "");
+  }
+  {
+    Journal j(path());
+    EXPECT_EQ(j.order("S-1")->spec.strategy, "mean_reversion") << "kept by the fold of a reopening";
+    EXPECT_EQ(j.orders()[0].spec.strategy, "mean_reversion");
+    j.record_transition(mine.transition(OrderState::submitted, 3'000, "ack"), mine);  // not folded yet
+    j.flush();
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE orders DROP COLUMN strategy; PRAGMA user_version=3;", nullptr, nullptr,
+                           nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  mine.spec.strategy.clear();
+  {
+    Journal ro(path(), JournalMode::read_only);
+    ASSERT_EQ(ro.orders().size(), 2u);
+    expect_same_order(*ro.order("S-1"), mine);
+    EXPECT_EQ(ro.order("S-1")->state, OrderState::submitted);
+    EXPECT_EQ(ro.order("S-1")->spec.strategy, "");
+  }
+  EXPECT_EQ(sql_int(path(), "PRAGMA user_version"), 3) << "a read-only opening changed the file";
+  {
+    Journal rw(path());
+    expect_same_order(*rw.order("S-1"), mine);
+    expect_same_order(*rw.order("S-2"), guards);
+    EXPECT_EQ(rw.order("S-1")->spec.strategy, "");
+  }
+  EXPECT_EQ(sql_int(path(), "PRAGMA user_version"), Journal::kSchemaVersion);
+}
+
 // Schema 3 writes one row per transition and leaves the order row as recorded: every read folds
 // the later transitions in (read-write and read-only alike), and the next read-write opening
 // folds them into the order rows for good.

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "brokers/sim/sim_broker.hpp"
@@ -274,6 +275,23 @@ TEST(RouterFailover, NoBrokerTakingOrdersRefusesWithEveryBrokersState) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->outcome, Outcome::failed_locally);
   EXPECT_NE(r->message.find("a down (circuit open), b down (circuit open)"), std::string::npos) << r->message;
+  EXPECT_EQ(t.router.refused(), 1u);
+
+  // A bracket is one request: refused once, its three legs on record as failed, the strategy's.
+  BracketSpec b;
+  b.entry = limit_order("AAPL", Side::buy, 1, Price::parse("90.00"));
+  b.take_profit = limit_order("AAPL", Side::sell, 1, Price::parse("91.00"));
+  b.protective_stop = stop_order("AAPL", Side::sell, 1, Price::parse("89.00"));
+  std::optional<CommandResult> br;
+  const BracketIds ids = t.router.submit_bracket("s", b, [&](const CommandResult& x) { br = x; });
+  ASSERT_TRUE(br);
+  EXPECT_EQ(br->outcome, Outcome::failed_locally);
+  EXPECT_EQ(t.router.refused(), 2u);
+  for (const auto& leg : {ids.entry, ids.take_profit, ids.protective_stop}) {
+    ASSERT_NE(t.orders.find(leg), nullptr) << leg;
+    EXPECT_EQ(t.orders.find(leg)->state, OrderState::failed) << leg;
+    EXPECT_EQ(t.orders.find(leg)->spec.strategy, "s") << leg;
+  }
 }
 
 TEST(RouterDual, EveryOrderGoesToBothAndPairsAreJournaled) {
@@ -378,6 +396,144 @@ TEST(RouterStrategy, UpdatesAfterTheRunnerIsDestroyedReachNoStrategy) {
   EXPECT_EQ(t.orders.find(limit)->state, OrderState::cancelled);
   EXPECT_EQ(strategy.updates, updates);
   EXPECT_EQ(strategy.fills, fills);
+}
+
+// Restarts: the router process is destroyed with no shutdown (as a SIGKILL leaves it) and a new
+// one starts on the same journal, against the same two venues, which live outside the process.
+struct Venues {
+  Venues()
+      : dir(std::filesystem::temp_directory_path() /
+            ("backstop-router-restart-" + std::to_string(::getpid()) + "-" + std::to_string(++counter()))),
+        faults(FaultProfile::named("none"), 1),
+        a(clock, faults),
+        b(clock, faults) {
+    std::filesystem::create_directories(dir);
+    for (Venue* v : {&a, &b}) v->add_instrument("AAPL", TickSize(Price::parse("0.01")));
+  }
+  ~Venues() { std::filesystem::remove_all(dir); }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+  std::string journal_path() const { return (dir / "j.db").string(); }
+  std::filesystem::path dir;
+  ManualClock clock;
+  FaultInjector faults;
+  Venue a, b;
+};
+
+struct RouterProcess {
+  RouterProcess(Venues& v, const RouteConfig& r, const std::string& id_prefix)
+      : loop(v.clock),
+        journal(v.journal_path()),
+        ids(id_prefix),
+        orders(loop, journal, ids, TwoBrokers::om_options()),
+        a(SimSide::options("a"), loop, v.a),
+        b(SimSide::options("b"), loop, v.b),
+        health(loop, journal, TwoBrokers::health_settings()),
+        router(loop, orders, health, journal, roomy_risk(), TwoBrokers::instruments()) {
+    for (SimBroker* s : {&a, &b}) {
+      s->add_price_path(std::make_unique<ScriptedPath>("AAPL", std::vector<std::string>{"100.00"}));
+      orders.add_broker(*s);
+      s->subscribe_quotes({"AAPL"}, [this](const Quote& q) { router.on_quote(q); });
+      s->start();
+    }
+    router.add_route(r);
+    run_for(250ms);
+  }
+  // Session::start's order: recovery against the brokers, then the router's restore.
+  void recover() {
+    bool done = false;
+    orders.recover([&](std::size_t, std::size_t) { done = true; });
+    for (int i = 0; i < 500 && !done; ++i) run_for(10ms);
+    ASSERT_TRUE(done);
+    router.restore_pairs();
+  }
+  void run_for(Duration d) { loop.run_until(loop.now() + d.count()); }
+
+  EventLoop loop;
+  Journal journal;
+  ClientOrderIdGenerator ids;
+  OrderManager orders;
+  SimBroker a, b;
+  BrokerHealth health;
+  Router router;
+};
+
+struct Following final : Strategy {
+  const std::string& name() const override { return name_; }
+  void on_resume(StrategyContext&, const std::vector<const OrderRecord*>& open) override {
+    for (const OrderRecord* o : open) resumed.push_back(o->spec.client_order_id);
+  }
+  void on_order_update(StrategyContext&, const OrderRecord& o) override { updates.push_back(o.spec.client_order_id); }
+  std::string name_ = "s";
+  std::vector<std::string> updates, resumed;
+};
+
+// A restarted strategy owns the orders its route sent before: its position is the one it holds
+// (not flat, which would make it open a second one), and its open orders' updates reach it.
+TEST(RouterRestart, StrategyOwnsItsOrdersAgainAfterARestart) {
+  Venues v;
+  std::string filled, open, others;
+  {
+    RouterProcess p(v, route({"a"}), "R");
+    Following strategy;
+    StrategyRunner runner(strategy, p.router, p.loop, "s");
+    runner.start();
+    filled = runner.submit(market_order("AAPL", Side::buy, 5));
+    open = runner.submit(limit_order("AAPL", Side::buy, 3, Price::parse("99.00")));
+    p.run_for(1s);
+    ASSERT_EQ(p.orders.find(filled)->state, OrderState::filled);
+    ASSERT_EQ(p.orders.find(open)->state, OrderState::submitted);
+    ASSERT_EQ(runner.position("AAPL"), 5);
+    // Someone else's order at the same broker (the guard's, say) is not the strategy's.
+    others = p.orders.submit("a", limit_order("AAPL", Side::buy, 1, Price::parse("98.00")));
+    p.run_for(1s);
+  }  // killed
+  RouterProcess p(v, route({"a"}), "S");
+  p.recover();
+  EXPECT_EQ(p.orders.find(filled)->spec.strategy, "s") << "journaled with the route that sent it";
+  Following strategy;
+  StrategyRunner runner(strategy, p.router, p.loop, "s");
+  runner.start();
+  EXPECT_EQ(runner.position("AAPL"), 5);
+  EXPECT_EQ(strategy.resumed, std::vector<std::string>{open}) << "its one open order, not the other's";
+  p.orders.cancel(open);
+  p.orders.cancel(others);
+  p.run_for(1s);
+  ASSERT_EQ(p.orders.find(open)->state, OrderState::cancelled);
+  ASSERT_EQ(p.orders.find(others)->state, OrderState::cancelled);
+  EXPECT_EQ(p.orders.find(others)->spec.strategy, "");
+  EXPECT_NE(std::find(strategy.updates.begin(), strategy.updates.end(), open), strategy.updates.end());
+  for (const auto& coid : strategy.updates) EXPECT_EQ(p.orders.find(coid)->spec.strategy, "s") << coid;
+}
+
+// A dual route's open order still takes its twin along on a cancel after a restart; the
+// restarted strategy follows the first broker only, as before the restart.
+TEST(RouterRestart, DualPairOfAnOpenOrderIsRestored) {
+  Venues v;
+  std::string first;
+  {
+    RouterProcess p(v, route({"a", "b"}, RouteMode::dual), "R");
+    first = p.router.submit("s", limit_order("AAPL", Side::buy, 3, Price::parse("99.00")));
+    p.router.submit("s", market_order("AAPL", Side::buy, 2));
+    p.run_for(1s);
+    ASSERT_TRUE(p.router.partner(first));
+  }
+  RouterProcess p(v, route({"a", "b"}, RouteMode::dual), "S");
+  p.recover();
+  const auto twin = p.router.partner(first);
+  ASSERT_TRUE(twin) << "restored from the journal's dual_pair event";
+  EXPECT_EQ(v.b.find_by_client_id(*twin)->status, VenueStatus::working);
+  Following strategy;
+  StrategyRunner runner(strategy, p.router, p.loop, "s");
+  runner.start();
+  EXPECT_EQ(runner.position("AAPL"), 2) << "the first broker's position, not both";
+  EXPECT_EQ(strategy.resumed, std::vector<std::string>{first}) << "the first broker's order, not its twin";
+  p.router.cancel(first);
+  p.run_for(1s);
+  EXPECT_EQ(v.a.find_by_client_id(first)->status, VenueStatus::cancelled);
+  EXPECT_EQ(v.b.find_by_client_id(*twin)->status, VenueStatus::cancelled);
 }
 
 }  // namespace

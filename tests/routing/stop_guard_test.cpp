@@ -109,6 +109,52 @@ TEST(StopGuard, GuardFlattensEachGhostExactlyOnce) {
   EXPECT_TRUE(s.venue.open_orders().empty()) << "no orphan orders";
 }
 
+// Each stop is under the policy of the strategy that sent it: two ghosts crossed together, one
+// of a `guard` strategy (cancelled and flattened), one of a `verify` strategy (alerted only);
+// the default policy (`mirror` here) applies to neither.
+TEST(StopGuard, EachStopIsUnderItsOwnStrategysPolicy) {
+  FaultProfile p;
+  p.ghost_stop_rate = 1.0;
+  std::vector<std::string> path(30, "100.00");
+  const auto down = prices(99.99, 99.00, -0.01);
+  path.insert(path.end(), down.begin(), down.end());
+  SimSession s(p, path);
+  StopGuardSettings gs = settings(ProtectionPolicy::mirror);
+  gs.strategy_policies = {{"careful", ProtectionPolicy::guard}, {"watching", ProtectionPolicy::verify}};
+  StopGuard guard(s.loop, s.orders, s.journal, gs, {{"AAPL", s.instrument}});
+  s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
+  s.sim.start();
+  s.run_for(200ms);
+  s.orders.submit("sim", market_order("AAPL", Side::buy, 30));
+  s.run_for(300ms);
+  auto stop_of = [&](const char* strategy, std::int64_t qty) {
+    OrderSpec spec = stop_order("AAPL", Side::sell, qty, Price::parse("99.50"));
+    spec.strategy = strategy;
+    return s.orders.submit("sim", spec);
+  };
+  const auto guarded = stop_of("careful", 10);
+  const auto watched = stop_of("watching", 20);
+  s.run_for(30s);
+  ASSERT_EQ(guard.ghosts().size(), 2u);
+  EXPECT_EQ(guard.policy_of(s.orders.find(guarded)->spec), ProtectionPolicy::guard);
+  EXPECT_EQ(guard.policy_of(s.orders.find(watched)->spec), ProtectionPolicy::verify);
+  for (const auto& g : guard.ghosts()) {
+    if (g.client_order_id == guarded) {
+      EXPECT_FALSE(g.flatten_order.empty()) << g.action;
+    } else {
+      EXPECT_EQ(g.client_order_id, watched);
+      EXPECT_EQ(g.action, "alerted (policy verify: no action)");
+      EXPECT_TRUE(g.flatten_order.empty());
+    }
+  }
+  EXPECT_EQ(s.orders.find(guarded)->state, OrderState::cancelled);
+  EXPECT_EQ(s.orders.find(watched)->state, OrderState::submitted) << "verify leaves the broker's stop alone";
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 20) << "the guarded 10 flattened, once";
+  s.journal.flush();
+  for (const auto& ev : s.journal.events("ghost_stop"))
+    EXPECT_EQ(nlohmann::json::parse(ev.detail)["policy"], ev.client_order_id == guarded ? "guard" : "verify");
+}
+
 TEST(StopGuard, WorkingStopThatFiresIsNotAGhost) {
   std::vector<std::string> path(30, "100.00");
   const auto down = prices(99.99, 99.00, -0.01);
@@ -200,6 +246,9 @@ TEST(StopGuard, UnreadableArmedLocalStopIsReportedAndTheOthersAreRestored) {
   EXPECT_EQ(reason["L-bad-json"], "detail is not a JSON object");
   EXPECT_EQ(reason["L-bad-price"], "no valid \"stop_price\"");
   EXPECT_EQ(reason["L-bad-qty"], "no positive integer \"quantity\"");
+  EXPECT_EQ(guard.unrestored_local_stops(),
+            (std::map<std::string, std::string>{{"L-bad-json", "sim"}, {"L-bad-price", "sim"}, {"L-bad-qty", "sim"}}))
+      << "held for /metrics: nothing watches them";
   s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
   s.path->append(prices(99.99, 99.00, -0.01));
   s.run_for(20s);
