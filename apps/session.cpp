@@ -34,23 +34,30 @@ StopGuardSettings guard_settings(const Config& c) {
 }  // namespace
 
 // Config `runtime`: the loop's thread is the one making the session (it runs the loop after); the
-// loop is not running yet, as set_busy_poll requires.
-void Session::place_threads() {
+// loop is not running yet, as set_busy_poll requires. Placed before the journal is opened, so that
+// its writer thread, started by this thread, knows whether the loop's CPU is reserved.
+void Session::place_loop_thread() {
   const auto& rt = config_.runtime;
-  if (rt.journal_writer_cpu) {
-    if (auto err = journal_->pin_writer(*rt.journal_writer_cpu); !err.empty())
-      throw ConfigError(config_.origin + ": runtime.journal_writer_cpu: " + err);
-    spdlog::info("journal writer pinned to CPU {}", *rt.journal_writer_cpu);
-  }
   if (rt.busy_poll.count() > 0) {
     loop_.set_busy_poll(rt.busy_poll);
     spdlog::info("event loop busy-polls {} us before sleeping", rt.busy_poll.count());
   }
   if (rt.loop_cpu) {
-    if (auto err = pin_this_thread(*rt.loop_cpu); !err.empty())
+    // A busy-polling loop does not give its CPU up while it spins: every other thread is kept off
+    // it (a thread the kernel put there would wait out the loop's time slice).
+    const bool reserve = rt.busy_poll.count() > 0;
+    if (auto err = reserve ? reserve_cpu_for_this_thread(*rt.loop_cpu) : pin_this_thread(*rt.loop_cpu); !err.empty())
       throw ConfigError(config_.origin + ": runtime.loop_cpu: " + err);
-    spdlog::info("event loop pinned to CPU {}", *rt.loop_cpu);
+    spdlog::info("event loop pinned to CPU {}{}", *rt.loop_cpu, reserve ? " (reserved: other threads kept off it)" : "");
   }
+}
+
+void Session::place_journal_writer() {
+  const auto& rt = config_.runtime;
+  if (!rt.journal_writer_cpu) return;
+  if (auto err = journal_->pin_writer(*rt.journal_writer_cpu); !err.empty())
+    throw ConfigError(config_.origin + ": runtime.journal_writer_cpu: " + err);
+  spdlog::info("journal writer pinned to CPU {}", *rt.journal_writer_cpu);
 }
 
 Session::Session(Config config, EventLoop& loop, Clock& clock, SessionOptions options)
@@ -67,8 +74,9 @@ Session::Session(Config config, EventLoop& loop, Clock& clock, SessionOptions op
 
   started_at_ = loop_.now();
   loop_io_ = std::make_unique<net::LoopIo>(loop_);
+  place_loop_thread();
   journal_ = std::make_unique<Journal>(options_.journal_path);
-  place_threads();
+  place_journal_writer();
   ids_ = std::make_unique<ClientOrderIdGenerator>(ClientOrderIdGenerator::time_prefix(started_at_));
   OrderManagerOptions om;
   om.resolve_retry_interval = std::chrono::milliseconds(200);

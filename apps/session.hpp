@@ -82,8 +82,10 @@ class Session {
   const std::map<std::string, PositionsResult>& final_positions() const { return final_positions_; }
 
  private:
-  // Applies config `runtime` (thread placement); throws ConfigError naming the key if it cannot.
-  void place_threads();
+  // Apply config `runtime` (busy polling, thread placement); throw ConfigError naming the key if
+  // they cannot. The loop's thread is placed before the journal is opened, its writer after.
+  void place_loop_thread();
+  void place_journal_writer();
   void wait_until(const std::function<bool()>& done, Duration timeout);
 
   Config config_;

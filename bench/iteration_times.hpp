@@ -11,12 +11,15 @@
 
 namespace backstop::bench {
 
-// Counters `<prefix>median_us` and `<prefix>p99_us` of the samples (microseconds).
+// Counters `<prefix>median_us`, `<prefix>p99_us` and `<prefix>max_us` of the samples
+// (microseconds). The maximum shows a stall the p99 hides (a thread waiting out another's time
+// slice is milliseconds, in a handful of samples).
 inline void report_percentiles(benchmark::State& state, std::vector<double> us, const std::string& prefix = {}) {
   if (us.empty()) return;
   std::sort(us.begin(), us.end());
   state.counters[prefix + "median_us"] = us[us.size() / 2];
   state.counters[prefix + "p99_us"] = us[std::min(us.size() - 1, us.size() * 99 / 100)];
+  state.counters[prefix + "max_us"] = us.back();
 }
 
 // Wall time of each iteration of a round-trip benchmark, between start() and stop().

@@ -28,6 +28,7 @@ ProcessCpus& process_cpus() {
   static ProcessCpus p;
   return p;
 }
+std::atomic<int> reserved_cpu{-1};  // reserve_cpu_for_this_thread(); -1: none
 
 void remember_process_cpus() {
   ProcessCpus& p = process_cpus();
@@ -54,6 +55,14 @@ std::string pin(pthread_t thread, int cpu) {
 
 std::string pin_this_thread(int cpu) { return pin(::pthread_self(), cpu); }
 
+std::string reserve_cpu_for_this_thread(int cpu) {
+  auto err = pin(::pthread_self(), cpu);
+  if (err.empty()) reserved_cpu.store(cpu, std::memory_order_release);
+  return err;
+}
+
+void release_reserved_cpu() { reserved_cpu.store(-1, std::memory_order_release); }
+
 std::string pin_thread(std::thread& thread, int cpu) {
   if (!thread.joinable()) return "cannot pin to CPU " + std::to_string(cpu) + ": the thread is not running";
   return pin(thread.native_handle(), cpu);
@@ -62,7 +71,12 @@ std::string pin_thread(std::thread& thread, int cpu) {
 void unpin_this_thread() {
   ProcessCpus& p = process_cpus();
   // Never pinned: nothing saved, nothing to undo.
-  if (p.known.load(std::memory_order_acquire)) ::sched_setaffinity(0, sizeof p.cpus, &p.cpus);
+  if (!p.known.load(std::memory_order_acquire)) return;
+  cpu_set_t set = p.cpus;
+  const int reserved = reserved_cpu.load(std::memory_order_acquire);
+  if (reserved >= 0 && reserved < CPU_SETSIZE && CPU_ISSET(reserved, &set) && CPU_COUNT(&set) > 1)
+    CPU_CLR(reserved, &set);
+  ::sched_setaffinity(0, sizeof set, &set);
 }
 
 int current_cpu() { return ::sched_getcpu(); }

@@ -533,7 +533,12 @@ Journal::Journal(const std::string& path, JournalMode mode) : path_(path), mode_
     db_ = nullptr;
     throw;
   }
-  if (mode == JournalMode::read_write) writer_ = std::thread([this] { writer_loop(); });
+  // Started by the loop's thread, which may be pinned (config runtime.loop_cpu): the writer goes
+  // back to the process's CPUs, less the loop's if it is reserved for busy polling.
+  if (mode == JournalMode::read_write) writer_ = std::thread([this] {
+    unpin_this_thread();
+    writer_loop();
+  });
 }
 
 Journal::~Journal() {

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <vector>
 
 #include "core/journal.hpp"
 
@@ -56,6 +59,46 @@ TEST(CpuAffinity, ThreadsStartedByAPinnedThreadCanGoBackToTheProcessCpus) {
   }).join();
   EXPECT_EQ(inherited, 1);
   EXPECT_EQ(after_unpin, CPU_COUNT(&before));
+}
+
+// A busy-polling loop's CPU is reserved: threads going back to the process's CPUs (the journal's
+// writer, network threads) leave it out, so none waits out the spinning loop's time slice.
+TEST(CpuAffinity, AReservedCpuIsLeftOutWhenThreadsGoBackToTheProcessCpus) {
+  KeepAffinity keep;
+  cpu_set_t before;
+  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+  if (CPU_COUNT(&before) < 2) GTEST_SKIP() << "one CPU allowed: nothing to keep the others off";
+  const int loop_cpu = keep.highest_allowed();
+  ASSERT_EQ(reserve_cpu_for_this_thread(loop_cpu), "");
+  const auto path = (std::filesystem::temp_directory_path() / ("backstop-reserve-" + std::to_string(::getpid()) + ".db")).string();
+  std::vector<cpu_set_t> others;  // every other thread's CPUs: the journal's writer (and any other)
+  {
+    Journal j(path);  // its writer starts on the reserved CPU (inherited) and moves off it
+    j.record_event({1, "b", "k", {}, "{}"});
+    j.flush();  // the writer has run
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      const pid_t tid = static_cast<pid_t>(std::stol(task.path().filename().string()));
+      if (tid == static_cast<pid_t>(::syscall(SYS_gettid))) continue;
+      cpu_set_t s;
+      if (sched_getaffinity(tid, sizeof s, &s) == 0) others.push_back(s);
+    }
+  }
+  release_reserved_cpu();
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  ASSERT_FALSE(others.empty()) << "the journal's writer";
+  for (const cpu_set_t& s : others) {
+    EXPECT_FALSE(CPU_ISSET(loop_cpu, &s));
+    EXPECT_EQ(CPU_COUNT(&s), CPU_COUNT(&before) - 1);
+  }
+  // Released: back to every CPU of the process.
+  int after_release = 0;
+  std::thread([&] {
+    unpin_this_thread();
+    cpu_set_t s;
+    sched_getaffinity(0, sizeof s, &s);
+    after_release = CPU_COUNT(&s);
+  }).join();
+  EXPECT_EQ(after_release, CPU_COUNT(&before));
 }
 
 TEST(CpuAffinity, MissingCpuIsAnErrorNamingIt) {
