@@ -26,9 +26,9 @@ StopGuardSettings guard_settings(const Config& c) {
   g.lint.outside_rth = c.protection.outside_rth;
   g.lint.allow_marketable = c.protection.allow_marketable_stops;
   if (c.protection.market_data_source) g.market_data_source = *c.protection.market_data_source;
-  // `mirror`: a stop at a route's first broker is mirrored at its second.
-  for (const auto& r : c.routes)
-    if (r.brokers.size() >= 2) g.mirror_brokers.emplace(r.brokers[0], r.brokers[1]);
+  // `mirror`: a stop is mirrored at the first other broker of its own strategy's route (every
+  // route is listed: orders sent through the API carry their route's name too).
+  for (const auto& r : c.routes) g.strategy_routes[r.strategy] = r.brokers;
   return g;
 }
 }  // namespace

@@ -654,6 +654,12 @@ void check_across(Context& c, Config& cfg, const std::map<std::string, std::stri
                 "\"local\" (Backstop holds the stop, none at the broker) is not available to strategies yet: their "
                 "stop orders would still go to the broker; use \"guard\" (a ghost stop is cancelled and the "
                 "position flattened) or \"mirror\"");
+    // A dual route's second broker holds the strategy's twin position with its own stops: a
+    // mirror there would be a second exit for a position it does not hold.
+    if (s.protection == ProtectionPolicy::mirror && route && route->mode == RouteMode::dual)
+      c.r.error(child_path(index_path("strategies", i), "protection"),
+                "\"mirror\" on a dual route: its second broker holds the strategy's twin position and stops, "
+                "not a stand-in for the first; use a failover route");
     // The mirror stop lives at a second venue; a route with one broker has none.
     if (s.protection == ProtectionPolicy::mirror && route && route->brokers.size() < 2)
       c.r.error(child_path(index_path("strategies", i), "protection"),

@@ -53,6 +53,16 @@ ProtectionPolicy StopGuard::policy_of(const std::string& coid) const {
   return o ? policy_of(o->spec) : settings_.policy;
 }
 
+const std::string* StopGuard::mirror_broker_for(const OrderRecord& stop) const {
+  if (auto r = settings_.strategy_routes.find(stop.spec.strategy); r != settings_.strategy_routes.end()) {
+    for (const auto& b : r->second)
+      if (b != stop.broker) return &b;
+    return nullptr;  // a route of one broker: nowhere else to go
+  }
+  auto m = settings_.mirror_brokers.find(stop.broker);
+  return m == settings_.mirror_brokers.end() ? nullptr : &m->second;
+}
+
 bool StopGuard::any_policy_is(ProtectionPolicy p) const {
   if (settings_.policy == p) return true;
   for (const auto& [strategy, policy] : settings_.strategy_policies)
@@ -874,7 +884,7 @@ void StopGuard::evaluate_all_mirrors() {
 std::string StopGuard::mirror_need(const OrderRecord& p) const {
   const std::string& coid = p.spec.client_order_id;
   if (policy_of(p.spec) != ProtectionPolicy::mirror || is_mirror(coid) || !p.spec.stop_price) return {};
-  if (!settings_.mirror_brokers.count(p.broker)) return {};
+  if (!mirror_broker_for(p)) return {};
   // Filled, ended, or being cancelled: nothing left for a mirror to stand in for.
   if (p.filled_quantity > 0 || (p.state != OrderState::submitted && p.state != OrderState::partially_filled))
     return {};
@@ -927,7 +937,7 @@ void StopGuard::evaluate_mirror(const std::string& primary) {
   if (restored_.count(primary)) return;
   const std::string need = mirror_need(*p);
   if (need.empty()) return;
-  const std::string& mb = settings_.mirror_brokers.at(p->broker);
+  const std::string& mb = *mirror_broker_for(*p);  // mirror_need() found one
   if (broker_down(mb) || !orders_.broker(mb)) {
     spdlog::error("stop {}: needs a mirror ({}) but mirror broker {} is unavailable", primary, need, mb);
     return;

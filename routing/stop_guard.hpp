@@ -41,8 +41,12 @@ struct StopGuardSettings {
   // Quotes from this source feed the watchdog; empty = any source. A source other than the
   // broker holding the stop is preferred: a broker that loses a stop may also lose its ticks.
   std::string market_data_source;
-  // `mirror` policy: primary broker -> the broker that holds its mirror stops (the route's
-  // second broker). A primary broker with no entry gets no mirrors.
+  // `mirror` policy: where a stop's mirror goes. A stop of a strategy listed in strategy_routes
+  // (its route's brokers, in order) is mirrored at the first other broker of that route: the
+  // second for a stop at the first, the first for a stop at the second after a failover. A stop
+  // of any other strategy (or of none) is mirrored by primary broker through mirror_brokers; a
+  // broker with no entry there gets no mirrors.
+  std::map<std::string, std::vector<std::string>> strategy_routes;
   std::map<std::string, std::string> mirror_brokers;
 };
 
@@ -155,6 +159,8 @@ class StopGuard {
 
  private:
   ProtectionPolicy policy_of(const std::string& client_order_id) const;
+  // The broker that holds this stop's mirror (StopGuardSettings::strategy_routes), or null.
+  const std::string* mirror_broker_for(const OrderRecord& stop) const;
   bool any_policy_is(ProtectionPolicy p) const;
   // Every callback the guard hands out (loop timers, order-manager listeners and answers) runs
   // only while the guard exists: the loop and the OrderManager outlive it in tests and at

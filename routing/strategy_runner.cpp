@@ -22,6 +22,7 @@ void StrategyRunner::start() {
   const RouteConfig* route = router_.route(route_name_);
   if (!route) throw ConfigError("strategy " + strategy_.name() + ": no route " + route_name_);
   if (route->mode == RouteMode::dual) followed_broker_ = route->brokers.front();
+  started_ = true;
   adopt_recovered_orders();
   strategy_.on_start(*this);
 }

@@ -40,8 +40,11 @@ class StrategyRunner final : public StrategyContext {
   void adopt_recovered_orders();
   // Its orders are those its route sent (the Router stamps the route's name on each, and the
   // journal keeps it, so this holds across a restart); on a dual route, those at the first broker.
+  // Nothing reaches the strategy before start(): the session's start-up recovery runs after the
+  // runners exist and its updates are summed up by on_resume instead.
   bool mine(const OrderRecord& o) const {
-    return !stopped_ && o.spec.strategy == route_name_ && (followed_broker_.empty() || o.broker == followed_broker_);
+    return started_ && !stopped_ && o.spec.strategy == route_name_ &&
+           (followed_broker_.empty() || o.broker == followed_broker_);
   }
 
   Strategy& strategy_;
@@ -50,6 +53,7 @@ class StrategyRunner final : public StrategyContext {
   std::string route_name_;
   std::string followed_broker_;    // a dual route's first broker; empty on a failover route
   std::set<std::string> brokers_;  // brokers its orders went to
+  bool started_ = false;
   bool stopped_ = false;
   Lifetime lifetime_;  // wraps the listeners it leaves with the OrderManager
 };

@@ -74,6 +74,7 @@
       return el("tr", { "data-order": o.client_order_id },
         el("td", {}, o.client_order_id),
         el("td", {}, o.broker),
+        el("td", {}, o.strategy || ""),
         el("td", {}, o.symbol),
         el("td", {}, o.side),
         el("td", { class: "num" }, o.quantity),

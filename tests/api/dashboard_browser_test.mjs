@@ -78,9 +78,12 @@ try {
   await page.locator('#events li[data-type="order"]').first().waitFor({ timeout: 20000 });
   // Working orders with the stop verification state (the breakout strategy's brackets).
   await page.locator("#orders tbody tr").first().waitFor({ timeout: 25000 });
-  await page.locator("#orders tbody tr td:nth-child(11) .badge").first().waitFor({ timeout: 25000 });
-  const verification = await page.locator("#orders tbody tr td:nth-child(11) .badge").first().textContent();
+  await page.locator("#orders tbody tr td:nth-child(12) .badge").first().waitFor({ timeout: 25000 });
+  const verification = await page.locator("#orders tbody tr td:nth-child(12) .badge").first().textContent();
   check(/^(pending|verified|mismatch|missing|timeout)/.test(verification), `stop verification badge: ${verification}`);
+  // Orders name the strategy (route) that sent them (the guard's own orders name none).
+  const named = await page.locator("#orders tbody tr td:nth-child(3)", { hasText: config.strategies[0].name }).count();
+  check(named > 0, `orders naming strategy ${config.strategies[0].name}: ${named}`);
   // The reliability comparison: a latency bar with a measured value and orders counted.
   await page.waitForFunction(() => {
     const bar = document.querySelector('#chart-latency rect[data-broker="sim"]');

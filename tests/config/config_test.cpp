@@ -492,6 +492,16 @@ TEST(Broken, RouteRules) {
             one("strategies[0].protection",
                 "\"mirror\" needs a route with at least two brokers (the second holds the mirror stop)"));
 
+  doc = minimal();
+  doc["brokers"].push_back({{"name", "sim2"}, {"kind", "sim"}});
+  doc["routes"][0]["mode"] = "dual";
+  doc["routes"][0]["brokers"] = {"sim", "sim2"};
+  doc["strategies"][0]["protection"] = "mirror";
+  EXPECT_EQ(issues(load(doc)),
+            one("strategies[0].protection",
+                "\"mirror\" on a dual route: its second broker holds the strategy's twin position and stops, not "
+                "a stand-in for the first; use a failover route"));
+
   // Accepted by name but not carried out for a strategy's stops: refused, never run as `verify`.
   doc = minimal();
   doc["strategies"][0]["protection"] = "local";

@@ -284,6 +284,38 @@ TEST(Mirror, BrokerDownPlacesMirrorsBackUpRemovesThemAfterReverify) {
   EXPECT_EQ(removed.at("primary"), stop);
 }
 
+// A stop is mirrored at the first other broker of its own strategy's route: after a failover the
+// strategy's stop is at the route's second broker, and its mirror goes to the first.
+TEST(Mirror, AStopAtTheRoutesSecondBrokerIsMirroredAtItsFirst) {
+  TwoVenues t(FaultProfile{});
+  StopGuardSettings s = t.guard->settings();
+  s.mirror_brokers.clear();
+  s.strategy_routes = {{"s", {"sim_a", "sim_b"}}};
+  Instrument inst;
+  inst.symbol = "AAPL";
+  t.guard = std::make_unique<StopGuard>(t.loop, t.orders, t.journal, s, std::map<std::string, Instrument>{{"AAPL", inst}});
+  OrderSpec buy = market_order("AAPL", Side::buy, 100);
+  buy.strategy = "s";
+  t.orders.submit("sim_b", buy);
+  t.run_for(300ms);
+  t.orders.resync();
+  t.run_for(100ms);
+  OrderSpec stop = stop_order("AAPL", Side::sell, 100, Price::parse("99.50"));
+  stop.strategy = "s";
+  t.orders.submit("sim_b", stop);
+  t.run_for(2s);
+  ASSERT_TRUE(t.va.open_orders().empty());
+  t.b.set_link_up(false);
+  t.guard->set_broker_down("sim_b", true);
+  t.run_for(5s);
+  ASSERT_EQ(t.guard->mirrors().size(), 1u);
+  EXPECT_EQ(t.guard->mirrors()[0].mirror_broker, "sim_a");
+  EXPECT_EQ(t.guard->mirrors()[0].placed_because, "broker sim_b down");
+  ASSERT_EQ(t.va.open_orders().size(), 1u);
+  EXPECT_EQ(t.va.open_orders()[0].type, OrderType::stop);
+  EXPECT_EQ(t.va.open_orders()[0].quantity, 100);
+}
+
 // The primary's broker is down, price falls through the stop, and both the primary (unseen:
 // its link is down) and the mirror fill. When the broker is back and reconciled, the double
 // fill is found and undone once at the mirror venue: net flat, as intended.

@@ -491,10 +491,11 @@ TEST(RouterRestart, StrategyOwnsItsOrdersAgainAfterARestart) {
     p.run_for(1s);
   }  // killed
   RouterProcess p(v, route({"a"}), "S");
+  Following strategy;
+  StrategyRunner runner(strategy, p.router, p.loop, "s");  // before recovery, as in Session
   p.recover();
   EXPECT_EQ(p.orders.find(filled)->spec.strategy, "s") << "journaled with the route that sent it";
-  Following strategy;
-  StrategyRunner runner(strategy, p.router, p.loop, "s");
+  EXPECT_TRUE(strategy.updates.empty()) << "nothing reaches the strategy before start()";
   runner.start();
   EXPECT_EQ(runner.position("AAPL"), 5);
   EXPECT_EQ(strategy.resumed, std::vector<std::string>{open}) << "its one open order, not the other's";
