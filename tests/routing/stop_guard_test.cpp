@@ -26,6 +26,20 @@ std::vector<std::string> prices(double from, double to, double step) {
   return out;
 }
 
+FaultProfile ghosts_only() {
+  FaultProfile p;
+  p.ghost_stop_rate = 1.0;  // the venue lists every stop as working and never triggers it
+  return p;
+}
+
+// 30 ticks at 100.00, then down a cent a tick to 99.00: a 99.50 stop is crossed about 5 s in.
+std::vector<std::string> flat_then_down_to_99() {
+  std::vector<std::string> path(30, "100.00");
+  const auto down = prices(99.99, 99.00, -0.01);
+  path.insert(path.end(), down.begin(), down.end());
+  return path;
+}
+
 StopGuardSettings settings(ProtectionPolicy policy) {
   StopGuardSettings s;
   s.policy = policy;
@@ -83,12 +97,7 @@ TEST(StopGuard, EveryCrossedGhostStopIsDeclaredWithinGracePlusOneTick) {
 }
 
 TEST(StopGuard, GuardFlattensEachGhostExactlyOnce) {
-  FaultProfile p;
-  p.ghost_stop_rate = 1.0;
-  std::vector<std::string> path(30, "100.00");
-  const auto down = prices(99.99, 99.00, -0.01);
-  path.insert(path.end(), down.begin(), down.end());
-  SimSession s(p, path);
+  SimSession s(ghosts_only(), flat_then_down_to_99());
   StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::guard), {{"AAPL", s.instrument}});
   s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
   s.sim.start();
@@ -113,12 +122,7 @@ TEST(StopGuard, GuardFlattensEachGhostExactlyOnce) {
 // of a `guard` strategy (cancelled and flattened), one of a `verify` strategy (alerted only);
 // the default policy (`mirror` here) applies to neither.
 TEST(StopGuard, EachStopIsUnderItsOwnStrategysPolicy) {
-  FaultProfile p;
-  p.ghost_stop_rate = 1.0;
-  std::vector<std::string> path(30, "100.00");
-  const auto down = prices(99.99, 99.00, -0.01);
-  path.insert(path.end(), down.begin(), down.end());
-  SimSession s(p, path);
+  SimSession s(ghosts_only(), flat_then_down_to_99());
   StopGuardSettings gs = settings(ProtectionPolicy::mirror);
   gs.strategy_policies = {{"careful", ProtectionPolicy::guard}, {"watching", ProtectionPolicy::verify}};
   StopGuard guard(s.loop, s.orders, s.journal, gs, {{"AAPL", s.instrument}});
@@ -548,12 +552,6 @@ struct Process {
   SimBroker sim;
   StopGuard guard;
 };
-
-FaultProfile ghosts_only() {
-  FaultProfile p;
-  p.ghost_stop_rate = 1.0;  // the venue lists every stop as working and never triggers it
-  return p;
-}
 
 // 30 ticks at 100.00 then down a cent a tick to 99.00: a 99.50 sell stop is crossed at 99.50,
 // about 5 s after the stop is placed.
