@@ -347,14 +347,6 @@ std::string ApiShared::metrics_text() const {
   for (const auto& g : ctx.guard.ghosts()) ghosts[g.broker]++;
   for (const auto& [b, v] : ghosts) m += fmt::format("backstop_ghost_stops_total{{broker=\"{}\"}} {}\n", label(b), v);
 
-  help("backstop_local_stops_unrestored", "gauge",
-       "Local stops the journal says are held that could not be re-armed at start-up: nothing watches them.");
-  std::map<std::string, std::int64_t> unrestored;
-  for (const auto& n : names) unrestored[n] = 0;
-  for (const auto& [coid, b] : ctx.guard.unrestored_local_stops()) unrestored[b]++;
-  for (const auto& [b, v] : unrestored)
-    m += fmt::format("backstop_local_stops_unrestored{{broker=\"{}\"}} {}\n", label(b), v);
-
   help("backstop_divergences_total", "counter", "Reconciliation divergences by broker and kind.");
   std::map<std::pair<std::string, std::string>, std::int64_t> div;
   for (const auto& n : names)
@@ -648,8 +640,9 @@ void ApiServer::Impl::command_routes() {
     s->on_loop([s, coid, body, w] {
       const OrderRecord* o = s->ctx.orders.find(coid);
       if (!o) throw HttpError(404, "no order " + coid);
-      if (!is_working(o->state))
-        throw HttpError(409, "order " + coid + " is " + to_string(o->state) + ": only a working order can be replaced");
+      if (!is_working(o->state) && o->state != OrderState::held)
+        throw HttpError(409, "order " + coid + " is " + to_string(o->state) +
+                                 ": only a working order (or one held by Backstop) can be replaced");
       const OrderSpec updated = aj::read_replace_request(body, o->spec, s->ctx.config);
       s->ctx.router.replace(coid, updated, [w](const CommandResult& cr) { w->set(cr); });
       return true;

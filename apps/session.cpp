@@ -110,6 +110,9 @@ Session::Session(Config config, EventLoop& loop, Clock& clock, SessionOptions op
   for (const auto& inst : config_.instruments) instruments[inst.symbol] = inst;
   router_ = std::make_unique<Router>(loop_, *orders_, *health_, *journal_, config_.risk, instruments);
   for (const auto& r : config_.routes) router_->add_route(r);
+  // Protection `local`: the strategy's stops are held by Backstop, none sent to a broker as a stop.
+  for (const auto& s : config_.strategies)
+    if (s.protection == ProtectionPolicy::local && router_->route(s.name)) router_->hold_stops(s.name);
 
   guard_ = std::make_unique<StopGuard>(loop_, *orders_, *journal_, guard_settings(config_), instruments);
   // A ghost stop or a failed verification is a fact about the broker's health.
@@ -186,7 +189,6 @@ void Session::start() {
     throw Error("start-up recovery and reconciliation did not finish within " +
                 std::to_string(to_ns(options_.recovery_timeout) / 1'000'000'000) + " s");
   router_->restore_pairs();
-  guard_->restore_local_stops();
   // Crossings, ghosts and interrupted guard actions of the previous process, judged against the
   // orders as recovery left them; before quotes flow, so no tick starts a new grace period first.
   guard_->restore_from_journal();

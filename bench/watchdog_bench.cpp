@@ -61,9 +61,10 @@ void BM_WatchdogQuotesNoCross(benchmark::State& state) {
 }
 BENCHMARK(BM_WatchdogQuotesNoCross);
 
-// From the tick that crosses a local stop to the flatten market order handed to the durable
-// submit path (OrderManager::submit: record created and queued for the journal, which commits it
-// before the request leaves; that commit is the journal benchmark's figure).
+// From the tick that crosses a held stop (protection `local`) to its market order handed to the
+// durable submit path (OrderManager::release: the held order turned into a market order and
+// queued for the journal, which commits it before the request leaves; that commit is the journal
+// benchmark's figure).
 void BM_TickToFlattenOrder(benchmark::State& state) {
   const fs::path dir = fs::temp_directory_path() / ("backstop-bench-watchdog-" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -91,7 +92,7 @@ void BM_TickToFlattenOrder(benchmark::State& state) {
     Quote through = above;
     through.bid = through.last = Price::parse("98.99");
     through.ask = Price::parse("99.00");
-    std::size_t before = 0;
+    std::string held;
     spdlog::set_level(spdlog::level::off);
     // Per-tick samples (Google Benchmark's own figure is a mean): median and p99 as counters.
     std::vector<double> us;
@@ -99,20 +100,19 @@ void BM_TickToFlattenOrder(benchmark::State& state) {
     for (auto _ : state) {
       state.PauseTiming();
       guard.on_quote(above);
-      guard.arm_local_stop("sim", stop_order("SYM0", Side::sell, 1, Price::parse("99.00")));
-      before = orders.orders().size();
+      held = orders.hold("sim", stop_order("SYM0", Side::sell, 1, Price::parse("99.00")));
       state.ResumeTiming();
       // In a loop task, as quotes arrive in `backstop run`.
       std::chrono::steady_clock::time_point t0, t1;
       loop.post([&] {
         t0 = std::chrono::steady_clock::now();
-        guard.on_quote(through);  // crossing detected, market order created and queued for the journal
+        guard.on_quote(through);  // crossing detected, the held order released and queued for the journal
         t1 = std::chrono::steady_clock::now();
       });
       loop.run_ready();
       state.PauseTiming();
       us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-      if (orders.orders().size() != before + 1) state.SkipWithError("no flatten order");
+      if (orders.find(held)->state != OrderState::pre_sent) state.SkipWithError("the held stop was not released");
       loop.run_ready();
       state.ResumeTiming();
     }

@@ -645,15 +645,15 @@ void check_across(Context& c, Config& cfg, const std::map<std::string, std::stri
   for (std::size_t i = 0; i < cfg.strategies.size(); ++i) {
     const auto& s = cfg.strategies[i];
     const auto* route = cfg.route_for(s.name);
-    // `local` means no stop at the broker, Backstop holding and firing it. The guard can hold
-    // such stops (StopGuard::arm_local_stop), but nothing takes a strategy's stop orders there
-    // yet: they would go to the broker, watched as under `verify`. Refused rather than run as
-    // something other than what the config says.
-    if (s.protection == ProtectionPolicy::local)
+    // `local` holds the strategy's stops in Backstop, none at the broker (Router::hold_stops). A
+    // broker's bracket ties its exits together and cannot include a stop it does not hold, so the
+    // router refuses brackets under `local`: a strategy kind that trades in brackets would have
+    // every trade refused. Said here, before it runs.
+    if (s.protection == ProtectionPolicy::local && s.kind == "bracket_breakout")
       c.r.error(child_path(index_path("strategies", i), "protection"),
-                "\"local\" (Backstop holds the stop, none at the broker) is not available to strategies yet: their "
-                "stop orders would still go to the broker; use \"guard\" (a ghost stop is cancelled and the "
-                "position flattened) or \"mirror\"");
+                "\"local\" holds stops in Backstop, and kind \"bracket_breakout\" sends brackets, whose exits the "
+                "broker ties together (it cannot include a stop it does not hold); use \"guard\" or \"mirror\", "
+                "or a kind that sends single orders (\"mean_reversion\")");
     // A dual route's second broker holds the strategy's twin position with its own stops: a
     // mirror there would be a second exit for a position it does not hold.
     if (s.protection == ProtectionPolicy::mirror && route && route->mode == RouteMode::dual)

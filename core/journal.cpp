@@ -118,6 +118,11 @@ INSERT INTO fold SELECT coalesce(max(id), 0) FROM transitions;
     R"sql(
 ALTER TABLE orders ADD COLUMN strategy TEXT NOT NULL DEFAULT '';
 )sql",
+    // 4 -> 5: the state `held` (protection `local`: a stop Backstop holds instead of the broker)
+    // and when an order entered it. An order row of an older schema was never held.
+    R"sql(
+ALTER TABLE orders ADD COLUMN held_at INTEGER;
+)sql",
 };
 static_assert(std::size(kMigrations) == Journal::kSchemaVersion);
 
@@ -231,14 +236,19 @@ INSERT INTO orders (client_order_id, broker, broker_order_id, symbol, side, quan
   limit_price, stop_price, tif, outside_rth, parent_client_order_id, oco_group, state,
   filled_quantity, average_fill_price, last_message, created_at, sent_at, submitted_at,
   partially_filled_at, filled_at, pending_cancel_at, cancelled_at, rejected_at, failed_at,
-  as_of_transition, strategy)
-VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)
-ON CONFLICT(client_order_id) DO UPDATE SET broker=?2, broker_order_id=?3, quantity=?6,
+  as_of_transition, strategy, held_at)
+VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29)
+ON CONFLICT(client_order_id) DO UPDATE SET broker=?2, broker_order_id=?3, quantity=?6, type=?7,
   limit_price=?8, stop_price=?9, tif=?10, state=?14, filled_quantity=?15, average_fill_price=?16,
   last_message=?17, created_at=?18, sent_at=?19, submitted_at=?20, partially_filled_at=?21,
   filled_at=?22, pending_cancel_at=?23, cancelled_at=?24, rejected_at=?25, failed_at=?26,
-  as_of_transition=?27
+  as_of_transition=?27, held_at=?29
 )sql";
+// The timestamps of the states up to `failed` sit in consecutive columns of the first schema
+// (created_at .. failed_at); `held_at` came with schema 5, after `strategy`.
+constexpr std::size_t kFirstSchemaStates = static_cast<std::size_t>(OrderState::failed) + 1;
+static_assert(static_cast<std::size_t>(OrderState::held) == kFirstSchemaStates && kOrderStateCount == kFirstSchemaStates + 1,
+              "a new state needs a column (a migration) and its place in upsert_order and read_order");
 // Parameters 7-10 are what the transition changed in the order besides its state, NULL for a
 // refused transition and for a state change (record_state_change).
 constexpr const char* kInsertTransition = R"sql(
@@ -300,9 +310,10 @@ void upsert_order(sqlite3* db, sqlite3_stmt* st, const OrderRecord& o, std::int6
   bind(st, 15, o.filled_quantity);
   bind(st, 16, average);
   bind(st, 17, o.last_message);
-  for (std::size_t i = 0; i < kOrderStateCount; ++i) bind_time(st, 18 + static_cast<int>(i), o.state_times[i]);
+  for (std::size_t i = 0; i < kFirstSchemaStates; ++i) bind_time(st, 18 + static_cast<int>(i), o.state_times[i]);
   bind(st, 27, as_of_transition);
   bind(st, 28, s.strategy);
+  bind_time(st, 29, o.time_of(OrderState::held));
   run(db, st);
 }
 
@@ -343,15 +354,20 @@ constexpr const char* kSelectAllOrdersToFoldSchema3 =
     "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition FROM orders ORDER BY created_at, rowid";
 constexpr const char* kSelectOrderByIdToFoldSchema3 =
     "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition FROM orders WHERE client_order_id = ?1";
-// Schema 4: the same, and the strategy that sent the order (column 27).
-constexpr const char* kSelectAllOrdersToFold =
+// Schema 4 (read-only): the same, and the strategy that sent the order (column 27).
+constexpr const char* kSelectAllOrdersToFoldSchema4 =
     "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition, strategy FROM orders ORDER BY created_at, rowid";
-constexpr const char* kSelectOrderByIdToFold =
+constexpr const char* kSelectOrderByIdToFoldSchema4 =
     "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition, strategy FROM orders WHERE client_order_id = ?1";
+// Schema 5: the same, and when the order was held (column 28).
+constexpr const char* kSelectAllOrdersToFold =
+    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition, strategy, held_at FROM orders ORDER BY created_at, rowid";
+constexpr const char* kSelectOrderByIdToFold =
+    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition, strategy, held_at FROM orders WHERE client_order_id = ?1";
 // The orders that applied transitions not folded for good yet name (a read-write opening, so
 // always the current schema).
 constexpr const char* kSelectOrdersWithUnfoldedTransitions =
-    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition, strategy FROM orders WHERE client_order_id IN "
+    "SELECT " BACKSTOP_ORDER_COLUMNS ", as_of_transition, strategy, held_at FROM orders WHERE client_order_id IN "
     "(SELECT client_order_id FROM transitions WHERE id > (SELECT through_transition FROM fold) AND applied = 1) "
     "ORDER BY created_at, rowid";
 #undef BACKSTOP_ORDER_COLUMNS
@@ -386,7 +402,7 @@ OrderRecord read_order(const Statement& st) {
   o.filled_quantity = st.integer(14);
   o.average_fill_price = Price::parse(st.text(15));
   o.last_message = st.text(16);
-  for (std::size_t i = 0; i < kOrderStateCount; ++i) o.state_times[i] = st.integer(17 + static_cast<int>(i));
+  for (std::size_t i = 0; i < kFirstSchemaStates; ++i) o.state_times[i] = st.integer(17 + static_cast<int>(i));
   return o;
 }
 
@@ -413,7 +429,8 @@ int schema_version(sqlite3* db) {
 }
 
 // Order rows as of everything journaled: read by `orders_sql` (order columns, then
-// as_of_transition, then the strategy from schema 4 on; ?1 bound to `coid`), with every later
+// as_of_transition, then the strategy from schema 4 on, then held_at from schema 5 on; ?1 bound
+// to `coid`), with every later
 // applied transition (of `coid` only, when not empty) folded in. `touched`, when given, tells which orders a transition changed.
 std::vector<OrderRecord> read_folded_orders(sqlite3* db, const char* orders_sql, const std::string& coid,
                                             std::vector<bool>* touched = nullptr) {
@@ -423,10 +440,12 @@ std::vector<OrderRecord> read_folded_orders(sqlite3* db, const char* orders_sql,
     Statement st(db, orders_sql);
     if (!coid.empty()) st.bind(1, coid);
     const bool has_strategy = st.columns() > 27;
+    const bool has_held = st.columns() > 28;
     while (st.next()) {
       out.push_back(read_order(st));
       as_of.push_back(st.integer(26));
       if (has_strategy) out.back().spec.strategy = st.text(27);
+      if (has_held) out.back().state_times[static_cast<std::size_t>(OrderState::held)] = st.integer(28);
     }
   }
   if (touched) touched->assign(out.size(), false);
@@ -843,8 +862,10 @@ T Journal::read(std::function<T(sqlite3*)> query) {
 namespace {
 // Every order (`coid` empty) or one, as of everything journaled.
 std::vector<OrderRecord> read_orders(sqlite3* db, const std::string& coid) {
-  if (const int schema = schema_version(db); schema >= 4)
+  if (const int schema = schema_version(db); schema >= 5)
     return read_folded_orders(db, coid.empty() ? kSelectAllOrdersToFold : kSelectOrderByIdToFold, coid);
+  else if (schema == 4)
+    return read_folded_orders(db, coid.empty() ? kSelectAllOrdersToFoldSchema4 : kSelectOrderByIdToFoldSchema4, coid);
   else if (schema == 3)
     return read_folded_orders(db, coid.empty() ? kSelectAllOrdersToFoldSchema3 : kSelectOrderByIdToFoldSchema3, coid);
   std::vector<OrderRecord> out;  // schemas 1 and 2 (read-only): the order rows are current

@@ -56,10 +56,11 @@ class Journal {
   //    updated in the same commit but folded from the transitions when read and when the journal
   //    is opened read-write (see kMigrations in journal.cpp).
   // 4: an order row names the strategy (route) that sent it (OrderSpec::strategy).
-  static constexpr int kSchemaVersion = 4;
+  // 5: the state `held` (protection `local`) and its timestamp column held_at.
+  static constexpr int kSchemaVersion = 5;
   // Read-only opening accepts any schema from this one on: an order row of schema 1 or 2 is
-  // current as it stands, one of schema 3 or 4 is completed by the transitions after it (an
-  // order of a schema before 4 has no strategy).
+  // current as it stands, one of schema 3 to 5 is completed by the transitions after it (an
+  // order of a schema before 4 has no strategy, and none before 5 was ever held).
   static constexpr int kOldestReadableVersion = 1;
   // Called on the writer thread once the record is durable (ok) or the commit failed (error).
   using Durable = std::function<void(const std::string& error)>;

@@ -8,7 +8,7 @@ namespace {
 using S = OrderState;
 constexpr std::array<const char*, kOrderStateCount> kNames = {
     "pre_sent", "pending", "submitted", "partially_filled", "filled",
-    "pending_cancel", "cancelled", "rejected", "failed"};
+    "pending_cancel", "cancelled", "rejected", "failed", "held"};
 
 constexpr std::size_t idx(S s) { return static_cast<std::size_t>(s); }
 
@@ -28,6 +28,11 @@ constexpr auto make_table() {
   allow(S::partially_filled, {S::partially_filled, S::filled, S::pending_cancel, S::cancelled});
   // A cancel can lose the race with a fill, or be refused (order goes back to working).
   allow(S::pending_cancel, {S::cancelled, S::filled, S::partially_filled, S::submitted});
+  // Held (protection `local`): journaled, never sent. When it triggers it is sent like a new order
+  // (back to pre_sent: durable before send, and a crash after that is resolved by client order id
+  // like any other). Cancelled locally; failed when it cannot be sent.
+  allow(S::pre_sent, {S::held});
+  allow(S::held, {S::pre_sent, S::cancelled, S::failed});
   return t;
 }
 constexpr auto kAllowed = make_table();

@@ -22,13 +22,18 @@ enum class OrderState {
   rejected,          // terminal: the broker refused it
   failed,            // terminal: never reached the broker (failed locally, or resolution proved
                      // after a crash that the broker never received it)
+  held,              // protection `local`: a stop Backstop holds instead of the broker. Nothing is
+                     // at the broker; when the stop triggers, the same order (same client order
+                     // id) is sent as a market order (a limit order for a stop-limit) and goes
+                     // on through pre_sent. Last in the enum: the journal's columns follow it.
 };
-constexpr std::size_t kOrderStateCount = 9;
+constexpr std::size_t kOrderStateCount = 10;
 
 const char* to_string(OrderState s);
 std::optional<OrderState> order_state_from_string(const std::string& s);
 bool is_terminal(OrderState s);
-// Working at the broker: could still fill.
+// Working at the broker: could still fill. A held order is not (it is not at any broker), though
+// it is open: it can still be sent and fill.
 bool is_working(OrderState s);
 bool is_legal_transition(OrderState from, OrderState to);
 

@@ -204,7 +204,12 @@ std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec,
     if (done) done(r);
     return spec.client_order_id;
   }
-  const std::uint32_t slot = start_in_flight(*rec, std::move(done), observer);
+  journal_then_send(*rec, std::move(done), observer);
+  return rec->spec.client_order_id;
+}
+
+void OrderManager::journal_then_send(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer) {
+  const std::uint32_t slot = start_in_flight(order, std::move(done), observer);
   const std::uint32_t generation = in_flight_[slot].generation;
   // Durable before send: the request leaves from send_journaled, after the commit. The commit
   // completes on the journal's thread; the continuation runs on the loop. The external-work mark
@@ -216,13 +221,74 @@ std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec,
   // orders it sends: the send itself waits for the loop anyway.
   journal_.defer_wake_to_task_end(loop_);
   loop_.add_external_work();
-  journal_.record_order(*rec, [this, slot, generation](const std::string& error) {
+  journal_.record_order(order, [this, slot, generation](const std::string& error) {
     loop_.post([alive = std::weak_ptr<int>(alive_), this, slot, generation, error] {
       if (alive.lock()) send_journaled(slot, generation, error);
     });
     loop_.finish_external_work();
   });
-  return rec->spec.client_order_id;
+}
+
+std::string OrderManager::hold(const std::string& broker_name, OrderSpec spec, SubmitCallback done) {
+  if (spec.client_order_id.empty()) spec.client_order_id = ids_.next();
+  const std::string coid = spec.client_order_id;
+  if (auto why = validate(spec); !why.empty() || !spec.is_stop()) {
+    // Refused before anything is recorded: the caller (the Router) checks orders before holding.
+    if (done) done(CommandResult::failed("not held: " + (why.empty() ? "order " + coid + " is not a stop" : why)));
+    return coid;
+  }
+  OrderRecord* rec = create(broker_name, std::move(spec));
+  if (!rec) {
+    if (done) done(CommandResult::failed("client order id " + coid + " is already in use"));
+    return coid;
+  }
+  // One row as created, then the transition to held: the same commit, awaited before the caller
+  // is told the stop is in place.
+  journal_.record_order(*rec);
+  const TransitionEvent ev = rec->transition(OrderState::held, loop_.now(), "held by Backstop (protection local)");
+  journal_.defer_wake_to_task_end(loop_);
+  loop_.add_external_work();
+  journal_.record_transition(ev, *rec, [&loop = loop_, alive = std::weak_ptr<int>(alive_), this, coid,
+                                        done = std::move(done)](const std::string& error) mutable {
+    loop.post([alive, this, coid, error, done = std::move(done)] {
+      if (!alive.lock()) return;
+      if (!error.empty()) {
+        // Not durable: a restart would not know the stop. Failed, so the strategy knows it has none.
+        OrderRecord& o = at(coid);
+        o.last_message = "not held: journal write failed: " + error;
+        apply_state(o, OrderState::failed, o.last_message);
+        if (done) done(CommandResult::failed(o.last_message));
+        return;
+      }
+      if (done) done({Outcome::accepted, {}, "held by Backstop", 0});
+    });
+    loop.finish_external_work();
+  });
+  notify(*rec);
+  return coid;
+}
+
+void OrderManager::release(const std::string& coid, const std::string& why, SubmitCallback done) {
+  OrderRecord* found = index_.find(coid);
+  if (!found || found->state != OrderState::held) {
+    if (done) done(CommandResult::failed("order " + coid + (found ? " is not held (" + std::string(to_string(found->state)) + ")" : " does not exist")));
+    return;
+  }
+  OrderRecord& o = *found;
+  // What goes to the broker: the stop's exit at market, or at its limit for a stop-limit. The stop
+  // price is what Backstop enforced; it stays in the transition's reason and the guard's event.
+  o.spec.type = o.spec.type == OrderType::stop_limit ? OrderType::limit : OrderType::market;
+  o.spec.stop_price.reset();
+  // A protective exit now: for the session (a GTC market order is refused by some brokers).
+  if (o.spec.type == OrderType::market) o.spec.tif = TimeInForce::day;
+  const TransitionEvent ev = o.transition(OrderState::pre_sent, loop_.now(), why);
+  // pre_sent again, now: a released order is stuck when its request does not leave soon after
+  // the release, not after its creation (held_at keeps when it was placed).
+  o.state_times[static_cast<std::size_t>(OrderState::pre_sent)] = loop_.now();
+  journal_.record_transition(ev, o);
+  notify(o);
+  // The whole order again (its type changed), then sent once that is durable, as submit() does.
+  journal_then_send(o, std::move(done), nullptr);
 }
 
 void OrderManager::send_journaled(std::uint32_t slot, std::uint32_t generation, const std::string& journal_error) {
@@ -407,6 +473,12 @@ void OrderManager::cancel(const std::string& coid, SubmitCallback done) {
     return;
   }
   OrderRecord& o = *found;
+  if (o.state == OrderState::held) {
+    // No broker holds it: cancelled here, at once.
+    apply_state(o, OrderState::cancelled, "cancelled while held by Backstop");
+    if (done) done({Outcome::accepted, {}, "cancelled (held by Backstop)", 0});
+    return;
+  }
   Broker* b = broker(o.broker);
   if (!b || o.broker_order_id.empty() || !is_working(o.state)) {
     if (done) done(CommandResult::failed("order " + coid + " is not working (" + to_string(o.state) + ")"));
@@ -427,7 +499,7 @@ void OrderManager::cancel(const std::string& coid, SubmitCallback done) {
 
 void OrderManager::replace(const std::string& coid, const OrderSpec& updated, SubmitCallback done) {
   OrderRecord* found = index_.find(coid);
-  if (!found || !is_working(found->state)) {
+  if (!found || !(is_working(found->state) || found->state == OrderState::held)) {
     if (done) done(CommandResult::failed("order " + coid + " is not working"));
     return;
   }
@@ -446,6 +518,14 @@ void OrderManager::replace(const std::string& coid, const OrderSpec& updated, Su
                                         {"limit_price", next.limit_price ? next.limit_price->to_string() : ""},
                                         {"stop_price", next.stop_price ? next.stop_price->to_string() : ""}}
                              .dump()});
+  if (o.state == OrderState::held) {
+    // Held by Backstop: replaced here (the guard watches the new price from the update).
+    o.spec = next;
+    journal_.record_order(o);
+    notify(o);
+    if (done) done({Outcome::accepted, {}, "replaced (held by Backstop)", 0});
+    return;
+  }
   broker(o.broker)->replace(o.broker_order_id, next, [this, coid, next, done](CommandResult r) {
     OrderRecord& ord = at(coid);
     if (r.outcome == Outcome::accepted) {
@@ -617,10 +697,16 @@ void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
     pos.apply(o->spec.side, f.quantity, f.price);
   }
   std::vector<std::string> open;
-  for (const OrderRecord* o : order_sequence_)
-    if (!o->is_terminal()) open.push_back(o->spec.client_order_id);
+  std::size_t held = 0;
+  for (const OrderRecord* o : order_sequence_) {
+    if (o->state == OrderState::held)
+      ++held;  // at no broker: nothing to resolve; the stop guard watches it again
+    else if (!o->is_terminal())
+      open.push_back(o->spec.client_order_id);
+  }
   std::sort(open.begin(), open.end());  // resolved in client order id order, as always
-  spdlog::info("journal recovered: {} orders, {} not terminal to resolve", records_.size(), open.size());
+  spdlog::info("journal recovered: {} orders, {} not terminal to resolve, {} held by Backstop", records_.size(),
+               open.size(), held);
   if (open.empty()) {
     if (done) done(0, 0);
     return;
@@ -715,7 +801,7 @@ void OrderManager::resync(std::function<void()> done, const std::string& only_br
   for (std::size_t i = 0, n = order_sequence_.size(); i < n; ++i) {
     OrderRecord& o = *order_sequence_[i];
     const std::string& coid = o.spec.client_order_id;
-    if (o.is_terminal()) continue;
+    if (o.is_terminal() || o.state == OrderState::held) continue;  // held: at no broker
     if (!only_broker.empty() && o.broker != only_broker) continue;
     if (!broker(o.broker)) continue;
     ++*outstanding;
@@ -731,7 +817,7 @@ void OrderManager::refresh(const std::vector<std::string>& coids, std::function<
   };
   for (const auto& coid : coids) {
     const OrderRecord* o = index_.find(coid);
-    if (!o || !broker(o->broker)) continue;
+    if (!o || o->state == OrderState::held || !broker(o->broker)) continue;
     ++*outstanding;
     read_back(coid, "read back", finish);
   }

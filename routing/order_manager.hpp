@@ -73,16 +73,28 @@ class OrderManager {
   // healthy broker): journaled, then failed with the reason, so every order a strategy asked for
   // is on record. Returns its client order id (assigned if the spec has none).
   std::string record_refused(const std::string& broker, OrderSpec spec, const std::string& reason);
+  // Protection `local`: records a stop (or stop-limit) as held by Backstop instead of sending it.
+  // Journaled (pre_sent, then held); `done` is told accepted once that is durable, or failed.
+  // Nothing reaches the broker until release(). Returns its client order id (assigned if the spec
+  // has none).
+  std::string hold(const std::string& broker, OrderSpec spec, SubmitCallback done = {});
+  // Sends a held order because its stop triggered: the same order, under the same client order
+  // id, as a market order (a stop-limit as a limit order at its limit price), so that its fills,
+  // its strategy and the journal follow one order. held -> pre_sent, journaled, then sent exactly
+  // like submit(). `why` is journaled with the transition. Fails (done: failed_locally) when the
+  // order is not held.
+  void release(const std::string& client_order_id, const std::string& why, SubmitCallback done = {});
   // Hands out a client order id from the same sequence as submit() does.
   std::string next_client_order_id() { return ids_.next(); }
+  // A held order is cancelled (and replaced) here, at once: no broker holds it.
   void cancel(const std::string& client_order_id, SubmitCallback done = {});
   void replace(const std::string& client_order_id, const OrderSpec& updated, SubmitCallback done = {});
 
   // Loads every non-terminal order from the journal and resolves it with its broker by client
-  // order id. Call before sending anything new; `done` runs when every order is resolved or
+  // order id (a held order is at no broker: it is loaded as held, for the stop guard to watch). Call before sending anything new; `done` runs when every order is resolved or
   // still unknown after the retries.
   void recover(std::function<void(std::size_t resolved, std::size_t unresolved)> done);
-  // Reads every non-terminal order back from its broker and applies what it says, and applies
+  // Reads every non-terminal order (held ones aside) back from its broker and applies what it says, and applies
   // fills the broker records that the stream did not deliver. Streams are lossy; this is the
   // repair. `done` runs after every answer has been applied.
   // `only_broker` limits it to one broker: a slow or paced broker does not delay decisions about
@@ -184,6 +196,8 @@ class OrderManager {
   void journal_then(const OrderRecord& order, std::function<void(const std::string& error)> next);
   std::uint32_t start_in_flight(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer);
   InFlight* in_flight(std::uint32_t slot, std::uint32_t generation);
+  // Journals the order as it is now, then sends it from send_journaled (submit and release).
+  void journal_then_send(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer);
   // After the order's journal commit, on the loop: send it (or fail it locally).
   void send_journaled(std::uint32_t slot, std::uint32_t generation, const std::string& journal_error);
   // Frees the slot, then tells its observer and callback.

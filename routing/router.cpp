@@ -36,6 +36,8 @@ void Router::add_route(const RouteConfig& route) {
   routes_[route.strategy] = RouteState{route, 0};
 }
 
+void Router::hold_stops(const std::string& strategy) { state(strategy).hold_stops = true; }
+
 const RouteConfig* Router::route(const std::string& strategy) const {
   auto it = routes_.find(strategy);
   return it == routes_.end() ? nullptr : &it->second.config;
@@ -178,7 +180,13 @@ void Router::submit_answered(const std::string& broker, Timestamp sent_at, const
   }
 }
 
-std::string Router::send_one(const std::string& broker, OrderSpec&& spec, SubmitCallback&& done) {
+std::string Router::send_one(const std::string& broker, OrderSpec&& spec, SubmitCallback&& done, bool hold) {
+  if (hold) {
+    // Held, not sent: the same limits as an order (it will be one when it triggers), but no
+    // request to the broker now, so no rate budget.
+    if (auto why = check(broker, spec); !why.empty()) return refuse(broker, std::move(spec), why, done);
+    return orders_.hold(broker, std::move(spec), std::move(done));
+  }
   if (auto why = refusal(broker, spec); !why.empty()) return refuse(broker, std::move(spec), why, done);
   return orders_.submit(broker, std::move(spec), std::move(done), this);
 }
@@ -231,6 +239,7 @@ std::string Router::submit(const std::string& strategy, OrderSpec spec, SubmitCa
   RouteState& r = state(strategy);
   if (spec.client_order_id.empty()) spec.client_order_id = orders_.next_client_order_id();
   spec.strategy = strategy;  // journaled with the order: the strategy owns it after a restart
+  const bool hold = r.hold_stops && spec.is_stop();
   if (r.config.mode == RouteMode::dual) {
     const std::string& first = r.config.brokers[0];
     const std::string& second = r.config.brokers[1];
@@ -238,13 +247,13 @@ std::string Router::submit(const std::string& strategy, OrderSpec spec, SubmitCa
     twin.client_order_id = orders_.next_client_order_id();
     // Journaled before either order: the pair is on record even if we stop between the two sends.
     record_pair(strategy, {{first, spec.client_order_id}, {second, twin.client_order_id}});
-    const std::string coid = send_one(first, std::move(spec), std::move(done));
-    send_one(second, std::move(twin), {});
+    const std::string coid = send_one(first, std::move(spec), std::move(done), hold);
+    send_one(second, std::move(twin), {}, hold);
     return coid;
   }
   const std::string* broker = choose_broker(r, strategy);
   if (!broker) return refuse(r.config.brokers[r.active], std::move(spec), why_none(r), done);
-  return send_one(*broker, std::move(spec), std::move(done));
+  return send_one(*broker, std::move(spec), std::move(done), hold);
 }
 
 BracketIds Router::submit_bracket(const std::string& strategy, BracketSpec bracket, SubmitCallback done) {
@@ -253,6 +262,11 @@ BracketIds Router::submit_bracket(const std::string& strategy, BracketSpec brack
     if (leg->client_order_id.empty()) leg->client_order_id = orders_.next_client_order_id();
     leg->strategy = strategy;
   }
+  if (r.hold_stops)
+    return refuse_bracket(r.config.brokers[r.active], bracket,
+                          "protection local holds stops in Backstop, and a broker's bracket cannot include a stop it "
+                          "does not hold: send the entry, then the exits as single orders",
+                          done);
   if (r.config.mode == RouteMode::dual) {
     const std::string& first = r.config.brokers[0];
     const std::string& second = r.config.brokers[1];

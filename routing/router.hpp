@@ -14,7 +14,9 @@
 //  - dual routes: each order is sent to both brokers under two client order ids, and the pair
 //    is journaled (event "dual_pair") before either is sent, for the reliability comparison.
 //    The strategy follows the first broker (its orders, fills, position); the second executes
-//    the same intent and cancels and replaces follow the first.
+//    the same intent and cancels and replaces follow the first;
+//  - protection `local` (hold_stops): a route's stop orders are held by Backstop instead of
+//    sent (OrderManager::hold; the StopGuard sends each as a market order when it triggers).
 // Runs on the EventLoop thread.
 #include <deque>
 #include <functional>
@@ -45,6 +47,11 @@ class Router : private OrderManager::SubmitObserver {
 
   // Every broker of the route must be registered with the OrderManager (ConfigError otherwise).
   void add_route(const RouteConfig& route);
+  // Protection `local` for a route added before: its stop and stop-limit orders are held by
+  // Backstop (OrderManager::hold) after the same pre-trade checks, at the broker the order would
+  // have gone to, and never sent as stops. Its brackets are refused: a broker's bracket ties its
+  // exits together (one cancels the other) and cannot include a stop the broker does not hold.
+  void hold_stops(const std::string& strategy);
   const RouteConfig* route(const std::string& strategy) const;
 
   // Reference prices for the notional check of market orders.
@@ -82,6 +89,7 @@ class Router : private OrderManager::SubmitObserver {
   struct RouteState {
     RouteConfig config;
     std::size_t active = 0;  // index into config.brokers
+    bool hold_stops = false;  // protection `local`
   };
   // Per-broker token bucket for order requests.
   struct Budget {
@@ -101,7 +109,8 @@ class Router : private OrderManager::SubmitObserver {
   // Every answer (or lack of one) to a real request is evidence of the broker's health. Told by
   // the OrderManager for each order this router sends, before the strategy's own callback.
   void submit_answered(const std::string& broker, Timestamp sent_at, const CommandResult& r) override;
-  std::string send_one(const std::string& broker, OrderSpec&& spec, SubmitCallback&& done);
+  // `hold`: protection `local`, a stop held by Backstop (OrderManager::hold) instead of sent.
+  std::string send_one(const std::string& broker, OrderSpec&& spec, SubmitCallback&& done, bool hold = false);
   BracketIds send_bracket(const std::string& broker, BracketSpec b, SubmitCallback done);
   std::string why_none(const RouteState& r) const;
   void record_pair(const std::string& strategy, const std::vector<std::pair<std::string, std::string>>& sides);

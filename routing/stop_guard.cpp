@@ -89,7 +89,17 @@ bool StopGuard::protecting(const OrderRecord& stop) const {
 
 void StopGuard::on_order(const OrderRecord& o) {
   const std::string& coid = o.spec.client_order_id;
-  if (!o.spec.is_stop()) return;
+  if (!o.spec.is_stop()) return;  // a released held stop is a market (or limit) order from then on
+  if (o.time_of(OrderState::held) != 0) {
+    // Protection `local`: no broker holds it, so there is nothing to verify or mirror; watched
+    // here from the moment it is held (again at its new price after a replace) until it is
+    // released or cancelled.
+    if (o.state == OrderState::held)
+      watch_held(o);
+    else
+      watchdog_.unwatch(coid);
+    return;
+  }
   auto [it, inserted] = stops_.try_emplace(coid);
   StopRecord& rec = it->second;
   if (inserted) {
@@ -241,6 +251,14 @@ void StopGuard::watch(const OrderRecord& o) {
   if (auto q = last_quotes_.find(o.spec.symbol); q != last_quotes_.end()) on_quote(q->second);
 }
 
+void StopGuard::watch_held(const OrderRecord& o) {
+  if (!o.spec.stop_price) return;
+  watchdog_.watch({o.spec.client_order_id, o.broker, o.spec.symbol, o.spec.side, *o.spec.stop_price,
+                   o.remaining_quantity()});
+  // Already through it (held while the market was beyond the price): it triggers now.
+  if (auto q = last_quotes_.find(o.spec.symbol); q != last_quotes_.end()) on_quote(q->second);
+}
+
 void StopGuard::unwatch(const std::string& coid) {
   watchdog_.unwatch(coid);
   if (auto it = stops_.find(coid); it != stops_.end()) it->second.watching = false;
@@ -261,8 +279,12 @@ void StopGuard::on_quote(const Quote& q) {
   // The journal's writer is woken once, after this tick's task, for the crossings and flatten
   // orders it records (see Journal::defer_wake_to_task_end).
   journal_.defer_wake_to_task_end(loop_);
-  for (const auto& c : scratch_) {
-    if (local_stops_.count(c.stop.client_order_id)) {
+  // Iterated out of scratch_: releasing a held stop tells its strategy at once, which may hold
+  // another stop, which checks the last quote through here again.
+  std::vector<CrossedStop> crossed;
+  crossed.swap(scratch_);
+  for (const auto& c : crossed) {
+    if (const OrderRecord* o = orders_.find(c.stop.client_order_id); o && o->state == OrderState::held) {
       fire_local(c);
       continue;
     }
@@ -272,6 +294,8 @@ void StopGuard::on_quote(const Quote& q) {
                                           {"source", c.source}}
                                .dump()});
   }
+  crossed.clear();
+  if (scratch_.capacity() < crossed.capacity()) scratch_.swap(crossed);  // keep the larger buffer
   schedule_expiry();
 }
 
@@ -414,99 +438,32 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
   }), ghost_broker);
 }
 
-void StopGuard::arm_local_stop(const std::string& broker, OrderSpec stop) {
-  if (stop.client_order_id.empty())
-    stop.client_order_id = "L" + ClientOrderIdGenerator::time_prefix(loop_.now()).substr(1) + "-" +
-                           std::to_string(++local_stop_sequence_);
-  const std::string coid = stop.client_order_id;
-  journal_.record_event({loop_.now(), broker, "local_stop_armed", coid,
-                         nlohmann::json{{"symbol", stop.symbol},
-                                        {"side", to_string(stop.side)},
-                                        {"quantity", stop.quantity},
-                                        {"stop_price", stop.stop_price ? stop.stop_price->to_string() : ""}}
-                             .dump()});
-  watchdog_.watch({coid, broker, stop.symbol, stop.side, stop.stop_price.value_or(Price()), stop.quantity});
-  local_stops_[coid] = {broker, std::move(stop)};
-}
-
-void StopGuard::disarm_local_stop(const std::string& coid) {
-  auto it = local_stops_.find(coid);
-  if (it == local_stops_.end()) return;
-  journal_.record_event({loop_.now(), it->second.broker, "local_stop_disarmed", coid, "{}"});
-  watchdog_.unwatch(coid);
-  local_stops_.erase(it);
-}
-
 void StopGuard::fire_local(const CrossedStop& c) {
-  auto it = local_stops_.find(c.stop.client_order_id);
-  if (it == local_stops_.end()) return;
-  const LocalStop local = it->second;
-  local_stops_.erase(it);
-  watchdog_.unwatch(c.stop.client_order_id);
-  // Journaled before the order is: a restart after this line does not fire it again.
-  journal_.record_event({loop_.now(), local.broker, "local_stop_fired", c.stop.client_order_id,
-                         nlohmann::json{{"crossing_price", c.crossing_price.to_string()}}.dump()});
-  const auto coid = orders_.submit(local.broker, market_order(local.spec.symbol, local.spec.side, local.spec.quantity));
-  spdlog::info("local stop {} triggered at {}: market order {}", c.stop.client_order_id, c.crossing_price.to_string(), coid);
-}
-
-namespace {
-
-// The stop a "local_stop_armed" event describes, or why it cannot be read back (a journal written
-// by another version, or damaged): never an exception, which at start-up would stop every other
-// stop from being restored.
-std::variant<OrderSpec, std::string> armed_stop(const JournalEvent& ev) {
-  const auto j = nlohmann::json::parse(ev.detail, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return std::string("detail is not a JSON object");
-  const auto symbol = j.find("symbol");
-  if (symbol == j.end() || !symbol->is_string() || symbol->get<std::string>().empty())
-    return std::string("no \"symbol\"");
-  const auto side_text = j.find("side");
-  const auto side = side_text != j.end() && side_text->is_string() ? side_from_string(side_text->get<std::string>())
-                                                                   : std::nullopt;
-  if (!side) return std::string("no valid \"side\"");
-  const auto qty = j.find("quantity");
-  if (qty == j.end() || !qty->is_number_integer() || qty->get<std::int64_t>() <= 0)
-    return std::string("no positive integer \"quantity\"");
-  const auto price_text = j.find("stop_price");
-  std::optional<Price> price;
-  if (price_text != j.end() && price_text->is_string()) {
-    try {
-      price = Price::parse(price_text->get<std::string>());
-    } catch (const std::exception&) {
-    }
-  }
-  if (!price) return std::string("no valid \"stop_price\"");
-  return stop_order(symbol->get<std::string>(), *side, qty->get<std::int64_t>(), *price);
-}
-
-}  // namespace
-
-void StopGuard::restore_local_stops() {
-  std::map<std::string, JournalEvent> armed;
-  for (const auto& ev : journal_.events()) {
-    if (ev.kind == "local_stop_armed") armed[ev.client_order_id] = ev;
-    if (ev.kind == "local_stop_fired" || ev.kind == "local_stop_disarmed") armed.erase(ev.client_order_id);
-  }
-  for (const auto& [coid, ev] : armed) {
-    auto stop = armed_stop(ev);
-    if (auto* why = std::get_if<std::string>(&stop)) {
-      // A stop the trader believes is held and is not: say so as loudly as a ghost, and keep it
-      // in the journal, so the report shows it too.
-      spdlog::error("local stop {} at {} CANNOT BE RE-ARMED from the journal ({}): it is not watched; "
-                    "protect the position by hand. Journal detail: {}",
-                    coid, ev.broker, *why, ev.detail);
-      journal_.record_event({loop_.now(), ev.broker, "local_stop_restore_failed", coid,
-                             nlohmann::json{{"reason", *why}, {"detail", ev.detail}}.dump()});
-      unrestored_local_stops_[coid] = ev.broker;
-      continue;
-    }
-    OrderSpec s = std::get<OrderSpec>(std::move(stop));
-    s.client_order_id = coid;
-    watchdog_.watch({coid, ev.broker, s.symbol, s.side, *s.stop_price, s.quantity});
-    local_stops_[coid] = {ev.broker, std::move(s)};
-    spdlog::info("local stop {} re-armed from the journal", coid);
-  }
+  const std::string coid = c.stop.client_order_id;
+  const OrderRecord* o = orders_.find(coid);
+  if (!o || o->state != OrderState::held) return;
+  watchdog_.unwatch(coid);
+  const std::string stop_price = c.stop.stop_price.to_string();
+  const std::string crossing = c.crossing_price.to_string();
+  // Journaled before the order is sent again: the journal shows why it left.
+  journal_.record_event({loop_.now(), o->broker, "local_stop_fired", coid,
+                         nlohmann::json{{"stop_price", stop_price},
+                                        {"crossing_price", crossing},
+                                        {"source", c.source},
+                                        {"order_type", o->spec.type == OrderType::stop_limit ? "limit" : "market"}}
+                             .dump()});
+  spdlog::info("local stop {} at {}: {} {} {} stop {} crossed at {} ({}); sending it", coid, o->broker,
+               to_string(o->spec.side), o->spec.quantity, o->spec.symbol, stop_price, crossing, c.source);
+  orders_.release(coid, "local stop " + stop_price + " triggered at " + crossing,
+                  while_alive([this, coid, broker = o->broker](const CommandResult& r) {
+                    if (r.outcome != Outcome::failed_locally && r.outcome != Outcome::rejected) return;
+                    // Nothing else will send it: the position this stop protected is not protected.
+                    spdlog::error("LOCAL STOP {} at {} triggered but its order was {}: {}; the position it "
+                                  "protected is NOT protected",
+                                  coid, broker, to_string(r.outcome), r.message);
+                    journal_.record_event({loop_.now(), broker, "local_stop_release_failed", coid,
+                                           nlohmann::json{{"outcome", to_string(r.outcome)}, {"message", r.message}}.dump()});
+                  }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -688,9 +645,9 @@ void StopGuard::restore_from_journal() {
 
   // ---- crossings not yet judged
   for (const auto& [coid, t] : trails) {
-    if (!t.crossed || t.ghost || t.triggered_since || is_mirror(coid) || local_stops_.count(coid)) continue;
+    if (!t.crossed || t.ghost || t.triggered_since || is_mirror(coid)) continue;
     const OrderRecord* o = orders_.find(coid);
-    if (!o || !o->spec.is_stop() || !o->spec.stop_price) continue;
+    if (!o || !o->spec.is_stop() || !o->spec.stop_price || o->time_of(OrderState::held) != 0) continue;
     const JournalEvent& ev = *t.crossed;
     const auto j = event_detail(ev);
     if (!j) continue;
@@ -756,6 +713,13 @@ void StopGuard::restore_from_journal() {
     if (!stops_.count(coid) && !is_mirror(coid)) ++adopted;
     on_order(*o);  // idempotent for stops it already knows (restored ghosts stay unwatched)
   }
+  // ---- held stops (protection `local`): watched again; the first quote through one sends it.
+  std::size_t held = 0;
+  for (const OrderRecord* o : orders_.orders()) {
+    if (o->state != OrderState::held) continue;
+    ++held;
+    on_order(*o);
+  }
   // A primary that ended while the process was down is not among the working orders: its
   // mirror is judged here (removed, or its fill handled), so that none is left orphaned.
   std::vector<std::string> primaries;
@@ -774,19 +738,20 @@ void StopGuard::restore_from_journal() {
     ++resumed;
     guard_flatten(i, 0);
   }
-  if (crossings + ghosts_live + resumed + adopted + mirrors_live == 0) return;
+  if (crossings + ghosts_live + resumed + adopted + mirrors_live + held == 0) return;
   journal_.record_event({loop_.now(), {}, "stop_guard_restored", {},
                          nlohmann::json{{"crossings_restored", crossings},
                                         {"ghosts_restored", ghosts_.size()},
                                         {"ghosts_needing_attention", ghosts_live},
                                         {"actions_resumed", resumed},
                                         {"stops_taken_over", adopted},
+                                        {"held_stops_watched", held},
                                         {"mirrors_restored", mirrors_live}}
                              .dump()});
   spdlog::info(
       "stop guard restored from the journal: {} crossing(s), {} ghost(s) ({} resumed), {} stop(s) taken over, "
-      "{} live mirror(s)",
-      crossings, ghosts_.size(), resumed, adopted, mirrors_live);
+      "{} held stop(s) watched, {} live mirror(s)",
+      crossings, ghosts_.size(), resumed, adopted, held, mirrors_live);
 }
 
 std::size_t StopGuard::restore_mirrors(const std::vector<JournalEvent>& events) {

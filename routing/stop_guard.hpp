@@ -8,7 +8,8 @@
 //  3. watches the trigger (trigger_watchdog.hpp) and declares a ghost stop when price went
 //     through it and no fill or trigger arrived within the grace period,
 // and applies the protection policy: `verify` (alert only), `guard` (cancel the broker stop and
-// flatten with a market order, exactly once), `local` (Backstop holds the stop itself), `mirror`
+// flatten with a market order, exactly once), `local` (Backstop holds the stop itself: an order
+// in state `held`, watched here and released as a market order when it triggers), `mirror`
 // (an offsetting stop at the route's second venue while the primary stop is unverified or its
 // broker is down; removed when the primary is verified or the position is flat; a double fill of
 // primary and mirror is detected and undone with one market order at the mirror venue).
@@ -110,17 +111,14 @@ class StopGuard {
   // Re-verify every working stop at a broker (after a reconnect).
   void reverify(const std::string& broker);
 
-  // `local` policy: Backstop holds the stop and sends a market order when it triggers. The arm
-  // is journaled (durably) so it survives a restart; restore_local_stops() re-arms them.
-  void arm_local_stop(const std::string& broker, OrderSpec stop);
-  void disarm_local_stop(const std::string& client_order_id);
-  void restore_local_stops();
-  // Local stops restore_local_stops() could not re-arm (unreadable journal record): broker per
-  // client order id. Nothing watches them; /metrics shows them until the position is protected
-  // by hand and the stop disarmed.
-  const std::map<std::string, std::string>& unrestored_local_stops() const { return unrestored_local_stops_; }
+  // `local` policy: a held order (OrderManager::hold, OrderState::held) is watched from the moment
+  // it is held (or recovered as held), with the configured trigger method, and released
+  // (OrderManager::release: the same order as a market order) on the first quote through it:
+  // there is no broker stop to wait for, so no grace period, verification or ghost. The release
+  // is journaled ("local_stop_fired") before the order is. A held order cancelled or replaced is
+  // unwatched or watched at its new price.
 
-  // Start-up, once, after OrderManager::recover() (like restore_local_stops()). A killed process
+  // Start-up, once, after OrderManager::recover(). A killed process
   // leaves in the journal what it had seen of its stops but not finished; this takes it up again:
   //  - a crossing ("stop_crossed") of a stop that has not filled, been reported triggered, or been
   //    cancelled by us within its grace period since: the stop is held as crossed with its
@@ -134,8 +132,8 @@ class StopGuard {
   //    removed when its primary is verified, ended or flat (never left orphaned at the second
   //    venue), a fired one is judged for a double fill, and a double fill already undone is never
   //    undone twice. Under another policy than `mirror` now, live mirrors are cancelled;
-  //  - every other recovered working stop is watched and verified again (recovery loads orders
-  //    without notifying anyone).
+  //  - every other recovered working stop is watched and verified again, and every held one
+  //    watched (recovery loads orders without notifying anyone).
   // Journals "stop_crossing_restored" per crossing, "ghost_stop_restored" per ghost it acted on
   // or whose stop still works, and a summary "stop_guard_restored" when anything was restored.
   void restore_from_journal();
@@ -170,20 +168,18 @@ class StopGuard {
     return lifetime_.while_alive(std::move(f));
   }
   Lifetime lifetime_;
-  struct LocalStop {
-    std::string broker;
-    OrderSpec spec;
-  };
   void on_order(const OrderRecord& o);
   void start_verification(const OrderRecord& o);
   void verify_once(const std::string& coid, Timestamp deadline, bool periodic);
   void finish_verification(const std::string& coid, Verification v, const std::string& detail);
   bool protecting(const OrderRecord& stop) const;  // active: no parent, or its parent filled
   void watch(const OrderRecord& stop);
+  void watch_held(const OrderRecord& stop);
   void unwatch(const std::string& coid);
   void schedule_expiry();
   void declare_ghost(const CrossedStop& c);
   void guard_flatten(std::size_t ghost_index, int attempt);
+  // A held order's stop was crossed: release it.
   void fire_local(const CrossedStop& c);
   void schedule_reverify();
   // Mirror policy: brings the mirror of one primary stop in line with what it needs now.
@@ -205,8 +201,6 @@ class StopGuard {
   TriggerWatchdog watchdog_;
   std::map<std::string, Quote> last_quotes_;
   std::map<std::string, StopRecord> stops_;
-  std::map<std::string, LocalStop> local_stops_;
-  std::map<std::string, std::string> unrestored_local_stops_;  // client order id -> broker
   std::set<std::string> acted_;  // ghosts the guard has acted on: exactly once
   std::vector<GhostStop> ghosts_;
   std::vector<GhostListener> ghost_listeners_;
@@ -215,7 +209,6 @@ class StopGuard {
   EventLoop::TimerId expiry_timer_ = 0;
   Timestamp expiry_at_ = 0;
   bool reverify_scheduled_ = false;
-  std::uint64_t local_stop_sequence_ = 0;  // local stop ids: never sent to a broker
   bool journal_restored_ = false;          // restore_from_journal() ran
   std::set<std::string> down_brokers_;
   std::vector<MirrorStop> mirrors_;                      // every mirror ever placed

@@ -27,7 +27,9 @@ void MeanReversion::on_order_update(StrategyContext& ctx, const OrderRecord& o) 
   // One exit done: cancel the other. Both over: ready for the next trade.
   if ((id == stop_ || id == target_) && (o.state == OrderState::filled || o.filled_quantity > 0)) {
     const std::string& other = id == stop_ ? target_ : stop_;
-    if (const OrderRecord* r = ctx.order(other); r && is_working(r->state) && r->state != OrderState::pending_cancel)
+    // Working at the broker, or held by Backstop (protection `local`): either would still fire.
+    if (const OrderRecord* r = ctx.order(other);
+        r && (is_working(r->state) || r->state == OrderState::held) && r->state != OrderState::pending_cancel)
       ctx.cancel(other);
   }
   const OrderRecord* s = stop_.empty() ? nullptr : ctx.order(stop_);

@@ -449,7 +449,7 @@ TEST(ApiServer, OrderLifecycleThroughTheApi) {
   EXPECT_NE(metrics->body.find("backstop_submit_to_ack_seconds_bucket{broker=\"sim\",le=\"+Inf\"}"), std::string::npos);
   EXPECT_NE(metrics->body.find("backstop_stops{broker=\"sim\",verification=\"verified\"} 1\n"), std::string::npos);
   EXPECT_NE(metrics->body.find("backstop_ghost_stops_total{broker=\"sim\"} 0\n"), std::string::npos);
-  EXPECT_NE(metrics->body.find("backstop_local_stops_unrestored{broker=\"sim\"} 0\n"), std::string::npos);
+  EXPECT_NE(metrics->body.find("backstop_orders{broker=\"sim\",state=\"held\"} 0\n"), std::string::npos);
   EXPECT_NE(metrics->body.find("backstop_broker_health{broker=\"sim\",state=\"up\"} 1\n"), std::string::npos);
   EXPECT_NE(metrics->body.find("backstop_divergences_total{broker=\"sim\",kind=\"missed_fill\"} 0\n"), std::string::npos);
 

@@ -502,14 +502,18 @@ TEST(Broken, RouteRules) {
                 "\"mirror\" on a dual route: its second broker holds the strategy's twin position and stops, not "
                 "a stand-in for the first; use a failover route"));
 
-  // Accepted by name but not carried out for a strategy's stops: refused, never run as `verify`.
+  // `local` with a kind that trades in brackets: every bracket would be refused by the router.
   doc = minimal();
   doc["strategies"][0]["protection"] = "local";
   EXPECT_EQ(issues(load(doc)),
             one("strategies[0].protection",
-                "\"local\" (Backstop holds the stop, none at the broker) is not available to strategies yet: "
-                "their stop orders would still go to the broker; use \"guard\" (a ghost stop is cancelled and "
-                "the position flattened) or \"mirror\""));
+                "\"local\" holds stops in Backstop, and kind \"bracket_breakout\" sends brackets, whose exits the "
+                "broker ties together (it cannot include a stop it does not hold); use \"guard\" or \"mirror\", "
+                "or a kind that sends single orders (\"mean_reversion\")"));
+  // With single orders it is a policy like the others.
+  doc["strategies"][0]["kind"] = "mean_reversion";
+  const auto loaded = load(doc);
+  EXPECT_EQ(issues(loaded), std::vector<ConfigIssue>{});
 }
 
 TEST(Broken, SecretFileWithOpenMode) {

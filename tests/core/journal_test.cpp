@@ -361,8 +361,9 @@ TEST_F(JournalTest, StrategyIsJournaledAndASchemaThreeJournalIsReadAndMigrated) 
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE orders DROP COLUMN strategy; PRAGMA user_version=3;", nullptr, nullptr,
-                           nullptr),
+    ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE orders DROP COLUMN held_at; ALTER TABLE orders DROP COLUMN strategy; "
+                           "PRAGMA user_version=3;",
+                           nullptr, nullptr, nullptr),
               SQLITE_OK)
         << sqlite3_errmsg(db);
     sqlite3_close(db);
@@ -383,6 +384,71 @@ TEST_F(JournalTest, StrategyIsJournaledAndASchemaThreeJournalIsReadAndMigrated) 
     EXPECT_EQ(rw.order("S-1")->spec.strategy, "");
   }
   EXPECT_EQ(sql_int(path(), "PRAGMA user_version"), Journal::kSchemaVersion);
+}
+
+// Schema 5: a stop held by Backstop (protection `local`) is an order in state held, with the time
+// it was held; released, the same order becomes a market order, and its row says so.
+TEST_F(JournalTest, HeldOrderIsJournaledReleasedAndASchemaFourJournalIsReadAndMigrated) {
+  OrderRecord held = order("H-1");
+  OrderRecord plain = order("H-2");
+  {
+    Journal j(path());
+    j.record_order(held);
+    j.record_transition(held.transition(OrderState::held, 1'500, "held"), held);
+    j.record_order(plain);
+    j.flush();
+    const auto got = j.order("H-1");
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->state, OrderState::held);
+    EXPECT_EQ(got->time_of(OrderState::held), 1'500);
+    ASSERT_EQ(j.non_terminal_orders().size(), 2u) << "held is not terminal: it is loaded on start";
+  }
+  {
+    Journal j(path());  // the reopening folds the transition into the row
+    expect_same_order(*j.order("H-1"), held);
+    EXPECT_EQ(j.order("H-1")->time_of(OrderState::held), 1'500);
+    // Released: sent as a market order under its own id.
+    held.spec.type = OrderType::market;
+    held.spec.stop_price.reset();
+    held.spec.tif = TimeInForce::day;
+    j.record_transition(held.transition(OrderState::pre_sent, 9'000, "local stop triggered"), held);
+    j.record_order(held);
+    j.record_state_change(held.transition(OrderState::pending, 9'100, "sent"));
+    j.flush();
+    const auto got = j.order("H-1");
+    expect_same_order(*got, held);
+    EXPECT_EQ(got->spec.type, OrderType::market);
+    EXPECT_FALSE(got->spec.stop_price);
+    EXPECT_EQ(got->state, OrderState::pending);
+    EXPECT_EQ(got->time_of(OrderState::held), 1'500);
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE orders DROP COLUMN held_at; PRAGMA user_version=4;", nullptr, nullptr,
+                           nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  {
+    Journal ro(path(), JournalMode::read_only);
+    ASSERT_EQ(ro.orders().size(), 2u);
+    expect_same_order(*ro.order("H-2"), plain);
+    EXPECT_EQ(ro.order("H-1")->time_of(OrderState::held), 0) << "schema 4 has no held_at";
+  }
+  EXPECT_EQ(sql_int(path(), "PRAGMA user_version"), 4) << "a read-only opening changed the file";
+  {
+    Journal rw(path());
+    expect_same_order(*rw.order("H-2"), plain);
+    OrderRecord again = plain;
+    rw.record_transition(again.transition(OrderState::held, 7'000, "held"), again);
+    rw.flush();
+    EXPECT_EQ(rw.order("H-2")->time_of(OrderState::held), 7'000);
+  }
+  EXPECT_EQ(sql_int(path(), "PRAGMA user_version"), Journal::kSchemaVersion);
+  Journal reopened(path());
+  EXPECT_EQ(reopened.order("H-2")->time_of(OrderState::held), 7'000) << "folded into the migrated row";
 }
 
 // Schema 3 writes one row per transition and leaves the order row as recorded: every read folds

@@ -7,7 +7,7 @@ using S = OrderState;
 
 namespace {
 const std::vector<S> kAll = {S::pre_sent, S::pending, S::submitted, S::partially_filled, S::filled,
-                             S::pending_cancel, S::cancelled, S::rejected, S::failed};
+                             S::pending_cancel, S::cancelled, S::rejected, S::failed, S::held};
 }
 
 TEST(Lifecycle, EveryLegalTransitionApplies) {
@@ -21,7 +21,9 @@ TEST(Lifecycle, EveryLegalTransitionApplies) {
       {S::partially_filled, S::partially_filled}, {S::partially_filled, S::filled},
       {S::partially_filled, S::pending_cancel}, {S::partially_filled, S::cancelled},
       {S::pending_cancel, S::cancelled}, {S::pending_cancel, S::filled}, {S::pending_cancel, S::partially_filled},
-      {S::pending_cancel, S::submitted}};
+      {S::pending_cancel, S::submitted},
+      // Held by Backstop (protection `local`): sent again through pre_sent when it triggers.
+      {S::pre_sent, S::held}, {S::held, S::pre_sent}, {S::held, S::cancelled}, {S::held, S::failed}};
   std::size_t count = 0;
   for (S from : kAll)
     for (S to : kAll) {
@@ -65,10 +67,17 @@ TEST(Lifecycle, TerminalStatesHaveNoExit) {
   }
 }
 
+TEST(Lifecycle, HeldIsOpenButNotWorkingAtABroker) {
+  EXPECT_FALSE(is_terminal(S::held));
+  EXPECT_FALSE(is_working(S::held));
+  EXPECT_EQ(kAll.size(), kOrderStateCount);
+}
+
 TEST(Lifecycle, StateNamesRoundTrip) {
   for (S s : kAll) EXPECT_EQ(order_state_from_string(to_string(s)), s);
   EXPECT_EQ(timestamp_name(S::pending), "sent_at");
   EXPECT_EQ(timestamp_name(S::filled), "filled_at");
+  EXPECT_EQ(timestamp_name(S::held), "held_at");
   EXPECT_FALSE(order_state_from_string("working").has_value());
 }
 

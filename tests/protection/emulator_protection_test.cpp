@@ -311,6 +311,48 @@ TEST_P(Protection, GhostStopsDeclaredInTimeAndFlattenedOnce) {
   EXPECT_TRUE(open_orders(broker(v)).orders.empty()) << "the ghosts were cancelled";
 }
 
+// Protection `local` with every broker stop a ghost (rate 1.0): the stops are held by Backstop, so
+// the venue never holds one to lose. When price goes through, each reaches the venue once, as a
+// market order under its own client order id, and the position is flat.
+TEST_P(Protection, HeldStopsReachTheVenueOnlyAsMarketOrdersUnderTheirOwnIds) {
+  const Venue_ v = GetParam();
+  FaultProfile f;
+  f.ghost_stop_rate = 1.0;
+  start(v, f);
+  make_guard(ProtectionPolicy::local);
+  price("190.00");
+  const auto buy = orders->submit(name_of(v), market_order("AAPL", Side::buy, 30));
+  ASSERT_TRUE(run_until([&] {
+    if (!filled(buy)) {
+      orders->resync();
+      run_for(100ms);
+    }
+    return filled(buy);
+  }));
+  const auto s1 = orders->hold(name_of(v), stop_order("AAPL", Side::sell, 10, Price::parse("189.80")));
+  const auto s2 = orders->hold(name_of(v), stop_order("AAPL", Side::sell, 20, Price::parse("189.60")));
+  run_for(200ms);
+  EXPECT_EQ(accepted_orders(v), std::set<std::string>{buy}) << "no stop at the venue";
+  EXPECT_TRUE(open_orders(broker(v)).orders.empty());
+  walk_down("189.99", "189.50");
+  ASSERT_TRUE(hold_until("189.50", [&] {
+    if (filled(s1) && filled(s2)) return true;
+    orders->resync();
+    return false;
+  }));
+  for (const auto& s : {s1, s2}) {
+    EXPECT_EQ(arrivals(v, s), 1) << s;
+    EXPECT_EQ(orders->find(s)->spec.type, OrderType::market) << s;
+  }
+  hold_until("189.50", [] { return false; }, 1s);  // let any duplicate show up
+  EXPECT_EQ(accepted_orders(v), (std::set<std::string>{buy, s1, s2})) << "nothing else was sent";
+  EXPECT_EQ(venue_position(broker(v)), 0);
+  EXPECT_EQ(faults_of(v, "ghost_stop_crossed"), 0u) << "no stop at the venue to ghost";
+  EXPECT_TRUE(guard->ghosts().empty());
+  journal->flush();
+  EXPECT_EQ(journal->events("local_stop_fired").size(), 2u);
+}
+
 // 80 % of fill events dropped: one reconciliation recovers every fill.
 TEST_P(Protection, DroppedFillsRecoveredInOneReconciliation) {
   const Venue_ v = GetParam();

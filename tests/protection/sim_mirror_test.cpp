@@ -152,7 +152,6 @@ struct RouterProcess {
     orders.recover([&](std::size_t, std::size_t) { recovered = true; });
     for (int i = 0; i < 500 && !recovered; ++i) run_for(10ms);
     ASSERT_TRUE(recovered);
-    guard->restore_local_stops();
     guard->restore_from_journal();
   }
   void run_for(Duration d) { loop.run_until(loop.now() + d.count()); }

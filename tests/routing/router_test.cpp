@@ -184,6 +184,49 @@ TEST(RouterChecks, OrdersPerSecondPerBroker) {
   EXPECT_EQ(t.a.venue.arrivals().size(), 4u);
 }
 
+// Protection `local`: the route's stops are held by Backstop at the broker they would have gone
+// to, after the same checks, never sent; its other orders go as usual; its brackets are refused.
+TEST(RouterLocal, StopsAreHeldOtherOrdersSentBracketsRefused) {
+  RiskConfig risk = roomy_risk();
+  risk.max_order_quantity = 100;
+  TwoBrokers t(route({"a", "b"}), FaultProfile::named("none"), {"100.00"}, risk);
+  t.router.hold_stops("s");
+  std::optional<CommandResult> held, entry, oversize, bracket;
+  const auto e = t.router.submit("s", market_order("AAPL", Side::buy, 10), [&](const CommandResult& r) { entry = r; });
+  const auto stop = t.router.submit("s", stop_order("AAPL", Side::sell, 10, Price::parse("99.00")),
+                                    [&](const CommandResult& r) { held = r; });
+  const auto big = t.router.submit("s", stop_order("AAPL", Side::sell, 101, Price::parse("99.00")),
+                                   [&](const CommandResult& r) { oversize = r; });
+  BracketSpec b{limit_order("AAPL", Side::buy, 10, Price::parse("99.50")),
+                limit_order("AAPL", Side::sell, 10, Price::parse("101.00")),
+                stop_order("AAPL", Side::sell, 10, Price::parse("98.00"))};
+  const BracketIds ids = t.router.submit_bracket("s", b, [&](const CommandResult& r) { bracket = r; });
+  t.run_for(500ms);
+  ASSERT_TRUE(entry && held && oversize && bracket);
+  EXPECT_EQ(entry->outcome, Outcome::accepted);
+  EXPECT_EQ(t.orders.find(e)->state, OrderState::filled);
+  EXPECT_EQ(held->outcome, Outcome::accepted) << held->message;
+  const OrderRecord* h = t.orders.find(stop);
+  EXPECT_EQ(h->state, OrderState::held);
+  EXPECT_EQ(h->broker, "a") << "held at the broker the route sends to";
+  EXPECT_EQ(h->spec.strategy, "s");
+  EXPECT_EQ(oversize->outcome, Outcome::failed_locally) << "held stops pass the same checks";
+  EXPECT_EQ(t.orders.find(big)->state, OrderState::failed);
+  EXPECT_EQ(bracket->outcome, Outcome::failed_locally);
+  EXPECT_NE(bracket->message.find("protection local"), std::string::npos) << bracket->message;
+  for (const auto& leg : {ids.entry, ids.take_profit, ids.protective_stop})
+    EXPECT_EQ(t.orders.find(leg)->state, OrderState::failed) << leg;
+  EXPECT_EQ(t.a.arrivals(), (std::map<std::string, int>{{e, 1}})) << "only the entry reached a venue";
+  EXPECT_TRUE(t.b.venue.arrivals().empty());
+  // Cancelled through the router: at once, nothing sent.
+  std::optional<CommandResult> cancelled;
+  t.router.cancel(stop, [&](const CommandResult& r) { cancelled = r; });
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->outcome, Outcome::accepted);
+  EXPECT_EQ(t.orders.find(stop)->state, OrderState::cancelled);
+  EXPECT_EQ(t.a.venue.arrivals().size(), 1u);
+}
+
 TEST(RouterFailover, NewOrdersMoveWithinOneCheckPlusTimeoutAndReturn) {
   TwoBrokers t(route({"a", "b"}));
   EXPECT_EQ(t.router.choose("s"), "a");

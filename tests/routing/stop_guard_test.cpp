@@ -194,70 +194,96 @@ TEST(StopGuard, StopWhoseFillEventWasDroppedIsNotAGhost) {
   EXPECT_EQ(s.orders.position("sim", "AAPL"), 0);
 }
 
-TEST(StopGuard, LocalStopFiresOnceAndSurvivesARestart) {
+// Protection `local`: the stop is an order held by Backstop (OrderManager::hold). The venue never
+// sees a stop; when price goes through it, the same order, under the same client order id, goes
+// to the venue as a market order, once.
+TEST(StopGuard, HeldStopIsSentOnceAsAMarketOrderUnderItsOwnId) {
   std::vector<std::string> path(30, "100.00");
   SimSession s(FaultProfile{}, path);
-  {
-    StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
-    s.sim.start();
-    s.run_for(200ms);
-    s.orders.submit("sim", market_order("AAPL", Side::buy, 50));
-    s.run_for(300ms);
-    guard.arm_local_stop("sim", stop_order("AAPL", Side::sell, 50, Price::parse("99.50")));
-    s.run_for(1s);
-  }  // "restart": the guard is gone, the journal keeps the armed stop
   StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
-  s.journal.flush();
-  guard.restore_local_stops();
   s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
-  s.path->append(prices(99.99, 99.00, -0.01));
-  s.run_for(20s);
-  int market_sells = 0;
-  for (const auto& o : s.venue.orders()) market_sells += o.type == OrderType::market && o.side == Side::sell;
-  EXPECT_EQ(market_sells, 1);
-  EXPECT_EQ(s.orders.position("sim", "AAPL"), 0);
-  EXPECT_TRUE(s.venue.positions().empty());
-  s.journal.flush();
-  EXPECT_EQ(s.journal.events("local_stop_fired").size(), 1u);
-}
-
-TEST(StopGuard, UnreadableArmedLocalStopIsReportedAndTheOthersAreRestored) {
-  std::vector<std::string> path(30, "100.00");
-  SimSession s(FaultProfile{}, path);
   s.sim.start();
   s.run_for(200ms);
   s.orders.submit("sim", market_order("AAPL", Side::buy, 50));
   s.run_for(300ms);
-  // Three arms as an older or damaged journal could hold them, and one good one.
-  s.journal.record_event({s.loop.now(), "sim", "local_stop_armed", "L-bad-json", "{not json"});
-  s.journal.record_event({s.loop.now(), "sim", "local_stop_armed", "L-bad-price",
-                          R"({"symbol":"AAPL","side":"sell","quantity":50,"stop_price":"abc"})"});
-  s.journal.record_event({s.loop.now(), "sim", "local_stop_armed", "L-bad-qty",
-                          R"({"symbol":"AAPL","side":"sell","quantity":"50","stop_price":"99.50"})"});
-  {
-    StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
-    guard.arm_local_stop("sim", stop_order("AAPL", Side::sell, 50, Price::parse("99.50")));
-    s.run_for(100ms);
-  }
-  StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
-  s.journal.flush();
-  guard.restore_local_stops();  // no exception: each bad record is reported, the good one re-armed
-  s.journal.flush();
-  const auto failed = s.journal.events("local_stop_restore_failed");
-  ASSERT_EQ(failed.size(), 3u);
-  std::map<std::string, std::string> reason;
-  for (const auto& ev : failed) reason[ev.client_order_id] = nlohmann::json::parse(ev.detail).at("reason");
-  EXPECT_EQ(reason["L-bad-json"], "detail is not a JSON object");
-  EXPECT_EQ(reason["L-bad-price"], "no valid \"stop_price\"");
-  EXPECT_EQ(reason["L-bad-qty"], "no positive integer \"quantity\"");
-  EXPECT_EQ(guard.unrestored_local_stops(),
-            (std::map<std::string, std::string>{{"L-bad-json", "sim"}, {"L-bad-price", "sim"}, {"L-bad-qty", "sim"}}))
-      << "held for /metrics: nothing watches them";
-  s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
+  std::optional<CommandResult> held_answer;
+  const auto stop = s.orders.hold("sim", stop_order("AAPL", Side::sell, 50, Price::parse("99.50")),
+                                  [&](const CommandResult& r) { held_answer = r; });
+  s.run_for(1s);
+  ASSERT_TRUE(held_answer);
+  EXPECT_EQ(held_answer->outcome, Outcome::accepted) << "told once the hold is durable";
+  EXPECT_EQ(s.orders.find(stop)->state, OrderState::held);
+  EXPECT_NE(s.orders.find(stop)->time_of(OrderState::held), 0);
+  ASSERT_EQ(s.venue.orders().size(), 1u) << "only the entry: no stop at the venue";
+  EXPECT_TRUE(guard.stops().empty()) << "nothing at a broker to verify";
+
   s.path->append(prices(99.99, 99.00, -0.01));
   s.run_for(20s);
-  EXPECT_EQ(s.orders.position("sim", "AAPL"), 0) << "the good stop was re-armed and fired";
+  ASSERT_EQ(s.venue.orders().size(), 2u);
+  const VenueOrder& sent = s.venue.orders().back();
+  EXPECT_EQ(sent.client_order_id, stop) << "the held order itself, not a new one";
+  EXPECT_EQ(sent.type, OrderType::market);
+  EXPECT_EQ(sent.side, Side::sell);
+  EXPECT_EQ(sent.quantity, 50);
+  EXPECT_FALSE(sent.stop_price);
+  const OrderRecord* o = s.orders.find(stop);
+  EXPECT_EQ(o->state, OrderState::filled);
+  EXPECT_EQ(o->spec.type, OrderType::market);
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 0);
+  EXPECT_TRUE(s.venue.positions().empty());
+  EXPECT_TRUE(guard.ghosts().empty());
+  s.journal.flush();
+  const auto fired = s.journal.events("local_stop_fired");
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(fired[0].detail).at("stop_price"), Price::parse("99.50").to_string());
+  std::vector<std::string> states;
+  for (const auto& t : s.journal.transitions(stop)) states.push_back(t.to_state);
+  EXPECT_EQ(states, (std::vector<std::string>{"held", "pre_sent", "pending", "submitted", "filled"}));
+  const auto journaled = s.journal.order(stop);
+  ASSERT_TRUE(journaled);
+  EXPECT_EQ(journaled->spec.type, OrderType::market) << "the order row says what went to the broker";
+  EXPECT_EQ(journaled->state, OrderState::filled);
+  EXPECT_EQ(journaled->time_of(OrderState::held), o->time_of(OrderState::held));
+}
+
+TEST(StopGuard, HeldStopCancelledOrReplacedActsAtOnceAndLocally) {
+  std::vector<std::string> path(30, "100.00");
+  SimSession s(FaultProfile{}, path);
+  StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
+  s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
+  s.sim.start();
+  s.run_for(200ms);
+  s.orders.submit("sim", market_order("AAPL", Side::buy, 50));
+  s.run_for(300ms);
+  const auto cancelled = s.orders.hold("sim", stop_order("AAPL", Side::sell, 50, Price::parse("99.80")));
+  const auto moved = s.orders.hold("sim", stop_order("AAPL", Side::sell, 50, Price::parse("99.50")));
+  s.run_for(500ms);
+  std::optional<CommandResult> cancel_answer, replace_answer;
+  s.orders.cancel(cancelled, [&](const CommandResult& r) { cancel_answer = r; });
+  ASSERT_TRUE(cancel_answer) << "answered at once: no broker involved";
+  EXPECT_EQ(cancel_answer->outcome, Outcome::accepted);
+  EXPECT_EQ(s.orders.find(cancelled)->state, OrderState::cancelled);
+  OrderSpec lower = s.orders.find(moved)->spec;
+  lower.stop_price = Price::parse("99.20");
+  s.orders.replace(moved, lower, [&](const CommandResult& r) { replace_answer = r; });
+  ASSERT_TRUE(replace_answer);
+  EXPECT_EQ(replace_answer->outcome, Outcome::accepted);
+  EXPECT_EQ(s.orders.find(moved)->spec.stop_price, Price::parse("99.20"));
+
+  // Down to 99.30: through the cancelled stop and the old price, not the new one.
+  s.path->append(prices(99.99, 99.30, -0.01));
+  s.run_for(10s);
+  EXPECT_EQ(s.venue.orders().size(), 1u) << "neither the cancelled stop nor the old price sent anything";
+  EXPECT_EQ(s.orders.find(moved)->state, OrderState::held);
+  s.path->append(prices(99.29, 99.00, -0.01));
+  s.run_for(10s);
+  ASSERT_EQ(s.venue.orders().size(), 2u);
+  EXPECT_EQ(s.venue.orders().back().client_order_id, moved);
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 0);
+  s.journal.flush();
+  EXPECT_EQ(s.journal.order(moved)->spec.stop_price, std::nullopt) << "sent as a market order";
   EXPECT_EQ(s.journal.events("local_stop_fired").size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(s.journal.events("local_stop_fired")[0].detail).at("stop_price"), Price::parse("99.20").to_string());
 }
 
 namespace {
@@ -529,7 +555,6 @@ struct Process {
     orders.recover([&](std::size_t, std::size_t) { recovered = true; });
     for (int i = 0; i < 500 && !recovered; ++i) run_for(10ms);
     ASSERT_TRUE(recovered);
-    guard.restore_local_stops();
     guard.restore_from_journal();
     feed_quotes();
   }
@@ -584,6 +609,38 @@ Crossing cross_then_kill(Market& m, const std::function<void(Process&)>& then) {
 }
 
 }  // namespace
+
+// Protection `local` across a kill: the held stop is an order in the journal, in state held. The
+// restarted process loads it without asking the broker for it (no broker has it), watches it, and
+// sends it when price goes through: under its own id, once.
+TEST(StopGuardRestart, HeldStopIsHeldAgainAfterAKillAndSentOnce) {
+  Market m(FaultProfile{});
+  flat_then_down(m);
+  std::string stop;
+  {
+    Process p(m, "A", ProtectionPolicy::local);
+    p.feed_quotes();
+    p.run_for(200ms);
+    p.orders.submit("sim", market_order("AAPL", Side::buy, 100));
+    p.run_for(300ms);
+    stop = p.orders.hold("sim", stop_order("AAPL", Side::sell, 100, Price::parse("99.50")));
+    p.run_for(500ms);
+    ASSERT_EQ(p.orders.find(stop)->state, OrderState::held);
+  }  // killed before the market gets to the stop
+  Process p(m, "B", ProtectionPolicy::local);
+  p.start_after_restart();
+  ASSERT_NE(p.orders.find(stop), nullptr);
+  EXPECT_EQ(p.orders.find(stop)->state, OrderState::held);
+  EXPECT_EQ(m.venue.orders().size(), 1u) << "still only the entry at the venue";
+  ASSERT_TRUE(p.run_until([&] { return p.orders.find(stop)->state == OrderState::filled; }));
+  EXPECT_EQ(m.market_sells(), 1);
+  EXPECT_EQ(m.venue.orders().back().client_order_id, stop);
+  EXPECT_EQ(m.venue_position(), 0);
+  EXPECT_EQ(p.journaled("local_stop_fired"), 1u);
+  const auto restored = p.journal.events("stop_guard_restored");
+  ASSERT_EQ(restored.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(restored[0].detail).at("held_stops_watched"), 1);
+}
 
 // (a) The chaos test's case: the crossing is journaled, the process is killed inside the grace
 // period, and the restarted guard declares the ghost at the original crossed_at + grace.

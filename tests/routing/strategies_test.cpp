@@ -101,6 +101,24 @@ TEST(MeanReversionResume, ExitsOfAnEarlierRunKeepTheirOneCancelsOther) {
   EXPECT_EQ(ctx.cancelled, std::vector<std::string>{"OLD-STOP"});
 }
 
+// Under protection `local` the stop is held by Backstop (state held, at no broker). It would still
+// be sent when price goes through it, so when the target fills the strategy cancels it like a
+// working one.
+TEST(MeanReversionLocal, HeldStopIsCancelledWhenTheTargetFills) {
+  RecordingContext ctx;
+  ctx.position_ = 10;
+  ctx.add(with_id(stop_order("AAPL", Side::sell, 10, Price::parse("99.92")), "HELD-STOP"), OrderState::held);
+  ctx.add(with_id(limit_order("AAPL", Side::sell, 10, Price::parse("100.00")), "TARGET"), OrderState::submitted);
+  MeanReversion s(mean_reversion_params());
+  s.on_resume(ctx, ctx.open());
+  OrderRecord& target = ctx.at("TARGET");
+  target.state = OrderState::filled;
+  target.filled_quantity = 10;
+  ctx.position_ = 0;
+  s.on_order_update(ctx, target);
+  EXPECT_EQ(ctx.cancelled, std::vector<std::string>{"HELD-STOP"});
+}
+
 // An entry sent just before the restart fills before the strategy has an average: the exits
 // still go out, the target at the stretch the entry was made on (not at a price of zero).
 TEST(MeanReversionResume, EntryOfAnEarlierRunFillingBeforeAnyAverageGetsItsExits) {
