@@ -720,6 +720,7 @@ void StopGuard::restore_from_journal() {
     ++held;
     on_order(*o);
   }
+  const std::size_t exits_resent = resend_lost_local_exits();
   // A primary that ended while the process was down is not among the working orders: its
   // mirror is judged here (removed, or its fill handled), so that none is left orphaned.
   std::vector<std::string> primaries;
@@ -738,7 +739,7 @@ void StopGuard::restore_from_journal() {
     ++resumed;
     guard_flatten(i, 0);
   }
-  if (crossings + ghosts_live + resumed + adopted + mirrors_live + held == 0) return;
+  if (crossings + ghosts_live + resumed + adopted + mirrors_live + held + exits_resent == 0) return;
   journal_.record_event({loop_.now(), {}, "stop_guard_restored", {},
                          nlohmann::json{{"crossings_restored", crossings},
                                         {"ghosts_restored", ghosts_.size()},
@@ -746,12 +747,78 @@ void StopGuard::restore_from_journal() {
                                         {"actions_resumed", resumed},
                                         {"stops_taken_over", adopted},
                                         {"held_stops_watched", held},
+                                        {"local_exits_resent", exits_resent},
                                         {"mirrors_restored", mirrors_live}}
                              .dump()});
   spdlog::info(
       "stop guard restored from the journal: {} crossing(s), {} ghost(s) ({} resumed), {} stop(s) taken over, "
-      "{} held stop(s) watched, {} live mirror(s)",
-      crossings, ghosts_.size(), resumed, adopted, held, mirrors_live);
+      "{} held stop(s) watched, {} lost local exit(s) judged, {} live mirror(s)",
+      crossings, ghosts_.size(), resumed, adopted, held, exits_resent, mirrors_live);
+}
+
+std::size_t StopGuard::resend_lost_local_exits() {
+  // A release is journaled ("local_stop_fired", then the order as it goes out) before the
+  // request leaves. A kill after those commits and before the send leaves the order pre_sent in
+  // the journal; recovery asks the broker for it by client order id, and when the broker never
+  // had it, fails it. Nothing else would send that exit: the position the stop protected is
+  // open with no stop at all. Each such exit is sent once more, under a new id (the old one is
+  // failed for good), with "local_stop_resent" journaled before the order, so a later restart
+  // finds the event and never sends a third. An order whose outcome is still unknown (pending
+  // at a broker that did not answer) is not resent: it may be working.
+  std::map<std::string, int> fired;  // stop -> 1 fired, 2 already resent or its failure alerted
+  for (const auto& ev : journal_.events_of_kinds({"local_stop_fired", "local_stop_resent", "local_stop_release_failed"})) {
+    int& f = fired[ev.client_order_id];
+    f = ev.kind == "local_stop_fired" ? std::max(f, 1) : 2;
+  }
+  std::size_t judged = 0;
+  for (const auto& [coid, f] : fired) {
+    if (f != 1) continue;
+    const OrderRecord* o = orders_.find(coid);
+    if (!o || o->state != OrderState::failed || !o->broker_order_id.empty() || o->filled_quantity != 0) continue;
+    ++judged;
+    const std::int64_t position = orders_.position(o->broker, o->spec.symbol);
+    const std::int64_t exposure = o->spec.side == Side::sell ? std::max<std::int64_t>(0, position)
+                                                             : std::max<std::int64_t>(0, -position);
+    const std::int64_t qty = std::min(o->spec.quantity, exposure);
+    // The exit as released (market, or limit for a stop-limit), its strategy kept so that the
+    // route still owns it; not part of a bracket any more (its siblings are judged on their own).
+    OrderSpec exit = o->spec;
+    exit.client_order_id = qty > 0 ? orders_.next_client_order_id() : std::string();
+    exit.quantity = qty;
+    exit.parent_client_order_id.clear();
+    exit.oco_group.clear();
+    const std::string why = o->last_message;
+    const std::string detail =
+        qty > 0 ? "released before a restart but never sent (" + why + "); sending " + std::to_string(qty) +
+                      " as " + exit.client_order_id
+                : "released before a restart but never sent (" + why + "); no exposure left at " + o->broker +
+                      ": nothing to send";
+    journal_.record_event({loop_.now(), o->broker, "local_stop_resent", coid,
+                           nlohmann::json{{"order", exit.client_order_id},
+                                          {"quantity", qty},
+                                          {"position_before", position},
+                                          {"failed_because", why},
+                                          {"detail", detail}}
+                               .dump()});
+    if (qty > 0) {
+      spdlog::warn("local stop {} at {}: {}", coid, o->broker, detail);
+      const std::string broker = o->broker;
+      orders_.submit(broker, std::move(exit), while_alive([this, coid, broker](const CommandResult& r) {
+                       if (r.outcome != Outcome::failed_locally && r.outcome != Outcome::rejected) return;
+                       spdlog::error("LOCAL STOP {} at {}: its exit sent again after a restart was {}: {}; the "
+                                     "position it protected is NOT protected",
+                                     coid, broker, to_string(r.outcome), r.message);
+                       journal_.record_event({loop_.now(), broker, "local_stop_release_failed", coid,
+                                              nlohmann::json{{"outcome", to_string(r.outcome)},
+                                                             {"message", r.message},
+                                                             {"resent", true}}
+                                                  .dump()});
+                     }));
+    } else {
+      spdlog::info("local stop {} at {}: {}", coid, o->broker, detail);
+    }
+  }
+  return judged;
 }
 
 std::size_t StopGuard::restore_mirrors(const std::vector<JournalEvent>& events) {

@@ -133,9 +133,13 @@ class StopGuard {
   //    venue), a fired one is judged for a double fill, and a double fill already undone is never
   //    undone twice. Under another policy than `mirror` now, live mirrors are cancelled;
   //  - every other recovered working stop is watched and verified again, and every held one
-  //    watched (recovery loads orders without notifying anyone).
+  //    watched (recovery loads orders without notifying anyone);
+  //  - a held stop released ("local_stop_fired") whose order never reached the broker (the kill
+  //    came between the durable release and the send; recovery found no such order there and
+  //    failed it): its exit is sent again once, under a new id (resend_lost_local_exits).
   // Journals "stop_crossing_restored" per crossing, "ghost_stop_restored" per ghost it acted on
-  // or whose stop still works, and a summary "stop_guard_restored" when anything was restored.
+  // or whose stop still works, "local_stop_resent" per lost exit, and a summary
+  // "stop_guard_restored" when anything was restored.
   void restore_from_journal();
 
   // Router health: the broker is unreachable (true) or back (false). Under `mirror`, stops of a
@@ -192,6 +196,9 @@ class StopGuard {
   // restore_from_journal(): rebuilds mirrors_ from the mirror events, in journal order; returns
   // how many restored mirrors still work at their broker.
   std::size_t restore_mirrors(const std::vector<JournalEvent>& events);
+  // restore_from_journal(): the exits of released held stops that never left the process, sent
+  // again (at most the exposure left at that broker); returns how many were judged.
+  std::size_t resend_lost_local_exits();
 
   EventLoop& loop_;
   OrderManager& orders_;

@@ -553,7 +553,7 @@ struct Process {
   void start_after_restart() {
     bool recovered = false;
     orders.recover([&](std::size_t, std::size_t) { recovered = true; });
-    for (int i = 0; i < 500 && !recovered; ++i) run_for(10ms);
+    for (int i = 0; i < 1000 && !recovered; ++i) run_for(10ms);
     ASSERT_TRUE(recovered);
     guard.restore_from_journal();
     feed_quotes();
@@ -640,6 +640,108 @@ TEST(StopGuardRestart, HeldStopIsHeldAgainAfterAKillAndSentOnce) {
   const auto restored = p.journal.events("stop_guard_restored");
   ASSERT_EQ(restored.size(), 1u);
   EXPECT_EQ(nlohmann::json::parse(restored[0].detail).at("held_stops_watched"), 1);
+}
+
+namespace {
+
+// Process A under `local`: long 100 with a held sell stop at 99.50, released by a quote through it
+// (handed to the guard directly, outside the loop) and killed before the loop runs again: the
+// release and the order as it goes out are committed (the journal commits what was queued), the
+// request never left. Returns the stop's id.
+std::string release_then_kill_before_send(Market& m) {
+  Process p(m, "A", ProtectionPolicy::local);
+  p.feed_quotes();
+  p.run_for(200ms);
+  p.orders.submit("sim", market_order("AAPL", Side::buy, 100));
+  p.run_for(300ms);
+  const std::string stop = p.orders.hold("sim", stop_order("AAPL", Side::sell, 100, Price::parse("99.50")));
+  p.run_for(500ms);
+  EXPECT_EQ(p.orders.position("sim", "AAPL"), 100);
+  EXPECT_EQ(p.orders.find(stop)->state, OrderState::held);
+  Quote q;
+  q.symbol = "AAPL";
+  q.last = Price::parse("99.40");
+  q.bid = Price::parse("99.39");
+  q.ask = Price::parse("99.41");
+  q.at = p.loop.now();
+  q.source = "script";
+  p.guard.on_quote(q);
+  EXPECT_EQ(p.orders.find(stop)->state, OrderState::pre_sent) << "released, not yet sent";
+  EXPECT_EQ(p.journaled("local_stop_fired"), 1u);
+  return stop;
+}
+
+}  // namespace
+
+// The crash window of a release: the stop is released (journaled) and the process killed before
+// its order leaves. Recovery finds no such order at the broker and fails it; the restarted guard
+// sends the exit again, once, under a new id, and a second restart sends nothing more.
+TEST(StopGuardRestart, HeldStopReleasedButKilledBeforeSendIsSentAgainOnce) {
+  Market m(FaultProfile{});
+  m.append(std::vector<std::string>(400, "100.00"));
+  const std::string stop = release_then_kill_before_send(m);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  EXPECT_EQ(m.market_sells(), 0) << "the exit never reached the venue";
+  std::string resent;
+  {
+    Process p(m, "B", ProtectionPolicy::local);
+    p.start_after_restart();
+    const OrderRecord* o = p.orders.find(stop);
+    ASSERT_NE(o, nullptr);
+    EXPECT_EQ(o->state, OrderState::failed) << "the broker never had it";
+    EXPECT_EQ(o->spec.type, OrderType::market) << "recovered as released";
+    const auto ev = p.journal.events("local_stop_resent");
+    ASSERT_EQ(ev.size(), 1u);
+    const auto d = nlohmann::json::parse(ev[0].detail);
+    EXPECT_EQ(ev[0].client_order_id, stop);
+    EXPECT_EQ(d.at("quantity"), 100);
+    EXPECT_EQ(d.at("position_before"), 100);
+    resent = d.at("order").get<std::string>();
+    ASSERT_FALSE(resent.empty());
+    EXPECT_NE(resent, stop);
+    ASSERT_TRUE(p.run_until([&] { return p.orders.find(resent)->state == OrderState::filled; }));
+    EXPECT_EQ(p.orders.find(resent)->spec.type, OrderType::market);
+    EXPECT_EQ(p.orders.find(resent)->spec.side, Side::sell);
+    EXPECT_EQ(m.market_sells(), 1);
+    EXPECT_EQ(m.venue_position(), 0);
+    EXPECT_EQ(p.orders.position("sim", "AAPL"), 0);
+    const auto restored = p.journal.events("stop_guard_restored");
+    ASSERT_EQ(restored.size(), 1u);
+    EXPECT_EQ(nlohmann::json::parse(restored[0].detail).at("local_exits_resent"), 1);
+  }
+  Process p(m, "C", ProtectionPolicy::local);
+  p.start_after_restart();
+  p.run_for(2s);
+  EXPECT_EQ(p.journaled("local_stop_resent"), 1u) << "judged once, across any number of restarts";
+  EXPECT_EQ(m.market_sells(), 1) << "never a second exit";
+  EXPECT_EQ(m.venue_position(), 0);
+}
+
+// The same window, but the position was closed by hand before the restart's guard ran: the exit
+// is judged (journaled, with nothing to send) and no order is sent, since a sell would open a short.
+TEST(StopGuardRestart, HeldStopReleasedButKilledBeforeSendIsNotSentWhenFlatAlready) {
+  Market m(FaultProfile{});
+  m.append(std::vector<std::string>(400, "100.00"));
+  const std::string stop = release_then_kill_before_send(m);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  Process p(m, "B", ProtectionPolicy::local);
+  bool recovered = false;
+  p.orders.recover([&](std::size_t, std::size_t) { recovered = true; });
+  ASSERT_TRUE(p.run_until([&] { return recovered; }, 10s));
+  EXPECT_EQ(p.orders.find(stop)->state, OrderState::failed);
+  const std::string by_hand = p.orders.submit("sim", market_order("AAPL", Side::sell, 100));
+  ASSERT_TRUE(p.run_until([&] { return p.orders.find(by_hand)->state == OrderState::filled; }));
+  ASSERT_EQ(p.orders.position("sim", "AAPL"), 0);
+  p.guard.restore_from_journal();
+  p.feed_quotes();
+  p.run_for(2s);
+  const auto ev = p.journal.events("local_stop_resent");
+  ASSERT_EQ(ev.size(), 1u);
+  const auto d = nlohmann::json::parse(ev[0].detail);
+  EXPECT_EQ(d.at("order"), "");
+  EXPECT_EQ(d.at("quantity"), 0);
+  EXPECT_EQ(m.market_sells(), 1) << "only the sale by hand";
+  EXPECT_EQ(m.venue_position(), 0);
 }
 
 // (a) The chaos test's case: the crossing is journaled, the process is killed inside the grace
