@@ -1,4 +1,5 @@
 #include "routing/stop_guard.hpp"
+#include "core/json_text.hpp"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -446,12 +447,14 @@ void StopGuard::fire_local(const CrossedStop& c) {
   const std::string stop_price = c.stop.stop_price.to_string();
   const std::string crossing = c.crossing_price.to_string();
   // Journaled before the order is sent again: the journal shows why it left.
+  // Written as text, not through nlohmann::json: this is on the tick-to-order path (json_text.hpp).
   journal_.record_event({loop_.now(), o->broker, "local_stop_fired", coid,
-                         nlohmann::json{{"stop_price", stop_price},
-                                        {"crossing_price", crossing},
-                                        {"source", c.source},
-                                        {"order_type", o->spec.type == OrderType::stop_limit ? "limit" : "market"}}
-                             .dump()});
+                         JsonObjectText()
+                             .add("stop_price", stop_price)
+                             .add("crossing_price", crossing)
+                             .add("source", c.source)
+                             .add("order_type", o->spec.type == OrderType::stop_limit ? "limit" : "market")
+                             .text()});
   spdlog::info("local stop {} at {}: {} {} {} stop {} crossed at {} ({}); sending it", coid, o->broker,
                to_string(o->spec.side), o->spec.quantity, o->spec.symbol, stop_price, crossing, c.source);
   orders_.release(coid, "local stop " + stop_price + " triggered at " + crossing,
