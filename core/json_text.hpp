@@ -14,17 +14,25 @@ namespace backstop {
 inline void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out += '"';
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
+  std::size_t i = 0;
+  while (i < s.size()) {
+    // Runs of characters that need no escape are appended whole (prices and names are all run).
+    const std::size_t start = i;
+    while (i < s.size()) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
+      ++i;
+    }
+    out.append(s.data() + start, i - start);
+    if (i == s.size()) break;
+    const auto c = static_cast<unsigned char>(s[i++]);
     if (c == '"' || c == '\\') {
       out += '\\';
-      out += ch;
-    } else if (c < 0x20 || c >= 0x80) {
+      out += static_cast<char>(c);
+    } else {
       out += "\\u00";
       out += hex[c >> 4];
       out += hex[c & 0xf];
-    } else {
-      out += ch;
     }
   }
   out += '"';
