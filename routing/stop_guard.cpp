@@ -376,6 +376,13 @@ void StopGuard::declare_ghost(const CrossedStop& c) {
   }
 }
 
+namespace {
+// How much of a position an exit on `exit_side` can close without reversing it.
+std::int64_t exposure_for_exit(Side exit_side, std::int64_t position) {
+  return exit_side == Side::sell ? std::max<std::int64_t>(0, position) : std::max<std::int64_t>(0, -position);
+}
+}  // namespace
+
 void StopGuard::guard_flatten(std::size_t index, int attempt) {
   const std::string coid = ghosts_[index].client_order_id;
   if (attempt == 0) {
@@ -408,9 +415,7 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
     }
     const std::int64_t remaining = stop->spec.quantity - stop->filled_quantity;
     const std::int64_t position = orders_.position(g.broker, g.symbol);
-    const std::int64_t exposure = g.side == Side::sell ? std::max<std::int64_t>(0, position)
-                                                       : std::max<std::int64_t>(0, -position);
-    const std::int64_t qty = std::min(remaining, exposure);
+    const std::int64_t qty = std::min(remaining, exposure_for_exit(g.side, position));
     if (qty <= 0) {
       g.action = stop->filled_quantity > 0 ? "guard: the broker stop filled meanwhile; nothing to flatten"
                  : stop->time_of(OrderState::pending_cancel) == 0
@@ -780,9 +785,7 @@ std::size_t StopGuard::resend_lost_local_exits() {
     if (!o || o->state != OrderState::failed || !o->broker_order_id.empty() || o->filled_quantity != 0) continue;
     ++judged;
     const std::int64_t position = orders_.position(o->broker, o->spec.symbol);
-    const std::int64_t exposure = o->spec.side == Side::sell ? std::max<std::int64_t>(0, position)
-                                                             : std::max<std::int64_t>(0, -position);
-    const std::int64_t qty = std::min(o->spec.quantity, exposure);
+    const std::int64_t qty = std::min(o->spec.quantity, exposure_for_exit(o->spec.side, position));
     // The exit as released (market, or limit for a stop-limit), its strategy kept so that the
     // route still owns it; not part of a bracket any more (its siblings are judged on their own).
     OrderSpec exit = o->spec;
