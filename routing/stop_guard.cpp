@@ -463,15 +463,20 @@ void StopGuard::fire_local(const CrossedStop& c) {
   spdlog::info("local stop {} at {}: {} {} {} stop {} crossed at {} ({}); sending it", coid, o->broker,
                to_string(o->spec.side), o->spec.quantity, o->spec.symbol, stop_price, crossing, c.source);
   orders_.release(coid, "local stop " + stop_price + " triggered at " + crossing,
-                  while_alive([this, coid, broker = o->broker](const CommandResult& r) {
-                    if (r.outcome != Outcome::failed_locally && r.outcome != Outcome::rejected) return;
-                    // Nothing else will send it: the position this stop protected is not protected.
-                    spdlog::error("LOCAL STOP {} at {} triggered but its order was {}: {}; the position it "
-                                  "protected is NOT protected",
-                                  coid, broker, to_string(r.outcome), r.message);
-                    journal_.record_event({loop_.now(), broker, "local_stop_release_failed", coid,
-                                           nlohmann::json{{"outcome", to_string(r.outcome)}, {"message", r.message}}.dump()});
-                  }));
+                  alert_if_local_exit_failed(coid, o->broker, /*resent=*/false));
+}
+
+OrderManager::SubmitCallback StopGuard::alert_if_local_exit_failed(const std::string& stop, const std::string& broker,
+                                                                   bool resent) {
+  return while_alive([this, stop, broker, resent](const CommandResult& r) {
+    if (r.outcome != Outcome::failed_locally && r.outcome != Outcome::rejected) return;
+    spdlog::error("LOCAL STOP {} at {} triggered but its {} was {}: {}; the position it protected is NOT protected",
+                  stop, broker, resent ? "exit sent again after a restart" : "order", to_string(r.outcome),
+                  r.message);
+    nlohmann::json detail{{"outcome", to_string(r.outcome)}, {"message", r.message}};
+    if (resent) detail["resent"] = true;
+    journal_.record_event({loop_.now(), broker, "local_stop_release_failed", stop, detail.dump()});
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -808,18 +813,8 @@ std::size_t StopGuard::resend_lost_local_exits() {
                                .dump()});
     if (qty > 0) {
       spdlog::warn("local stop {} at {}: {}", coid, o->broker, detail);
-      const std::string broker = o->broker;
-      orders_.submit(broker, std::move(exit), while_alive([this, coid, broker](const CommandResult& r) {
-                       if (r.outcome != Outcome::failed_locally && r.outcome != Outcome::rejected) return;
-                       spdlog::error("LOCAL STOP {} at {}: its exit sent again after a restart was {}: {}; the "
-                                     "position it protected is NOT protected",
-                                     coid, broker, to_string(r.outcome), r.message);
-                       journal_.record_event({loop_.now(), broker, "local_stop_release_failed", coid,
-                                              nlohmann::json{{"outcome", to_string(r.outcome)},
-                                                             {"message", r.message},
-                                                             {"resent", true}}
-                                                  .dump()});
-                     }));
+      const std::string broker = o->broker;  // a copy: submit() adds an order, which may move *o
+      orders_.submit(broker, std::move(exit), alert_if_local_exit_failed(coid, broker, /*resent=*/true));
     } else {
       spdlog::info("local stop {} at {}: {}", coid, o->broker, detail);
     }

@@ -158,9 +158,10 @@ class StopGuard {
   const StopGuardSettings& settings() const { return settings_; }
   // The policy that protects this stop: its strategy's, else the default.
   ProtectionPolicy policy_of(const OrderSpec& stop) const;
+  // The same by client order id, mirrors included: a mirror stop is under its primary's policy.
+  ProtectionPolicy policy_of(const std::string& client_order_id) const;
 
  private:
-  ProtectionPolicy policy_of(const std::string& client_order_id) const;
   // The broker that holds this stop's mirror (StopGuardSettings::strategy_routes), or null.
   const std::string* mirror_broker_for(const OrderRecord& stop) const;
   bool any_policy_is(ProtectionPolicy p) const;
@@ -185,6 +186,12 @@ class StopGuard {
   void guard_flatten(std::size_t ghost_index, int attempt);
   // A held order's stop was crossed: release it.
   void fire_local(const CrossedStop& c);
+  // The answer handler for a local stop's exit order, released (fire_local) or sent again after
+  // a restart (resend_lost_local_exits): when the order failed, nothing else will send it, so
+  // the position it protected is unprotected: logged as an error and journaled
+  // ("local_stop_release_failed", which also keeps a later restart from sending it again).
+  OrderManager::SubmitCallback alert_if_local_exit_failed(const std::string& stop, const std::string& broker,
+                                                          bool resent);
   void schedule_reverify();
   // Mirror policy: brings the mirror of one primary stop in line with what it needs now.
   void evaluate_mirror(const std::string& primary);
