@@ -191,6 +191,15 @@ struct ApiShared {
     const OrderRecord* o = ctx.orders.find(coid);
     return o ? aj::order_json(*o, stop_of(coid)) : json(nullptr);
   }
+  // Loop thread. A stop with its order and the protection policy it is under (its strategy's;
+  // a mirror's is its primary's), as /api/v1/stops lists it and the "stop" event carries it.
+  json stop_view(const std::string& coid, const StopRecord& st) const {
+    json j = aj::stop_json(st);
+    const OrderRecord* o = ctx.orders.find(coid);
+    j["order"] = o ? aj::order_json(*o, &st) : json(nullptr);
+    j["policy"] = to_string(ctx.guard.policy_of(coid));
+    return j;
+  }
   std::vector<std::string> broker_names() const {
     std::set<std::string> names;
     for (const auto& n : ctx.orders.broker_names()) names.insert(n);
@@ -376,9 +385,7 @@ void ApiShared::poll() {
     auto it = stop_states.find(coid);
     if (it != stop_states.end() && it->second == now) continue;
     stop_states[coid] = now;
-    json j = aj::stop_json(st);
-    j["order"] = order(coid);
-    hub.publish("stop", j);
+    hub.publish("stop", stop_view(coid, st));
   }
   const auto& divs = ctx.reconciler.divergences();
   for (; divergences_seen < divs.size(); ++divergences_seen)
@@ -736,13 +743,17 @@ void ApiServer::Impl::read_routes() {
   server->Get("/api/v1/stops", [s](const httplib::Request&, httplib::Response& res) {
     json body = s->on_loop([s] {
       json stops = json::array(), ghosts = json::array();
-      for (const auto& [id, st] : s->ctx.guard.stops()) {
-        json j = aj::stop_json(st);
-        j["order"] = s->order(id);
-        stops.push_back(j);
-      }
+      for (const auto& [id, st] : s->ctx.guard.stops()) stops.push_back(s->stop_view(id, st));
       for (const auto& g : s->ctx.guard.ghosts()) ghosts.push_back(aj::ghost_json(g));
-      return json{{"policy", to_string(s->ctx.guard.settings().policy)}, {"stops", stops}, {"ghost_stops", ghosts}};
+      // "policy" is the default (a stop whose strategy has none of its own); "policies" names
+      // each strategy's, so that a dashboard with several strategies does not show one for all.
+      const auto& settings = s->ctx.guard.settings();
+      json policies = json::object();
+      for (const auto& [strategy, p] : settings.strategy_policies) policies[strategy] = to_string(p);
+      return json{{"policy", to_string(settings.policy)},
+                  {"policies", policies},
+                  {"stops", stops},
+                  {"ghost_stops", ghosts}};
     });
     json_reply(res, 200, body);
   });

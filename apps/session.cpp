@@ -14,8 +14,9 @@ namespace {
 StopGuardSettings guard_settings(const Config& c) {
   StopGuardSettings g;
   // One guard watches every stop and applies to each the policy of the strategy that sent it
-  // (orders carry their route's name). A route with no strategies[] entry (a strategy of its own
-  // speaking through the API) has the first strategy's policy, as before there were several.
+  // (orders carry their route's name). Every route has a strategies[] entry (the loader refuses
+  // a route to an unknown strategy; API clients send on a configured strategy's route), so the
+  // default is only for an order that names no strategy: the first strategy's policy.
   g.policy = c.strategies.empty() ? ProtectionPolicy::verify : c.strategies.front().protection;
   for (const auto& s : c.strategies) g.strategy_policies[s.name] = s.protection;
   g.verify_deadline = c.protection.verify_deadline;

@@ -90,7 +90,10 @@
   }
 
   function renderStops(data) {
-    $("stops-policy").textContent = "policy: " + data.policy;
+    // Each strategy has its own protection policy: name them all, not just the default.
+    const policies = Object.entries(data.policies || {});
+    $("stops-policy").textContent = policies.length === 0 ? "policy: " + data.policy
+      : "policies: " + policies.map(([strategy, p]) => strategy + " " + p).join(", ");
     // Working stops, and any stop whose verification failed or that turned out a ghost.
     const stops = data.stops.filter((s) => s.order && (s.order.working || s.ghost ||
       ["mismatch", "missing", "timeout"].includes(s.verification))).slice(-50);
@@ -98,6 +101,7 @@
       el("tr", { "data-stop": s.client_order_id },
         el("td", {}, s.client_order_id),
         el("td", {}, s.broker),
+        el("td", {}, s.policy || ""),
         el("td", {}, s.order ? s.order.state : ""),
         el("td", {}, badge(s.verification, verificationKind[s.verification] || "neutral")),
         el("td", { class: "num" }, s.verifications),

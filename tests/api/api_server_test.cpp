@@ -123,7 +123,10 @@ struct Stack {
   }
   static StopGuardSettings guard_settings() {
     StopGuardSettings g;
-    g.policy = ProtectionPolicy::verify;
+    // The tests' strategy "api" has a policy of its own, different from the default, so that the
+    // stops listing shows which one each stop is under.
+    g.policy = ProtectionPolicy::guard;
+    g.strategy_policies["api"] = ProtectionPolicy::verify;
     g.verify_deadline = 2s;
     return g;
   }
@@ -412,7 +415,13 @@ TEST(ApiServer, OrderLifecycleThroughTheApi) {
       if (st["client_order_id"] == stop_id && st["verification"] == "verified") return true;
     return false;
   });
-  EXPECT_EQ(stops["policy"], "verify");
+  EXPECT_EQ(stops["policy"], "guard");             // the default
+  EXPECT_EQ(stops["policies"]["api"], "verify");  // the strategy's own
+  for (const auto& st : stops["stops"]) {
+    if (st["client_order_id"] == stop_id) {
+      EXPECT_EQ(st["policy"], "verify") << st.dump();
+    }
+  }
   json listed = eventually([&] { return body_of(c.Get("/api/v1/orders?state=working")); }, [&](const json& j) {
     for (const auto& ord : j["orders"])
       if (ord["client_order_id"] == stop_id) return ord["stop"].is_object() && ord["stop"]["verification"] == "verified";

@@ -84,6 +84,11 @@ try {
   // Orders name the strategy (route) that sent them (the guard's own orders name none).
   const named = await page.locator("#orders tbody tr td:nth-child(3)", { hasText: config.strategies[0].name }).count();
   check(named > 0, `orders naming strategy ${config.strategies[0].name}: ${named}`);
+  // The stops section names each strategy's protection policy (not one for all), and each stop
+  // row the policy it is under.
+  const strategy = config.strategies[0];
+  await page.locator("#stops-policy", { hasText: `${strategy.name} ${strategy.protection}` }).waitFor({ timeout: 15000 });
+  await page.locator("#stops tbody tr td:nth-child(3)", { hasText: strategy.protection }).first().waitFor({ timeout: 25000 });
   // The reliability comparison: a latency bar with a measured value and orders counted.
   await page.waitForFunction(() => {
     const bar = document.querySelector('#chart-latency rect[data-broker="sim"]');
