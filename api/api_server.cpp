@@ -13,7 +13,7 @@
 
 #include "api/api_json.hpp"
 #include "api_assets.hpp"
-#include "config/url.hpp"
+#include "core/url.hpp"
 #include "core/cpu_affinity.hpp"
 #include "core/error.hpp"
 #ifdef BACKSTOP_API_RELIABILITY

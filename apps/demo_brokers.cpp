@@ -11,7 +11,7 @@
 #include "brokers/ibkr/ibkr_broker.hpp"
 #include "brokers/sim/sim_broker.hpp"
 #include "brokers/tradestation/tradestation_broker.hpp"
-#include "config/url.hpp"
+#include "core/url.hpp"
 #include "core/error.hpp"
 #include "emulators/ibkr/ibkr_gateway_emulator.hpp"
 #include "emulators/tradestation/tradestation_emulator.hpp"

@@ -15,7 +15,7 @@
 
 #include "config/config.hpp"
 #include "config/detail/reader.hpp"
-#include "config/url.hpp"
+#include "core/url.hpp"
 
 namespace backstop {
 
@@ -132,7 +132,7 @@ std::optional<UrlValue> read_url(const ObjectReader& o, std::string_view key, Ne
     o.reader().error(path, why + (showable && why.rfind("not a URL", 0) == 0 ? " (" + quote(written) + ")" : ""));
     return std::nullopt;
   }
-  if (require_tls && !url->is_https() && !url->is_loopback()) {
+  if (require_tls && !url->tls() && !url->is_loopback()) {
     o.reader().error(path, "TLS is required for " + quote(url->host) +
                                ": use https (plain http is accepted only for loopback hosts such as 127.0.0.1)");
     return std::nullopt;
@@ -157,7 +157,7 @@ TlsConfig read_tls(Context& c, const json* j, const std::string& path, const std
   if (!tls.pinned_cert_file.empty() && !tls.verifies_peer()) {
     c.r.error(o.path_of(tls.insecure_skip_verify ? "insecure_skip_verify" : "verify"),
               "contradicts pinned_cert_file (a pinned certificate is a way of verifying)");
-  } else if (!tls.verifies_peer() && base && base->is_https() && !base->is_loopback()) {
+  } else if (!tls.verifies_peer() && base && base->tls() && !base->is_loopback()) {
     // Off-machine, an unverified certificate is an open door to whoever sits on the path.
     c.r.error(o.path_of(tls.insecure_skip_verify ? "insecure_skip_verify" : "verify"),
               "certificate verification may be turned off only for loopback hosts, not " + quote(base->host));

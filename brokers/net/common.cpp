@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "core/error.hpp"
+#include "core/url.hpp"
 
 namespace backstop::net {
 namespace {
@@ -50,47 +51,21 @@ std::string Url::origin() const {
 }
 
 Url Url::parse(std::string_view text) {
-  auto bad = [&](const char* why) {
-    return ConfigError("invalid URL '" + std::string(text) + "': " + why);
-  };
+  // The one URL parser (core/url.hpp), in its wider form: WebSocket schemes and a query.
+  std::string why;
+  const auto parsed = parse_url(text, &why, UrlForm{.websocket = true, .query = true});
+  if (!parsed) {
+    // The text is shown unless it may hold credentials (which the parser refuses anyway).
+    const bool may_show = text.find('@') == std::string_view::npos;
+    throw ConfigError("invalid URL" + (may_show ? " '" + std::string(text) + "'" : std::string()) + ": " + why);
+  }
   Url url;
-  const auto sep = text.find("://");
-  if (sep == std::string_view::npos) throw bad("expected scheme://host[:port][/path]");
-  for (char c : text.substr(0, sep)) {
-    url.scheme.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  }
-  if (url.scheme != "http" && url.scheme != "https" && url.scheme != "ws" && url.scheme != "wss") {
-    throw bad("scheme must be http, https, ws or wss");
-  }
-  std::string_view rest = text.substr(sep + 3);
-  const auto slash = rest.find_first_of("/?");
-  std::string_view authority = rest.substr(0, slash);
-  std::string_view target = slash == std::string_view::npos ? "" : rest.substr(slash);
-  if (authority.find('@') != std::string_view::npos) throw bad("credentials in URLs are not supported");
-  std::string_view port;
-  if (!authority.empty() && authority.front() == '[') {  // [::1]:5000
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) throw bad("unclosed '['");
-    url.host = std::string(authority.substr(1, close - 1));
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') throw bad("junk after ']'");
-      port = after.substr(1);
-    }
-  } else {
-    const auto colon = authority.rfind(':');
-    url.host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
-  }
-  if (url.host.empty()) throw bad("missing host");
-  if (port.empty()) port = default_port(url.scheme);
-  if (!std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-      port.size() > 5 || std::stoi(std::string(port)) > 65535 || std::stoi(std::string(port)) == 0) {
-    throw bad("invalid port");
-  }
-  url.port = std::string(port);
-  while (!target.empty() && target.back() == '/') target.remove_suffix(1);
-  url.target = std::string(target);
+  url.scheme = parsed->scheme;
+  url.host = parsed->host;
+  url.port = std::to_string(parsed->port);
+  std::string_view path = parsed->path;
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  url.target = std::string(path) + parsed->query;
   return url;
 }
 

@@ -13,7 +13,6 @@
 #include "config/check_config.hpp"
 #include "config/config.hpp"
 #include "config/detail/reader.hpp"
-#include "config/url.hpp"
 
 namespace backstop {
 // Readable failures: "brokers[0].seed: expected ..." instead of a byte dump.
@@ -682,33 +681,6 @@ TEST(Broken, EveryErrorIsReportedAtOnce) {
 }
 
 // ---- helpers ----
-
-TEST(Url, Parse) {
-  auto u = parse_url("https://localhost:5000/v1/api");
-  ASSERT_TRUE(u);
-  EXPECT_EQ(u->scheme, "https");
-  EXPECT_EQ(u->host, "localhost");
-  EXPECT_EQ(u->port, 5000);
-  EXPECT_EQ(u->path, "/v1/api");
-  EXPECT_TRUE(u->is_loopback());
-  u = parse_url("HTTPS://Sim-Api.TradeStation.com");
-  ASSERT_TRUE(u);
-  EXPECT_EQ(u->port, 443);
-  EXPECT_EQ(u->host, "sim-api.tradestation.com");
-  EXPECT_FALSE(u->is_loopback());
-  u = parse_url("http://[::1]:8080/x");
-  ASSERT_TRUE(u);
-  EXPECT_EQ(u->host, "::1");
-  EXPECT_TRUE(u->is_loopback());
-  for (const char* bad : {"", "x", "://h", "http://", "http://:80", "http://h:", "http://h:0", "http://a b",
-                          "http://-h", "http://h..com", "http://h?q=1", "http://[::1", "ws://h"})
-    EXPECT_FALSE(parse_url(bad)) << bad;
-  EXPECT_TRUE(is_loopback_host("127.0.0.1"));
-  EXPECT_TRUE(is_loopback_host("127.1.2.3"));
-  EXPECT_FALSE(is_loopback_host("127.0.0.256"));
-  EXPECT_FALSE(is_loopback_host("128.0.0.1"));
-  EXPECT_FALSE(is_loopback_host("localhost.example.com"));
-}
 
 TEST(Suggestion, EditDistance) {
   using namespace backstop::config_detail;

@@ -247,6 +247,38 @@ TEST(HttpFailures, QueuedRequestThatNeverGetsAConnectionIsNotSent) {
   EXPECT_EQ(r1.error.state, SendState::unknown);
 }
 
+// net::Url is core/url.hpp's parser in its wider form, seen as the clients need it: the port as
+// text, path and query joined into the request target without a trailing '/'.
+TEST(HttpFailures, UrlsComeFromTheOneParser) {
+  Url u = Url::parse("WSS://LocalHost:5000/v1/api/ws/?oauth_token=x");
+  EXPECT_EQ(u.scheme, "wss");
+  EXPECT_EQ(u.host, "localhost");
+  EXPECT_EQ(u.port, "5000");
+  EXPECT_EQ(u.target, "/v1/api/ws?oauth_token=x");
+  EXPECT_TRUE(u.tls());
+  u = Url::parse("https://127.0.0.1/v3/");
+  EXPECT_EQ(u.port, "443");
+  EXPECT_EQ(u.target, "/v3");
+  EXPECT_EQ(u.host_header(), "127.0.0.1");
+  u = Url::parse("http://[::1]:8080");
+  EXPECT_EQ(u.target, "");
+  EXPECT_EQ(u.host_header(), "[::1]:8080");
+  try {
+    Url::parse("https://user:secret@example.com/v3");
+    FAIL() << "credentials accepted";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("credentials in the URL are not allowed"), std::string::npos) << what;
+    EXPECT_EQ(what.find("secret"), std::string::npos) << what;  // never repeated: it would reach a log
+  }
+  try {
+    Url::parse("ftp://127.0.0.1/x");
+    FAIL() << "ftp accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "invalid URL 'ftp://127.0.0.1/x': unsupported scheme \"ftp\", expected http, https, ws or wss");
+  }
+}
+
 TEST(HttpFailures, BadBaseUrlIsAConfigError) {
   HttpClient::Options o;
   o.base_url = "ftp://127.0.0.1/x";

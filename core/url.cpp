@@ -1,4 +1,4 @@
-#include "config/url.hpp"
+#include "core/url.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -73,7 +73,7 @@ bool is_loopback_host(std::string_view host_in) {
 
 bool Url::is_loopback() const { return is_loopback_host(host); }
 
-std::optional<Url> parse_url(std::string_view text, std::string* why) {
+std::optional<Url> parse_url(std::string_view text, std::string* why, UrlForm form) {
   const auto sep = text.find("://");
   if (sep == std::string_view::npos || sep == 0) {
     fail(why, "not a URL");
@@ -81,8 +81,11 @@ std::optional<Url> parse_url(std::string_view text, std::string* why) {
   }
   Url url;
   url.scheme = lower(text.substr(0, sep));
-  if (url.scheme != "http" && url.scheme != "https") {
-    fail(why, "unsupported scheme \"" + url.scheme + "\", expected http or https");
+  const bool http = url.scheme == "http" || url.scheme == "https";
+  const bool ws = url.scheme == "ws" || url.scheme == "wss";
+  if (!http && !(ws && form.websocket)) {
+    fail(why, "unsupported scheme \"" + url.scheme + "\", expected " +
+                  (form.websocket ? "http, https, ws or wss" : "http or https"));
     return std::nullopt;
   }
   std::string_view rest = text.substr(sep + 3);
@@ -91,9 +94,17 @@ std::optional<Url> parse_url(std::string_view text, std::string* why) {
     fail(why, "not a URL: contains whitespace");
     return std::nullopt;
   }
-  if (rest.find_first_of("?#") != std::string_view::npos) {
-    fail(why, "a query or fragment is not allowed here");
+  if (rest.find('#') != std::string_view::npos) {
+    fail(why, "a fragment is not allowed in a URL");
     return std::nullopt;
+  }
+  if (const auto q = rest.find('?'); q != std::string_view::npos) {
+    if (!form.query) {
+      fail(why, "a query or fragment is not allowed here");
+      return std::nullopt;
+    }
+    url.query = std::string(rest.substr(q));
+    rest = rest.substr(0, q);
   }
   const auto slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
@@ -148,7 +159,7 @@ std::optional<Url> parse_url(std::string_view text, std::string* why) {
     }
     url.port = std::stoi(std::string(port_text));
   } else {
-    url.port = url.is_https() ? 443 : 80;
+    url.port = url.tls() ? 443 : 80;
   }
   return url;
 }
