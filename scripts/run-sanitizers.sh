@@ -7,7 +7,9 @@
 #         the fuzz label (the fuzz targets carry their own ASan/UBSan build).
 #   tsan  BACKSTOP_TSAN=ON (ThreadSanitizer) into build-tsan, only the concurrent parts: the
 #         journal's writer thread and the event loop (core_test), the net client against its
-#         loopback servers (backstop_net_tests), the two protocol emulators (their own tests).
+#         loopback servers (backstop_net_tests), the two protocol emulators (their own tests),
+#         both adapters (their network threads or the loop's, their streams) and the local API
+#         (cpp-httplib's threads handing requests to the loop).
 #   all   both (default).
 #
 # Sanitizer findings abort the test that hit them (halt_on_error), so a finding is a failed test
@@ -45,11 +47,14 @@ run_asan() {
     ctest --test-dir build-asan -LE fuzz --output-on-failure -j"$jobs" --timeout 900 || status=1
 }
 
-# The concurrent parts. Test names: core_test's JournalTest.* and EventLoop.* (the writer thread,
-# the loop), net.* (client, HTTP stream and WebSocket against threaded loopback servers),
-# tradestation_emulator.* and ibkr.* (the emulators serve on their own threads).
-tsan_targets=(core_test backstop_net_tests tradestation_emulator_test ibkr_emulator_test)
-tsan_tests='^(JournalTest|EventLoop)\.|^net\.|^tradestation_emulator\.|^ibkr\.'
+# The concurrent parts. Test names: core_test's JournalTest.*, EventLoop.*, BusyPoll.* and
+# CpuAffinity.* (the writer thread, the loop, its busy-poll signal), net.* (client, HTTP stream
+# and WebSocket against threaded loopback servers), tradestation_emulator.* and ibkr.* (the
+# emulators serve on their own threads), tradestation_adapter.* and ibkr_adapter.* (the adapters'
+# network threads, streams and LoopIo), ApiServer.* (HTTP threads waiting on loop tasks).
+tsan_targets=(core_test backstop_net_tests tradestation_emulator_test ibkr_emulator_test
+              tradestation_adapter_test ibkr_adapter_test api_test)
+tsan_tests='^(JournalTest|EventLoop|BusyPoll|CpuAffinity)\.|^net\.|^tradestation_emulator\.|^ibkr\.|^tradestation_adapter\.|^ibkr_adapter\.|^ApiServer\.'
 
 run_tsan() {
   echo "== TSan: configuring and building build-tsan (-j$jobs): ${tsan_targets[*]}"

@@ -220,7 +220,7 @@ TEST(StopGuard, HeldStopIsSentOnceAsAMarketOrderUnderItsOwnId) {
   s.path->append(prices(99.99, 99.00, -0.01));
   s.run_for(20s);
   ASSERT_EQ(s.venue.orders().size(), 2u);
-  const VenueOrder& sent = s.venue.orders().back();
+  const VenueOrder sent = s.venue.orders().back();  // a copy: orders() returns a new vector
   EXPECT_EQ(sent.client_order_id, stop) << "the held order itself, not a new one";
   EXPECT_EQ(sent.type, OrderType::market);
   EXPECT_EQ(sent.side, Side::sell);
