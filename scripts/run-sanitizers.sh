@@ -61,7 +61,8 @@ run_tsan() {
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBACKSTOP_TSAN=ON ${BACKSTOP_CMAKE_ARGS:-} >/dev/null
   cmake --build build-tsan -j"$jobs" --target "${tsan_targets[@]}"
   echo "== TSan: running $tsan_tests"
-  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4" \
+  # scripts/tsan.supp: interceptors called from inside the uninstrumented cpp-httplib library.
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4:suppressions=$PWD/scripts/tsan.supp" \
     ctest --test-dir build-tsan -R "$tsan_tests" --output-on-failure -j"$jobs" --timeout 900 || status=1
 }
 
