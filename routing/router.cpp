@@ -115,9 +115,9 @@ std::string Router::check(const std::string& broker, const OrderSpec& spec) cons
   const auto price = order_price(spec, reference_prices_);
   if (!price) return "no market price for " + spec.symbol + " yet: the notional of a market order cannot be checked";
   // 128-bit: quantity * price units * multiplier can pass 2^63 for large futures orders.
-  const __int128 notional =
-      static_cast<__int128>(price->units()) * spec.quantity * inst->second.multiplier;
-  if (notional < 0 || notional > static_cast<__int128>(risk_.max_notional.units()))
+  __extension__ using Wide = __int128;  // GCC/Clang builtin; __extension__ keeps -Wpedantic quiet
+  const Wide notional = static_cast<Wide>(price->units()) * spec.quantity * inst->second.multiplier;
+  if (notional < 0 || notional > static_cast<Wide>(risk_.max_notional.units()))
     return "notional " + std::to_string(static_cast<double>(notional) / 1e8) + " exceeds risk.max_notional " +
            risk_.max_notional.to_string();
   return {};
