@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdint>
 
 namespace backstop {
 
@@ -104,6 +105,17 @@ std::optional<std::string> Router::choose(const std::string& strategy) {
   return std::nullopt;
 }
 
+namespace {
+// 128-bit: quantity * price units * multiplier can pass 2^63 for large futures orders.
+__extension__ using Wide = __int128;  // GCC/Clang builtin; __extension__ keeps -Wpedantic quiet
+
+// The notional in the refusal, exact like every price: a double would round it past 2^53 units.
+std::string notional_text(Wide units) {
+  if (units >= INT64_MIN && units <= INT64_MAX) return Price::from_units(static_cast<std::int64_t>(units)).to_string();
+  return units < 0 ? "below -92233720368.54775808 (overflow)" : "above 92233720368.54775807 (overflow)";
+}
+}  // namespace
+
 std::string Router::check(const std::string& broker, const OrderSpec& spec) const {
   if (spec.quantity > risk_.max_order_quantity)
     return "quantity " + std::to_string(spec.quantity) + " exceeds risk.max_order_quantity " +
@@ -114,12 +126,9 @@ std::string Router::check(const std::string& broker, const OrderSpec& spec) cons
     return "instrument " + spec.symbol + " has no symbol at broker " + broker + " (instruments[].broker_symbols)";
   const auto price = order_price(spec, reference_prices_);
   if (!price) return "no market price for " + spec.symbol + " yet: the notional of a market order cannot be checked";
-  // 128-bit: quantity * price units * multiplier can pass 2^63 for large futures orders.
-  __extension__ using Wide = __int128;  // GCC/Clang builtin; __extension__ keeps -Wpedantic quiet
   const Wide notional = static_cast<Wide>(price->units()) * spec.quantity * inst->second.multiplier;
   if (notional < 0 || notional > static_cast<Wide>(risk_.max_notional.units()))
-    return "notional " + std::to_string(static_cast<double>(notional) / 1e8) + " exceeds risk.max_notional " +
-           risk_.max_notional.to_string();
+    return "notional " + notional_text(notional) + " exceeds risk.max_notional " + risk_.max_notional.to_string();
   return {};
 }
 
@@ -140,11 +149,16 @@ bool Router::take_budget(const std::string& broker) {
   return true;
 }
 
+// The limit as configured ("3", "0.5"), not std::to_string's "3.000000".
+std::string Router::rate_refusal(const std::string& broker) const {
+  return fmt::format("more than risk.max_orders_per_second ({}) order requests to {}", risk_.max_orders_per_second,
+                     broker);
+}
+
 std::string Router::refusal(const std::string& broker, const OrderSpec& spec) {
   if (auto why = check(broker, spec); !why.empty()) return why;
   if (!take_budget(broker))
-    return "more than risk.max_orders_per_second (" + std::to_string(risk_.max_orders_per_second) +
-           ") order requests to " + broker;
+    return rate_refusal(broker);
   return {};
 }
 
@@ -197,8 +211,7 @@ BracketIds Router::send_bracket(const std::string& broker, BracketSpec b, Submit
     if (why.empty()) why = check(broker, *leg);
   // One bracket is one request at either broker (TradeStation ordergroups, IBKR parent+children).
   if (why.empty() && !take_budget(broker))
-    why = "more than risk.max_orders_per_second (" + std::to_string(risk_.max_orders_per_second) +
-          ") order requests to " + broker;
+    why = rate_refusal(broker);
   if (!why.empty()) return refuse_bracket(broker, b, why, done);  // legs' ids: given by submit_bracket
   return orders_.submit_bracket(broker, std::move(b), std::move(done), this);
 }

@@ -102,6 +102,7 @@ class Router : private OrderManager::SubmitObserver {
   const std::string* choose_broker(RouteState& r, const std::string& strategy);
   bool take_budget(const std::string& broker);
   std::string refusal(const std::string& broker, const OrderSpec& spec);
+  std::string rate_refusal(const std::string& broker) const;
   std::string refuse(const std::string& broker, OrderSpec spec, const std::string& why, const SubmitCallback& done);
   // A refused bracket: its three legs recorded as refused, counted as one refused request.
   BracketIds refuse_bracket(const std::string& broker, const BracketSpec& b, const std::string& why,

@@ -157,9 +157,10 @@ TEST(RouterChecks, NotionalUsesMultiplierAndMarketPrice) {
   TwoBrokers t(route({"a"}), FaultProfile::named("none"), {"100.00"}, risk);
   // 50 x 100.00 = 5,000: allowed. 51 x 100.00: refused. Market orders use the last trade.
   EXPECT_EQ(t.router.check("a", market_order("AAPL", Side::buy, 50)), "");
-  EXPECT_NE(t.router.check("a", market_order("AAPL", Side::buy, 51)).find("max_notional"), std::string::npos);
-  EXPECT_NE(t.router.check("a", limit_order("AAPL", Side::buy, 40, Price::parse("125.01"))).find("notional"),
-            std::string::npos);
+  EXPECT_EQ(t.router.check("a", market_order("AAPL", Side::buy, 51)), "notional 5100 exceeds risk.max_notional 5000");
+  // Exact, as every price: 40 x 125.01 is 5000.4, not a rounded double.
+  EXPECT_EQ(t.router.check("a", limit_order("AAPL", Side::buy, 40, Price::parse("125.01"))),
+            "notional 5000.4 exceeds risk.max_notional 5000");
   EXPECT_NE(t.router.check("a", market_order("MSFT", Side::buy, 1)).find("unknown instrument MSFT"), std::string::npos);
 }
 
@@ -168,12 +169,14 @@ TEST(RouterChecks, OrdersPerSecondPerBroker) {
   risk.max_orders_per_second = 3;
   TwoBrokers t(route({"a"}), FaultProfile::named("none"), {"100.00"}, risk);
   int refused = 0;
+  std::string why;
   for (int i = 0; i < 5; ++i)
     t.router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("90.00")), [&](const CommandResult& r) {
-      if (r.outcome == Outcome::failed_locally) ++refused;
+      if (r.outcome == Outcome::failed_locally) ++refused, why = r.message;
     });
   t.run_for(50ms);
   EXPECT_EQ(refused, 2);  // a burst of 3, then nothing until the budget refills
+  EXPECT_NE(why.find("more than risk.max_orders_per_second (3) order requests to a"), std::string::npos) << why;
   t.run_for(1s);
   std::optional<CommandResult> later;
   t.router.submit("s", limit_order("AAPL", Side::buy, 1, Price::parse("90.00")),
