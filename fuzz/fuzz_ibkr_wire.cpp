@@ -11,7 +11,9 @@
 //    status maps consistently with map_status; an average price only with a fill;
 //  - parse_submit_answer: placed has ids, question has text or an id, error/garbled have text;
 //  - build_ticket -> view_of_ticket reads back the spec's prices (for prices of at most 15
-//    significant digits, which the double-based `price` field can carry), tif and session flag.
+//    significant digits, which the double-based `price` field can carry), tif and session flag;
+//  - view_of_ticket, json_flag and why_held_of read fields of any JSON type without throwing
+//    (nlohmann's value(key, default) throws on a field of another type).
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -58,6 +60,7 @@ void check_order(const json& row) {
   if (const json* w = field(row, "whyHeld")) why_held = json_text(*w);
   else if (const json* w2 = field(row, "why_held")) why_held = json_text(*w2);
   FUZZ_CHECK(map_status(b.broker_status, why_held, b.filled_quantity).state == b.state, "state differs from map_status");
+  FUZZ_CHECK(why_held_of(row) == why_held, "why_held_of differs from the row's whyHeld/why_held");
 }
 
 void ws_message(std::string_view text, SorMerger& sor) {
@@ -119,6 +122,11 @@ void rest_body(std::string_view text) {
     SorMerger seeded;
     seeded.seed(j);
     (void)view_of_ticket(j, true);
+    // The adapter's flags (auth status, contract search) on fields of any type: never a throw.
+    for (const char* key : {"authenticated", "connected", "isUS"}) {
+      const json* f = field(j, key);
+      FUZZ_CHECK(json_flag(j, key) == (f && f->is_boolean() && f->get<bool>()), "json_flag(%s) misread", key);
+    }
   } else if (j.is_array()) {
     for (const auto& row : j) check_order(row);
   }

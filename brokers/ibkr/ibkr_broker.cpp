@@ -387,8 +387,8 @@ void IbkrBroker::check_auth() {
 }
 
 void IbkrBroker::on_auth_status(const json& status) {
-  const bool authenticated = status.value("authenticated", false);
-  const bool connected = status.value("connected", false);
+  const bool authenticated = ibkr::json_flag(status, "authenticated");
+  const bool connected = ibkr::json_flag(status, "connected");
   if (authenticated) {
     recovery_attempts_ = 0;
     if (session_ != Session::authenticated || !accounts_loaded_) {
@@ -499,7 +499,7 @@ void IbkrBroker::check_health(CommandCallback done) {
     CommandResult c = CommandResult::unknown_because("auth status: " + short_body(r));
     c.http_status = st;
     if (st != 200 || !j.is_object()) return done(c);
-    if (!j.value("authenticated", false) || !j.value("connected", false)) {
+    if (!ibkr::json_flag(j, "authenticated") || !ibkr::json_flag(j, "connected")) {
       c.message = "auth status: brokerage session not authenticated";
       return done(c);
     }
@@ -668,7 +668,7 @@ void IbkrBroker::with_contract(const std::string& symbol, std::function<void(con
             for (const auto& c : *cs) {
               auto conid = c.contains("conid") ? json_quantity(c["conid"]) : std::nullopt;
               if (!conid) continue;
-              if (c.value("isUS", false)) return with_conid(*conid);
+              if (ibkr::json_flag(c, "isUS")) return with_conid(*conid);
               if (!first) first = conid;
             }
         if (first) return with_conid(*first);
@@ -1369,7 +1369,7 @@ void IbkrBroker::handle_sor(const json& args) {
 void IbkrBroker::emit_order_update(std::int64_t order_id, const json& merged) {
   BrokerOrder b = ibkr::order_from_json(merged, symbol_of_conid_);
   if (b.broker_order_id.empty()) b.broker_order_id = std::to_string(order_id);
-  const auto mapped = ibkr::map_status(b.broker_status, merged.value("whyHeld", ""), b.filled_quantity);
+  const auto mapped = ibkr::map_status(b.broker_status, ibkr::why_held_of(merged), b.filled_quantity);
   if (!mapped.known && warned_statuses_.insert(b.broker_status).second)
     spdlog::warn("{}: unknown order status '{}' (order {}): kept verbatim", options_.name, b.broker_status, order_id);
   auto prev_it = emitted_.find(order_id);
@@ -1414,7 +1414,7 @@ void IbkrBroker::emit_order_update(std::int64_t order_id, const json& merged) {
   ev.broker_status = b.broker_status;
   ev.at = now;
   if (const json* why = field(merged, "order_cancellation_by_system_reason")) ev.message = json_text(*why);
-  else if (const json* held = field(merged, "whyHeld")) ev.message = json_text(*held);
+  else if (auto held = ibkr::why_held_of(merged); !held.empty()) ev.message = std::move(held);
   if (mapped.state == OrderState::cancelled) ev.kind = OrderEvent::Kind::cancelled;
   else if (mapped.state == OrderState::rejected) ev.kind = OrderEvent::Kind::rejected;
   else if (prev_status == "PreSubmitted" && b.broker_status == "Submitted" && b.stop_price)

@@ -38,6 +38,11 @@ const json* field(const json& obj, std::string_view key) {
   return &*it;
 }
 
+bool json_flag(const json& obj, std::string_view key) {
+  const json* f = field(obj, key);
+  return f && f->is_boolean() && f->get<bool>();
+}
+
 std::string json_text(const json& j) {
   if (j.is_string()) return j.get<std::string>();
   if (j.is_number_integer()) return std::to_string(j.get<std::int64_t>());
@@ -94,6 +99,12 @@ MappedStatus map_status(std::string_view status, std::string_view why_held, std:
     return {OrderState::rejected, true};
   }
   return {working, false};
+}
+
+std::string why_held_of(const json& order) {
+  for (const char* key : {"whyHeld", "why_held"})
+    if (const json* f = field(order, key)) return json_text(*f);
+  return {};
 }
 
 std::optional<OrderType> parse_order_type(std::string_view text) {
@@ -182,7 +193,7 @@ BrokerOrder order_from_json(const json& o, const std::map<std::int64_t, std::str
   if (b.type == OrderType::limit || b.type == OrderType::stop_limit) b.limit_price = limit;
   if (b.type == OrderType::stop || b.type == OrderType::stop_limit) b.stop_price = stop;
   b.broker_status = text({"status", "order_status"});
-  b.state = map_status(b.broker_status, text({"whyHeld", "why_held"}), b.filled_quantity).state;
+  b.state = map_status(b.broker_status, why_held_of(o), b.filled_quantity).state;
   return b;
 }
 
@@ -238,7 +249,8 @@ json build_ticket(const TicketInput& in) {
 WireOrderView view_of_ticket(const json& ticket, bool us_future) {
   WireOrderView v;
   v.request = ticket.dump();
-  const std::string type = ticket.value("orderType", "");
+  const json* type_field = field(ticket, "orderType");
+  const std::string type = type_field ? json_text(*type_field) : "";
   const json* price = field(ticket, "price");
   const json* aux = field(ticket, "auxPrice");
   if (type == "LMT") {

@@ -23,6 +23,10 @@ std::optional<std::int64_t> json_quantity(const nlohmann::json& j);
 // A string from a string or a number (order_id is a string in one answer, an integer in another).
 std::string json_text(const nlohmann::json& j);
 const nlohmann::json* field(const nlohmann::json& obj, std::string_view key);
+// A flag IBKR sends as a JSON boolean: false when absent or of any other type. Never throws (unlike
+// nlohmann's value(key, false), which throws type_error on a field of another type: a gateway
+// answering "authenticated": "true" must not take the router down).
+bool json_flag(const nlohmann::json& obj, std::string_view key);
 
 // --- order status ----------------------------------------------------------------------------
 struct MappedStatus {
@@ -32,6 +36,9 @@ struct MappedStatus {
 // PendingSubmit, PreSubmitted, Submitted, Filled, PendingCancel, Cancelled, Inactive, WarnState
 // (api-notes 1.7; semantics from SW2021/TWS, not CAMPUS's shifted table).
 MappedStatus map_status(std::string_view status, std::string_view why_held, std::int64_t filled);
+// Why IBKR holds an order (live orders and `sor` say whyHeld, the single status why_held), as text
+// whatever its JSON type; empty when absent.
+std::string why_held_of(const nlohmann::json& order);
 // "MKT", "Market", "MARKET", "LMT", "Limit", "STP", "Stop", "STOP_LIMIT", "Stop Limit", ...
 std::optional<OrderType> parse_order_type(std::string_view text);
 std::optional<TimeInForce> parse_tif(std::string_view text);

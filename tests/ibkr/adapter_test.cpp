@@ -1,11 +1,13 @@
 // IbkrBroker against the in-process IBKR gateway emulator over loopback TLS (pinned self-signed
 // certificate). Every wait is bounded: run the loop until a predicate holds or a deadline passes.
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -533,6 +535,49 @@ TEST_F(IbkrAdapter, TooManyRequestsIsCountedBackedOffAndReadsRetried) {
   emu->set_fault_profile(FaultProfile{});
   ASSERT_TRUE(run_until([&] { return fills.has_value(); }, 5s));
   EXPECT_EQ(fills->outcome, Outcome::accepted) << fills->message;
+}
+
+
+// A gateway whose auth status has the right keys with the wrong JSON types ("authenticated":
+// "true", a number for "connected"). nlohmann's value(key, false) throws type_error on such a
+// field, and the exception left the loop's task: the process terminated (found by fuzz_ibkr_wire
+// on the ticket reader's twin). Now the adapter reads it as not authenticated and stays up.
+TEST_F(IbkrAdapter, AuthStatusWithWrongJsonTypesIsNotAuthenticatedAndNoCrash) {
+  httplib::Server gateway;
+  int status_calls = 0;
+  gateway.Post("/v1/api/iserver/auth/status", [&](const httplib::Request&, httplib::Response& res) {
+    ++status_calls;
+    res.set_content(R"({"authenticated":"true","connected":1,"competing":"no"})", "application/json");
+  });
+  gateway.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.status == 404) res.set_content("{}", "application/json"), res.status = 200;
+  });
+  const int port = gateway.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread serving([&] { gateway.listen_after_bind(); });
+
+  IbkrBrokerOptions o;
+  o.settings.base_url = "http://127.0.0.1:" + std::to_string(port) + "/v1/api";
+  o.symbols = {{"AAPL", "AAPL"}};
+  o.auth_poll_interval = 100ms;
+  o.request_timeout = 2s;
+  o.loop_io = &loop_io;
+  broker = std::make_unique<IbkrBroker>(std::move(o), loop);
+  broker->start();
+  EXPECT_TRUE(run_until([&] { return status_calls >= 2; }, 5s)) << "the adapter kept polling the auth status";
+  EXPECT_NE(broker->health().connectivity, Connectivity::connected);
+
+  std::optional<CommandResult> health;
+  broker->check_health([&](CommandResult c) { health = std::move(c); });
+  ASSERT_TRUE(run_until([&] { return health.has_value(); }, 5s));
+  EXPECT_EQ(health->outcome, Outcome::unknown);
+  EXPECT_NE(health->message.find("not authenticated"), std::string::npos) << health->message;
+
+  broker->stop();
+  broker.reset();
+  run_for(50ms);
+  gateway.stop();
+  serving.join();
 }
 
 }  // namespace
