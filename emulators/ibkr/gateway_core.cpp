@@ -147,6 +147,13 @@ std::optional<std::int64_t> json_int(const json& j) {
   return std::nullopt;
 }
 
+// A string field, "" when absent or of another type: for the WebSocket's frames and cookie, which
+// are read outside the REST handler's catch (nlohmann's value() throws on a field of another type).
+std::string json_string_field(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 bool json_bool(const json& obj, const char* key) {
   auto it = obj.find(key);
   if (it == obj.end()) return false;
@@ -1488,7 +1495,7 @@ std::uint64_t GatewayCore::ws_open(std::shared_ptr<WsPeer> peer, const std::stri
     if (!value.empty() && value.front() == '{') {
       auto end = value.find('}');
       const auto parsed = json::parse(value.substr(0, end + 1), nullptr, false);
-      if (parsed.is_object()) session = parsed.value("session", "");
+      if (parsed.is_object()) session = json_string_field(parsed, "session");
     } else {
       session = url_decode(value);
     }
@@ -1535,7 +1542,7 @@ void GatewayCore::ws_text(std::uint64_t handle, const std::string& raw) {
   if (text == "ech+hb") return;  // older keepalive [WS22]: nothing to answer
   if (!text.empty() && text.front() == '{') {
     const auto j = json::parse(text, nullptr, false);
-    if (j.is_object() && j.value("session", "") == session_token_ && !c.session_ok) {
+    if (j.is_object() && json_string_field(j, "session") == session_token_ && !c.session_ok) {
       c.session_ok = true;
       after(options_.ws_ready_delay, [this, handle] { ws_make_ready(handle); });
     }
