@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -139,11 +140,27 @@ TokenResponse parse_token_response(const std::string& body) {
   TokenResponse t;
   t.access_token = j["access_token"].get<std::string>();
   if (j.contains("refresh_token") && j["refresh_token"].is_string()) t.refresh_token = j["refresh_token"].get<std::string>();
-  if (j.contains("expires_in")) {
-    if (j["expires_in"].is_number()) t.expires_in = j["expires_in"].get<std::int64_t>();
-    else if (j["expires_in"].is_string()) t.expires_in = std::stoll(j["expires_in"].get<std::string>());
+  // The access token's life in seconds (1200 for TradeStation). Anything that is not a whole number
+  // of seconds from 1 to a day is the documented default: a garbled value must neither throw past
+  // the refresh's handler (std::stoll) nor overflow the nanosecond expiry computed from it.
+  constexpr std::int64_t kDefaultLife = 1200, kLongestLife = 24 * 3600;
+  t.expires_in = kDefaultLife;
+  if (auto it = j.find("expires_in"); it != j.end()) {
+    std::int64_t v = 0;
+    if (it->is_number_integer()) {
+      v = it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(kLongestLife)
+              ? 0
+              : it->get<std::int64_t>();
+    } else if (it->is_number_float()) {
+      const double d = it->get<double>();
+      if (d >= 1 && d <= kLongestLife) v = static_cast<std::int64_t>(d);
+    } else if (it->is_string()) {
+      const auto& text = it->get_ref<const std::string&>();
+      const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (r.ec != std::errc() || r.ptr != text.data() + text.size()) v = 0;
+    }
+    if (v >= 1 && v <= kLongestLife) t.expires_in = v;
   }
-  if (t.expires_in <= 0) t.expires_in = 1200;
   return t;
 }
 

@@ -754,6 +754,30 @@ TEST_F(AdapterTest, FirstAuthorizationThroughTheLoopbackRedirect) {
   make_broker(o);
 }
 
+// The token endpoint's answer is untrusted text: a wrongly typed or absurd expires_in must neither
+// throw something the refresh does not expect nor overflow the nanosecond expiry computed from it.
+TEST(TokenResponse, ExpiresInOfAnyShapeGivesASaneLife) {
+  auto life = [](const std::string& expires_in) {
+    return tradestation::parse_token_response(R"({"access_token":"a","expires_in":)" + expires_in + "}").expires_in;
+  };
+  EXPECT_EQ(life("1200"), 1200);
+  EXPECT_EQ(life("\"900\""), 900);
+  EXPECT_EQ(life("600.0"), 600);
+  EXPECT_EQ(life("0"), 1200);  // the default
+  EXPECT_EQ(life("-5"), 1200);
+  EXPECT_EQ(life("\"soon\""), 1200);
+  EXPECT_EQ(life("\"12x\""), 1200);
+  EXPECT_EQ(life("\"99999999999999999999999\""), 1200);
+  EXPECT_EQ(life("18446744073709551615"), 1200);
+  EXPECT_EQ(life("9223372036854775807"), 1200);  // seconds that overflow as nanoseconds
+  EXPECT_EQ(life("1e300"), 1200);
+  EXPECT_EQ(life("null"), 1200);
+  EXPECT_EQ(life("[1]"), 1200);
+  EXPECT_EQ(tradestation::parse_token_response(R"({"access_token":"a"})").expires_in, 1200);
+  EXPECT_THROW(tradestation::parse_token_response(R"({"access_token":5})"), std::exception);
+  EXPECT_THROW(tradestation::parse_token_response("not json"), std::exception);
+}
+
 TEST(TradeStationAuthMain, RefusesMissingConfig) {
   const char* argv[] = {"auth", "tradestation"};
   EXPECT_EQ(auth_tradestation_main(2, const_cast<char**>(argv)), 2);
