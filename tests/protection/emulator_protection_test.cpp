@@ -416,7 +416,7 @@ TEST_P(Protection, OrderMissingAtTheBrokerIsReported) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Emulators, Protection, ::testing::Values(Venue_::tradestation, Venue_::ibkr),
-                         [](const auto& info) { return std::string(name_of(info.param)); });
+                         [](const auto& instance) { return std::string(name_of(instance.param)); });
 
 // The mirror policy across the two emulators: primary stops at TradeStation, mirrors at IBKR.
 // A mirror appears while the primary is unverified and while TradeStation is down, and goes when
