@@ -851,7 +851,7 @@ void TradeStationEmulator::Impl::handle_place_order(const httplib::Request& req,
       return reply_error(res, 400, "BadRequest",
                          "The emulator supports exactly one OSO group (Type BRK or OCO).");
     const json& g = (*osos)[0];
-    const std::string type = upper(g.value("Type", ""));
+    const std::string type = upper(string_field(g, "Type"));
     auto children = g.find("Orders");
     if ((type != "BRK" && type != "OCO") || children == g.end() || !children->is_array() ||
         children->size() != 2)
@@ -878,7 +878,7 @@ void TradeStationEmulator::Impl::handle_place_group(const httplib::Request& req,
                                                     httplib::Response& res) {
   auto body = parse_body(req, res);
   if (!body) return;
-  const std::string type = upper(body->is_object() ? body->value("Type", "") : "");
+  const std::string type = upper(string_field(*body, "Type"));
   auto list = body->is_object() ? body->find("Orders") : body->end();
   if (list == body->end() || !list->is_array() || list->empty())
     return reply_error(res, 400, "BadRequest", "Orders is required");

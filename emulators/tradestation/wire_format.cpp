@@ -40,10 +40,6 @@ bool parse_price(const json& j, const char* key, std::optional<Price>& out, std:
   return true;
 }
 
-std::string string_field(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
 
 std::string decimal_text(double v) {
   char buf[64];
@@ -55,6 +51,11 @@ std::string decimal_text(double v) {
 }
 
 }  // namespace
+
+std::string string_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
 
 std::optional<ParsedOrder> parse_order_request(const json& j, std::string& error) {
   if (!j.is_object()) {

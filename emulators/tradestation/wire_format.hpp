@@ -16,6 +16,10 @@ namespace backstop::tradestation_emulator {
 
 using nlohmann::json;
 
+// A request's string field, "" when absent or of another type (nlohmann's value() would throw, and
+// the handler's answer would be a 500 instead of the 400 a malformed request earns).
+std::string string_field(const json& j, const char* key);
+
 // One order as TradeStation describes it, beyond what the venue knows.
 struct TsOrderMeta {
   std::string account;

@@ -443,6 +443,16 @@ TEST_F(EmulatorTest, OrderGroupsOcoAndBracket) {
   EXPECT_EQ(b2["Errors"].size(), 2u);
 }
 
+// A wrongly typed Type is a malformed request: 400 naming the type, not the 500 of an exception
+// (nlohmann's value() threw on it).
+TEST_F(EmulatorTest, OrderGroupWithANumberForItsTypeIsABadRequest) {
+  start();
+  auto a = order("StopMarket", "Buy", 10, "GTC");
+  a["StopPrice"] = "337";
+  auto [status, body] = send("POST", "/v3/orderexecution/ordergroups", json{{"Type", 5}, {"Orders", {a, a}}});
+  EXPECT_EQ(status, 400) << body.dump();
+}
+
 TEST_F(EmulatorTest, ReplaceChangesPriceAndQuantity) {
   start();
   quote("100", "100.01", "100");
