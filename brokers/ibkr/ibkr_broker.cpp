@@ -1,6 +1,7 @@
 #include "brokers/ibkr/ibkr_broker.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <map>
 #include <stdexcept>
@@ -40,8 +41,15 @@ net::TlsOptions to_tls(const TlsConfig& c, const std::string& name, const std::s
   return t;
 }
 
-bool all_digits(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+// A symbol key that is a conid ("265598"): its value, or nullopt for anything else, a digit string
+// beyond int64 included (std::stoll threw out_of_range there, out of the submit's loop task).
+std::optional<std::int64_t> conid_key(const std::string& s) {
+  if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
+    return std::nullopt;
+  std::int64_t v = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v <= 0) return std::nullopt;
+  return v;
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -631,8 +639,8 @@ void IbkrBroker::with_contract(const std::string& symbol, std::function<void(con
     return;
   }
   const std::string key = lookup_key(symbol);
-  if (all_digits(key)) {
-    with_conid(std::stoll(key));
+  if (const auto conid = conid_key(key)) {
+    with_conid(*conid);
     return;
   }
   const auto parts = split(key, ':');
@@ -716,7 +724,7 @@ std::optional<WireOrderView> IbkrBroker::preview(const OrderSpec& order) const {
   in.account = account_;
   auto it = contracts_.find(order.symbol);
   // The conid is 0 until the symbol has been resolved once; every other field is as sent.
-  in.conid = it != contracts_.end() ? it->second.conid : (all_digits(key) ? std::stoll(key) : 0);
+  in.conid = it != contracts_.end() ? it->second.conid : conid_key(key).value_or(0);
   in.us_future = is_us_future_key(key);
   in.manual_indicator = options_.manual_indicator;
   in.ext_operator = options_.ext_operator;

@@ -387,12 +387,8 @@ void TradeStationBroker::send(const std::string& group, std::string method, std:
         ++stats_.http_429;
         Bucket* b = buckets_.count(group) ? buckets_.at(group).get() : nullptr;
         Duration wait = b ? b->backoff : Duration(1s);
-        if (const auto* ra = r.response->header("Retry-After")) {
-          try {
-            wait = std::chrono::seconds(std::max(1, std::stoi(*ra)));
-          } catch (const std::exception&) {
-          }
-        }
+        if (const auto* ra = r.response->header("Retry-After"))
+          if (const auto secs = retry_after_seconds(*ra)) wait = std::chrono::seconds(*secs);
         if (b) {
           b->blocked_until = loop_.now() + to_ns(wait);
           b->backoff = std::min<Duration>(b->backoff * 2, 60s);

@@ -208,6 +208,18 @@ std::string json_string(const json& obj, const char* key) {
   return it->get<std::string>();
 }
 
+std::optional<int> retry_after_seconds(std::string_view header) {
+  constexpr int kLongest = 60;
+  while (!header.empty() && (header.front() == ' ' || header.front() == '\t')) header.remove_prefix(1);
+  while (!header.empty() && (header.back() == ' ' || header.back() == '\t')) header.remove_suffix(1);
+  std::int64_t secs = 0;
+  const auto r = std::from_chars(header.data(), header.data() + header.size(), secs);
+  if (header.empty() || r.ptr != header.data() + header.size()) return std::nullopt;
+  if (r.ec == std::errc::result_out_of_range) return header.front() == '-' ? 1 : kLongest;
+  if (r.ec != std::errc()) return std::nullopt;
+  return static_cast<int>(std::clamp<std::int64_t>(secs, 1, kLongest));
+}
+
 WireOrderView wire_view(const json& r) {
   WireOrderView v;
   v.stop_price = json_price(r, "StopPrice");

@@ -67,6 +67,11 @@ std::optional<Price> json_price(const nlohmann::json& obj, const char* key);
 std::int64_t json_int(const nlohmann::json& obj, const char* key, std::int64_t fallback = 0);
 std::string json_string(const nlohmann::json& obj, const char* key);
 
+// A 429's Retry-After in seconds, honoured from 1 up to the adapter's longest back-off (60 s): a
+// garbled or hostile value must not hold every order of a quota group for hours. nullopt for
+// anything that is not a whole number (an HTTP date, text): the group's own back-off applies.
+std::optional<int> retry_after_seconds(std::string_view header);
+
 // One order as read from GET /brokerage/accounts/{ids}/orders or an order-stream frame.
 struct WireOrder {
   BrokerOrder order;                // symbol mapped back, state mapped (unknown code: kept)

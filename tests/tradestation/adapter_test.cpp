@@ -778,6 +778,20 @@ TEST(TokenResponse, ExpiresInOfAnyShapeGivesASaneLife) {
   EXPECT_THROW(tradestation::parse_token_response("not json"), std::exception);
 }
 
+// A 429's Retry-After: honoured in whole seconds from 1 to the longest back-off (60 s), never
+// hours; an HTTP date or text leaves the group's own back-off (nullopt).
+TEST(RetryAfter, WholeSecondsClampedToTheLongestBackOff) {
+  EXPECT_EQ(ts::retry_after_seconds("5"), 5);
+  EXPECT_EQ(ts::retry_after_seconds(" 12 "), 12);
+  EXPECT_EQ(ts::retry_after_seconds("0"), 1);
+  EXPECT_EQ(ts::retry_after_seconds("-3"), 1);
+  EXPECT_EQ(ts::retry_after_seconds("86400"), 60);
+  EXPECT_EQ(ts::retry_after_seconds("99999999999999999999999"), 60);
+  EXPECT_EQ(ts::retry_after_seconds("Wed, 21 Oct 2026 07:28:00 GMT"), std::nullopt);
+  EXPECT_EQ(ts::retry_after_seconds("5s"), std::nullopt);
+  EXPECT_EQ(ts::retry_after_seconds(""), std::nullopt);
+}
+
 TEST(TradeStationAuthMain, RefusesMissingConfig) {
   const char* argv[] = {"auth", "tradestation"};
   EXPECT_EQ(auth_tradestation_main(2, const_cast<char**>(argv)), 2);
