@@ -337,7 +337,14 @@ int auth_tradestation_main(int argc, char** argv) {
     if ((a == "auth" || a == "tradestation") && config_path.empty()) continue;  // `backstop auth tradestation`
     if (a == "--config" && i + 1 < argc) config_path = argv[++i];
     else if (a == "--broker" && i + 1 < argc) broker_name = argv[++i];
-    else if (a == "--timeout" && i + 1 < argc) timeout_s = std::stol(argv[++i]);
+    else if (a == "--timeout" && i + 1 < argc) {
+      const std::string_view v = argv[++i];
+      const auto r = std::from_chars(v.data(), v.data() + v.size(), timeout_s);
+      if (r.ec != std::errc() || r.ptr != v.data() + v.size() || timeout_s <= 0) {
+        std::cerr << "backstop auth tradestation: --timeout takes whole seconds above 0, got \"" << v << "\"\n";
+        return 2;
+      }
+    }
     else if (a == "--help" || a == "-h") {
       std::cout << "usage: backstop auth tradestation --config FILE [--broker NAME] [--timeout SECONDS]\n";
       return 0;
