@@ -82,7 +82,6 @@ run_tsan() {
     ctest --test-dir build-tsan -R "$tsan_tests" --output-on-failure -j"$jobs" --timeout 900 || status=1
 }
 
-
 # ci: GoogleTest programs run directly (each its whole suite in one process, so LeakSanitizer
 # judges the whole run at exit), one after the other; the first failure does not stop the rest.
 ci_asan_programs=(tests/core/core_test tests/config/config_test tests/routing/routing_test tests/sim/sim_test

@@ -40,7 +40,6 @@ bool parse_price(const json& j, const char* key, std::optional<Price>& out, std:
   return true;
 }
 
-
 std::string decimal_text(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.4f", v);
