@@ -487,14 +487,15 @@ RunRecord run_chaos(const RunSettings& settings) {
   auto fill_chaos = [&](Nanos from, Nanos to) {
     static const std::vector<std::string> kKinds = {"proxy_dead",  "proxy_stall", "proxy_503",   "stream_stall",
                                                     "drop_fills",  "ghost_stops", "http_429",    "lost_reply",
-                                                    "ibkr_session_timeout"};
+                                                    "ibkr_session_timeout", "ts_token_expiry", "ts_goaway"};
     Nanos t = from + uniform(300, 1500) * kMs;
     while (true) {
       const std::string kind = kKinds[static_cast<std::size_t>(uniform(0, static_cast<int>(kKinds.size()) - 1))];
       // Endpoint faults mostly hit the broker orders go to (a failover route's primary), long
       // enough to open its circuit (3 failed checks 500 ms apart, 1 s timeout) and fail over.
       const bool endpoint = kind.rfind("proxy_", 0) == 0;
-      const std::string broker = kind == "ibkr_session_timeout" ? "ib"
+      const std::string broker = kind == "ibkr_session_timeout"                       ? "ib"
+                                 : kind == "ts_token_expiry" || kind == "ts_goaway" ? "ts"
                                  : endpoint && rec.mode == Mode::failover ? (chance(0.75) ? rec.route[0] : rec.route[1])
                                  : (chance(0.5) ? "ib" : "ts");
       const Nanos len = (endpoint ? uniform(3000, 6000) : uniform(1500, 4000)) * kMs;
@@ -556,6 +557,14 @@ RunRecord run_chaos(const RunSettings& settings) {
           body = e.broker == "ts" ? with({{"ts_429", 0.3}}) : with({{"extra", {{"ibkr_429", 0.3}}}});
         else if (e.kind == "ibkr_session_timeout")
           body = with({{"extra", {{"ibkr_session_timeout", 0.05}}}});
+        else if (e.kind == "ts_token_expiry")
+          // TradeStation's session: access tokens expire early (401 "Access token has expired")
+          // on 5% of requests, and every token issued so far at the start (below). The adapter
+          // refreshes and retries once; a second 401 in a row fails the request.
+          body = with({{"ts_token_expiry", 0.05}});
+        else if (e.kind == "ts_goaway")
+          // The stream server asks to reconnect (a GoAway frame) at half of the idle streams' heartbeats.
+          body = with({{"ts_goaway", 0.5}});
       } else if (e.broker == "ib") {
         // "extra" keys survive a profile reset on IBKR only if named: name them back to 0.
         body = with({{"disconnect_rate", 0.0},
@@ -565,6 +574,10 @@ RunRecord run_chaos(const RunSettings& settings) {
       if (on && e.kind == "ibkr_session_timeout") {
         http(emu.port, "POST", "/__emulator/session_timeout", "{}");
         e.detail += "session timed out at start; ";
+      }
+      if (on && e.kind == "ts_token_expiry") {
+        const bool ok = http(emu.port, "POST", "/__emulator/expire-tokens", "{}").has_value();
+        e.detail += ok ? "every access token expired at start; " : "expire-tokens request failed; ";
       }
     }
   };
