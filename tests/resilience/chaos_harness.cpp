@@ -487,14 +487,15 @@ RunRecord run_chaos(const RunSettings& settings) {
   auto fill_chaos = [&](Nanos from, Nanos to) {
     static const std::vector<std::string> kKinds = {"proxy_dead",  "proxy_stall", "proxy_503",   "stream_stall",
                                                     "drop_fills",  "ghost_stops", "http_429",    "lost_reply",
-                                                    "ibkr_session_timeout", "ts_token_expiry", "ts_goaway"};
+                                                    "ibkr_session_timeout", "ts_token_expiry", "ts_goaway",
+                                                    "ibkr_gateway_restart"};
     Nanos t = from + uniform(300, 1500) * kMs;
     while (true) {
       const std::string kind = kKinds[static_cast<std::size_t>(uniform(0, static_cast<int>(kKinds.size()) - 1))];
       // Endpoint faults mostly hit the broker orders go to (a failover route's primary), long
       // enough to open its circuit (3 failed checks 500 ms apart, 1 s timeout) and fail over.
-      const bool endpoint = kind.rfind("proxy_", 0) == 0;
-      const std::string broker = kind == "ibkr_session_timeout"                       ? "ib"
+      const bool endpoint = kind.rfind("proxy_", 0) == 0 || kind == "ibkr_gateway_restart";
+      const std::string broker = kind == "ibkr_session_timeout" || kind == "ibkr_gateway_restart" ? "ib"
                                  : kind == "ts_token_expiry" || kind == "ts_goaway" ? "ts"
                                  : endpoint && rec.mode == Mode::failover ? (chance(0.75) ? rec.route[0] : rec.route[1])
                                  : (chance(0.5) ? "ib" : "ts");
@@ -524,7 +525,21 @@ RunRecord run_chaos(const RunSettings& settings) {
       b.update(extra);
       return b;
     };
-    if (e.kind == "proxy_dead") proxy_of(e.broker).set_mode(on ? FaultProxy::Mode::dead : FaultProxy::Mode::pass);
+    if (e.kind == "ibkr_gateway_restart") {
+      // The Client Portal Gateway is a process of its own in front of IBKR's servers: killed, its
+      // connections are reset and refused and its sessions are gone, while the orders stay at
+      // IBKR. Modelled by the proxy (the gateway's socket) going dead and the emulator logging
+      // out (sessions and WebSockets dropped, pending confirmations forgotten); when it is back,
+      // the person at the gateway logs in again, and the router must re-prime its brokerage
+      // session, reopen its WebSocket and reconcile by itself.
+      if (on) {
+        proxy_of(e.broker).set_mode(FaultProxy::Mode::dead);
+        if (!http(emu.port, "POST", "/__emulator/logout", "{}")) e.detail += "logout request failed; ";
+      } else {
+        if (!http(emu.port, "POST", "/__emulator/login", "{}")) e.detail += "login request failed; ";
+        proxy_of(e.broker).set_mode(FaultProxy::Mode::pass);
+      }
+    } else if (e.kind == "proxy_dead") proxy_of(e.broker).set_mode(on ? FaultProxy::Mode::dead : FaultProxy::Mode::pass);
     else if (e.kind == "proxy_stall") proxy_of(e.broker).set_mode(on ? FaultProxy::Mode::stall : FaultProxy::Mode::pass);
     else if (e.kind == "proxy_503") proxy_of(e.broker).set_mode(on ? FaultProxy::Mode::http_503 : FaultProxy::Mode::pass);
     else if (e.kind == "lost_reply") {

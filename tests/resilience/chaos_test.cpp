@@ -3,8 +3,9 @@
 // bracket-breakout strategy routed over both (failover on odd seeds, dual on even seeds) while
 // the driver SIGKILLs and restarts the router on the same journal, takes broker endpoints
 // dead / stalled / 503, stalls streams, drops fill frames, loses order replies, and injects ghost
-// stops, 429 storms, IBKR session timeouts, TradeStation access tokens expiring early and its
-// streams told to go away (GoAway) through the emulators' control APIs. Then faults
+// stops, 429 storms, IBKR session timeouts, IBKR gateway restarts (its socket dead, its sessions
+// gone, a new login), TradeStation access tokens expiring early and its streams told to go away
+// (GoAway) through the emulators' control APIs. Then faults
 // stop, one last `backstop run --flatten-on-exit` settles, and the invariants of
 // chaos_invariants.hpp are checked against the emulators' own logs and the journal.
 //
