@@ -456,8 +456,10 @@ void OrderManager::resolve_unknown(const std::string& coid, int attempt, std::fu
       return;
     }
     if (last) {
-      spdlog::error("order {}: outcome still unknown after {} queries ({}); it stays pending and is not resent",
+      spdlog::error("order {}: outcome still unknown after {} queries ({}); it stays pending, is not resent, and "
+                    "is resolved again at the next resync",
                     coid, attempt, r.message);
+      resolution_abandoned_.insert(coid);
       if (done) done(false);
       return;
     }
@@ -805,6 +807,11 @@ void OrderManager::resync(std::function<void()> done, const std::string& only_br
     if (!only_broker.empty() && o.broker != only_broker) continue;
     if (!broker(o.broker)) continue;
     ++*outstanding;
+    if ((o.state == OrderState::pending || o.state == OrderState::pre_sent) && resolution_abandoned_.erase(coid)) {
+      // A read-back alone would leave an order the broker never got pending for good.
+      resolve_unknown(coid, 1, [finish](bool) { finish(); });
+      continue;
+    }
     read_back(coid, "resync", finish);
   }
   finish();

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -96,7 +97,10 @@ class OrderManager {
   void recover(std::function<void(std::size_t resolved, std::size_t unresolved)> done);
   // Reads every non-terminal order (held ones aside) back from its broker and applies what it says, and applies
   // fills the broker records that the stream did not deliver. Streams are lossy; this is the
-  // repair. `done` runs after every answer has been applied.
+  // repair. An order whose unknown outcome could not be resolved (its broker unreachable for
+  // every query) is resolved again here, from its first attempt: the broker answering "no such
+  // order" repeatedly then ends it failed, as at recovery. `done` runs after every answer has
+  // been applied.
   // `only_broker` limits it to one broker: a slow or paced broker does not delay decisions about
   // another's orders.
   void resync(std::function<void()> done = {}, const std::string& only_broker = {});
@@ -233,6 +237,9 @@ class OrderManager {
   std::vector<FillListener> fill_listeners_;
   std::vector<OrderListener> trigger_listeners_;
   std::size_t fills_recovered_by_query_ = 0;
+  // Orders whose resolution by query gave up without an answer (the broker unreachable): resync
+  // resolves them again once the broker answers.
+  std::set<std::string> resolution_abandoned_;
   // Continuations posted to the loop after a commit hold a weak reference: once the manager is
   // gone they do nothing (the loop may outlive it and run them later).
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -50,6 +50,7 @@ class ScriptedBroker final : public Broker {
   }
   void query_by_client_id(const std::string& coid, OrderQueryCallback done) override {
     ++queries;
+    if (unreachable) return done({Outcome::unknown, "gateway unreachable", std::nullopt});
     auto it = book.find(coid);
     done({Outcome::accepted, {}, it == book.end() ? std::nullopt : std::optional(it->second)});
   }
@@ -66,6 +67,7 @@ class ScriptedBroker final : public Broker {
   std::function<void(const OrderSpec&)> on_submit;
   OrderEventHandler handler;
   int queries = 0;
+  bool unreachable = false;  // queries by client order id answer `unknown`
   bool fill_query = false;
   std::vector<Fill> executions;  // what list_fills answers
 };
@@ -164,6 +166,72 @@ TEST_F(OrderManagerTest, UnknownOutcomeTheBrokerNeverSawEndsFailedAfterRetries) 
   settle(loop, clock, 10s);
   EXPECT_EQ(om.find(coid)->state, OrderState::failed);
   EXPECT_EQ(broker.queries, 4);
+  EXPECT_EQ(broker.received.size(), 1u);
+}
+
+// Found by the chaos test (IBKR gateway restart): an order whose reply was lost just before the
+// gateway went away was queried while it was unreachable, the resolution gave up, and the order
+// stayed pending for the rest of the run although the broker, reachable again, never had it.
+TEST_F(OrderManagerTest, AbandonedResolutionResumesAtResyncOnceTheBrokerAnswers) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManagerOptions opt;
+  opt.resolve_attempts = 3;
+  OrderManager om(loop, journal, ids_, opt);
+  ScriptedBroker broker(loop);
+  broker.keep_unknown_orders = false;  // the request never reached the broker
+  om.add_broker(broker);
+  broker.next_result = CommandResult::unknown_because("connection reset");
+  broker.unreachable = true;
+  const auto coid = om.submit("scripted", limit_buy());
+  settle(loop, clock, 10s);
+  EXPECT_EQ(om.find(coid)->state, OrderState::pending) << "no answer is not \"no such order\"";
+  EXPECT_EQ(broker.queries, 3);
+
+  // Still unreachable: a resync keeps it pending (and tries again from the first attempt).
+  bool resynced = false;
+  om.resync([&] { resynced = true; });
+  settle(loop, clock, 10s);
+  EXPECT_TRUE(resynced);
+  EXPECT_EQ(om.find(coid)->state, OrderState::pending);
+  EXPECT_EQ(broker.queries, 6);
+
+  // Reachable again: the broker answers "no such order" three times, so the order failed.
+  broker.unreachable = false;
+  resynced = false;
+  om.resync([&] { resynced = true; });
+  settle(loop, clock, 10s);
+  EXPECT_TRUE(resynced);
+  EXPECT_EQ(om.find(coid)->state, OrderState::failed);
+  EXPECT_EQ(broker.queries, 9);
+  EXPECT_EQ(broker.received.size(), 1u) << "never resent";
+
+  // Terminal now: the next resync leaves it alone.
+  om.resync();
+  settle(loop, clock, 10s);
+  EXPECT_EQ(broker.queries, 9);
+}
+
+TEST_F(OrderManagerTest, AbandonedResolutionOfAnOrderTheBrokerHasEndsInItsState) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManagerOptions opt;
+  opt.resolve_attempts = 2;
+  OrderManager om(loop, journal, ids_, opt);
+  ScriptedBroker broker(loop);
+  om.add_broker(broker);  // keeps the order: it reached the broker, the reply did not come back
+  broker.next_result = CommandResult::unknown_because("connection reset");
+  broker.unreachable = true;
+  const auto coid = om.submit("scripted", limit_buy());
+  settle(loop, clock, 10s);
+  EXPECT_EQ(om.find(coid)->state, OrderState::pending);
+  broker.unreachable = false;
+  om.resync();
+  settle(loop, clock, 10s);
+  EXPECT_EQ(om.find(coid)->state, OrderState::submitted);
+  EXPECT_EQ(om.find(coid)->broker_order_id, "B1");
   EXPECT_EQ(broker.received.size(), 1u);
 }
 
