@@ -803,7 +803,10 @@ void OrderManager::resync(std::function<void()> done, const std::string& only_br
   for (std::size_t i = 0, n = order_sequence_.size(); i < n; ++i) {
     OrderRecord& o = *order_sequence_[i];
     const std::string& coid = o.spec.client_order_id;
-    if (o.is_terminal() || o.state == OrderState::held) continue;  // held: at no broker
+    if (o.is_terminal() || o.state == OrderState::held) {  // held: at no broker
+      if (!resolution_abandoned_.empty()) resolution_abandoned_.erase(coid);  // the stream ended it
+      continue;
+    }
     if (!only_broker.empty() && o.broker != only_broker) continue;
     if (!broker(o.broker)) continue;
     ++*outstanding;

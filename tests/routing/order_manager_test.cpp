@@ -235,6 +235,33 @@ TEST_F(OrderManagerTest, AbandonedResolutionOfAnOrderTheBrokerHasEndsInItsState)
   EXPECT_EQ(broker.received.size(), 1u);
 }
 
+TEST_F(OrderManagerTest, AbandonedResolutionOfAnOrderTheStreamEndsIsNotResumed) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManagerOptions opt;
+  opt.resolve_attempts = 2;
+  OrderManager om(loop, journal, ids_, opt);
+  ScriptedBroker broker(loop);
+  om.add_broker(broker);
+  broker.next_result = CommandResult::unknown_because("connection reset");
+  broker.unreachable = true;
+  const auto coid = om.submit("scripted", limit_buy());
+  settle(loop, clock, 10s);
+  ASSERT_EQ(om.find(coid)->state, OrderState::pending);
+  OrderEvent rejected;  // the broker's stream says what became of it
+  rejected.kind = OrderEvent::Kind::rejected;
+  rejected.client_order_id = coid;
+  rejected.message = "insufficient margin";
+  broker.handler(rejected);
+  ASSERT_EQ(om.find(coid)->state, OrderState::rejected);
+  const int queries = broker.queries;
+  om.resync();
+  settle(loop, clock, 10s);
+  EXPECT_EQ(broker.queries, queries) << "a terminal order is not queried again";
+  EXPECT_EQ(om.find(coid)->state, OrderState::rejected);
+}
+
 TEST_F(OrderManagerTest, LateIllegalReportIsJournaledNotApplied) {
   ManualClock clock;
   EventLoop loop(clock);
