@@ -169,97 +169,94 @@ TEST_F(OrderManagerTest, UnknownOutcomeTheBrokerNeverSawEndsFailedAfterRetries) 
   EXPECT_EQ(broker.received.size(), 1u);
 }
 
+// An order submitted with an unknown outcome while its broker answers no query (`unknown`), so
+// its resolution gives up after `attempts` queries; `broker_has_it`: the request reached the
+// broker and only its reply was lost.
+struct AbandonedResolution {
+  AbandonedResolution(const std::string& journal_path, ClientOrderIdGenerator& ids, int attempts, bool broker_has_it)
+      : loop(clock), journal(journal_path), om(loop, journal, ids, options(attempts)), broker(loop) {
+    broker.keep_unknown_orders = broker_has_it;
+    om.add_broker(broker);
+    broker.next_result = CommandResult::unknown_because("connection reset");
+    broker.unreachable = true;
+    coid = om.submit("scripted", limit_buy());
+    settle();
+  }
+  static OrderManagerOptions options(int attempts) {
+    OrderManagerOptions o;
+    o.resolve_attempts = attempts;
+    return o;
+  }
+  void settle() { loop.run_until(clock.now() + Duration(10s).count()); }
+  OrderState state() const { return om.find(coid)->state; }
+
+  ManualClock clock;
+  EventLoop loop;
+  Journal journal;
+  OrderManager om;
+  ScriptedBroker broker;
+  std::string coid;
+};
+
 // Found by the chaos test (IBKR gateway restart): an order whose reply was lost just before the
 // gateway went away was queried while it was unreachable, the resolution gave up, and the order
 // stayed pending for the rest of the run although the broker, reachable again, never had it.
 TEST_F(OrderManagerTest, AbandonedResolutionResumesAtResyncOnceTheBrokerAnswers) {
-  ManualClock clock;
-  EventLoop loop(clock);
-  Journal journal(journal_path());
-  OrderManagerOptions opt;
-  opt.resolve_attempts = 3;
-  OrderManager om(loop, journal, ids_, opt);
-  ScriptedBroker broker(loop);
-  broker.keep_unknown_orders = false;  // the request never reached the broker
-  om.add_broker(broker);
-  broker.next_result = CommandResult::unknown_because("connection reset");
-  broker.unreachable = true;
-  const auto coid = om.submit("scripted", limit_buy());
-  settle(loop, clock, 10s);
-  EXPECT_EQ(om.find(coid)->state, OrderState::pending) << "no answer is not \"no such order\"";
-  EXPECT_EQ(broker.queries, 3);
+  AbandonedResolution a(journal_path(), ids_, 3, false);
+  EXPECT_EQ(a.state(), OrderState::pending) << "no answer is not \"no such order\"";
+  EXPECT_EQ(a.broker.queries, 3);
 
   // Still unreachable: a resync keeps it pending (and tries again from the first attempt).
   bool resynced = false;
-  om.resync([&] { resynced = true; });
-  settle(loop, clock, 10s);
+  a.om.resync([&] { resynced = true; });
+  a.settle();
   EXPECT_TRUE(resynced);
-  EXPECT_EQ(om.find(coid)->state, OrderState::pending);
-  EXPECT_EQ(broker.queries, 6);
+  EXPECT_EQ(a.state(), OrderState::pending);
+  EXPECT_EQ(a.broker.queries, 6);
 
   // Reachable again: the broker answers "no such order" three times, so the order failed.
-  broker.unreachable = false;
+  a.broker.unreachable = false;
   resynced = false;
-  om.resync([&] { resynced = true; });
-  settle(loop, clock, 10s);
+  a.om.resync([&] { resynced = true; });
+  a.settle();
   EXPECT_TRUE(resynced);
-  EXPECT_EQ(om.find(coid)->state, OrderState::failed);
-  EXPECT_EQ(broker.queries, 9);
-  EXPECT_EQ(broker.received.size(), 1u) << "never resent";
+  EXPECT_EQ(a.state(), OrderState::failed);
+  EXPECT_EQ(a.broker.queries, 9);
+  EXPECT_EQ(a.broker.received.size(), 1u) << "never resent";
 
   // Terminal now: the next resync leaves it alone.
-  om.resync();
-  settle(loop, clock, 10s);
-  EXPECT_EQ(broker.queries, 9);
+  a.om.resync();
+  a.settle();
+  EXPECT_EQ(a.broker.queries, 9);
 }
 
 TEST_F(OrderManagerTest, AbandonedResolutionOfAnOrderTheBrokerHasEndsInItsState) {
-  ManualClock clock;
-  EventLoop loop(clock);
-  Journal journal(journal_path());
-  OrderManagerOptions opt;
-  opt.resolve_attempts = 2;
-  OrderManager om(loop, journal, ids_, opt);
-  ScriptedBroker broker(loop);
-  om.add_broker(broker);  // keeps the order: it reached the broker, the reply did not come back
-  broker.next_result = CommandResult::unknown_because("connection reset");
-  broker.unreachable = true;
-  const auto coid = om.submit("scripted", limit_buy());
-  settle(loop, clock, 10s);
-  EXPECT_EQ(om.find(coid)->state, OrderState::pending);
-  broker.unreachable = false;
-  om.resync();
-  settle(loop, clock, 10s);
-  EXPECT_EQ(om.find(coid)->state, OrderState::submitted);
-  EXPECT_EQ(om.find(coid)->broker_order_id, "B1");
-  EXPECT_EQ(broker.received.size(), 1u);
+  AbandonedResolution a(journal_path(), ids_, 2, true);
+  EXPECT_EQ(a.state(), OrderState::pending);
+  a.broker.unreachable = false;
+  a.om.resync();
+  a.settle();
+  EXPECT_EQ(a.state(), OrderState::submitted);
+  EXPECT_EQ(a.om.find(a.coid)->broker_order_id, "B1");
+  EXPECT_EQ(a.broker.received.size(), 1u);
 }
 
+// The stream ends the order before the broker answers queries again: resync must not resume
+// the abandoned resolution of a terminal order.
 TEST_F(OrderManagerTest, AbandonedResolutionOfAnOrderTheStreamEndsIsNotResumed) {
-  ManualClock clock;
-  EventLoop loop(clock);
-  Journal journal(journal_path());
-  OrderManagerOptions opt;
-  opt.resolve_attempts = 2;
-  OrderManager om(loop, journal, ids_, opt);
-  ScriptedBroker broker(loop);
-  om.add_broker(broker);
-  broker.next_result = CommandResult::unknown_because("connection reset");
-  broker.unreachable = true;
-  const auto coid = om.submit("scripted", limit_buy());
-  settle(loop, clock, 10s);
-  ASSERT_EQ(om.find(coid)->state, OrderState::pending);
-  OrderEvent rejected;  // the broker's stream says what became of it
+  AbandonedResolution a(journal_path(), ids_, 2, true);
+  ASSERT_EQ(a.state(), OrderState::pending);
+  OrderEvent rejected;
   rejected.kind = OrderEvent::Kind::rejected;
-  rejected.client_order_id = coid;
+  rejected.client_order_id = a.coid;
   rejected.message = "insufficient margin";
-  broker.handler(rejected);
-  ASSERT_EQ(om.find(coid)->state, OrderState::rejected);
-  const int queries = broker.queries;
-  om.resync();
-  settle(loop, clock, 10s);
-  EXPECT_EQ(broker.queries, queries) << "a terminal order is not queried again";
-  EXPECT_EQ(om.find(coid)->state, OrderState::rejected);
+  a.broker.handler(rejected);
+  ASSERT_EQ(a.state(), OrderState::rejected);
+  const int queries = a.broker.queries;
+  a.om.resync();
+  a.settle();
+  EXPECT_EQ(a.broker.queries, queries) << "a terminal order is not queried again";
+  EXPECT_EQ(a.state(), OrderState::rejected);
 }
 
 TEST_F(OrderManagerTest, LateIllegalReportIsJournaledNotApplied) {
