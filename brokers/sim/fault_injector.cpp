@@ -78,4 +78,14 @@ std::size_t FaultInjector::count(const std::string& kind) const {
   return n;
 }
 
+std::size_t FaultInjector::records() const {
+  std::lock_guard lock(mutex_);
+  return log_.size();
+}
+
+void FaultInjector::restore_log(std::vector<FaultRecord> log) {
+  std::lock_guard lock(mutex_);
+  log_ = std::move(log);
+}
+
 }  // namespace backstop

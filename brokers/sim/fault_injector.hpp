@@ -58,6 +58,9 @@ class FaultInjector {
   void record(FaultRecord record);  // logs at warn level and keeps it
   std::vector<FaultRecord> log() const;
   std::size_t count(const std::string& kind) const;
+  std::size_t records() const;  // how many so far; owners persist when it has moved
+  // The log of an earlier life of the same emulator, read back from its state file.
+  void restore_log(std::vector<FaultRecord> log);
 
  private:
   FaultProfile profile_;

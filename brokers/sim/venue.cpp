@@ -34,6 +34,7 @@ const char* to_string(VenueEvent::Kind k) {
 }
 
 void Venue::arrive(VenueArrival a, const OrderSpec& o) {
+  ++changes_;
   if (arrival_listener_) arrival_listener_(a, o);
   arrivals_.push_back(std::move(a));
 }
@@ -75,6 +76,7 @@ VenueOrder& Venue::create(const OrderSpec& o, const std::string& account, VenueS
 }
 
 void Venue::emit(VenueEvent::Kind kind, const VenueOrder& o, std::optional<VenueFill> fill) {
+  ++changes_;  // every change to an order or a position is announced through here
   if (listener_) listener_(VenueEvent{kind, o, std::move(fill)});
 }
 
@@ -248,6 +250,7 @@ void Venue::try_match(VenueOrder& o, const Quote& q, std::map<Side, std::int64_t
     if (o.ghost) {
       if (!o.ghost_crossed_logged) {
         o.ghost_crossed_logged = true;
+        ++changes_;
         faults_.record({clock_.now(), "ghost_stop_crossed", o.id, o.client_order_id,
                         "price " + ref.to_string() + " went through stop " + o.stop_price->to_string() +
                             "; the venue keeps listing it as working"});

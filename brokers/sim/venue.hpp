@@ -10,6 +10,8 @@
 #include <deque>
 #include <functional>
 #include <map>
+
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -142,6 +144,15 @@ class Venue {
   FaultInjector& faults() { return faults_; }
   Clock& clock() { return clock_; }
 
+  // The venue's durable record (orders, fills, positions, arrivals, last quotes, id counters),
+  // so that an emulator process killed and restarted keeps what a real broker keeps. Instruments
+  // and listeners are configuration, not state: the owner sets them up again before restoring.
+  // venue_state.cpp; restore_state throws Error naming the key that is wrong.
+  nlohmann::json save_state() const;
+  void restore_state(const nlohmann::json& state);
+  // Moves on every change of that record; owners persist when it has moved.
+  std::uint64_t changes() const { return changes_; }
+
  private:
   std::string check(const OrderSpec& o) const;
   VenueOrder& create(const OrderSpec& o, const std::string& account, VenueStatus status);
@@ -167,6 +178,7 @@ class Venue {
   std::vector<VenueFill> fills_;
   std::uint64_t next_order_id_ = 1'000'001;
   std::uint64_t next_execution_id_ = 1;
+  std::uint64_t changes_ = 0;
 };
 
 }  // namespace backstop

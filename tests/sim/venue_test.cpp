@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "brokers/sim/price_path.hpp"
@@ -304,4 +305,78 @@ TEST(PricePaths, CsvReplayParsesAndReportsBadLines) {
   EXPECT_EQ(replay.next(0)->last, Price::parse("232.86"));
   EXPECT_FALSE(replay.next(0)->last.has_value());
   EXPECT_FALSE(replay.next(0).has_value());
+}
+
+// An emulator killed and restarted restores its venue from the saved record: the restored venue
+// must go on exactly as the one that was saved would have (held exits, duplicates, ids, positions).
+TEST_F(VenueTest, RestoredStateCarriesOnLikeTheOriginal) {
+  quote("100.00", "100.02", "100.01");
+  BracketSpec b;
+  b.entry = with_id(limit_order("AAPL", Side::buy, 10, Price::parse("99.90")), "B1");
+  b.take_profit = with_id(limit_order("AAPL", Side::sell, 10, Price::parse("100.50"), TimeInForce::gtc), "B1T");
+  b.protective_stop = with_id(stop_order("AAPL", Side::sell, 10, Price::parse("99.50")), "B1S");
+  auto bracket = venue_.submit_bracket(b);
+  ASSERT_TRUE(bracket.accepted) << bracket.reason;
+  auto filled = venue_.submit(with_id(market_order("AAPL", Side::buy, 5), "M1"));
+  ASSERT_TRUE(filled.accepted);
+  const auto changes_before = venue_.changes();
+  EXPECT_GT(changes_before, 0u);
+
+  // Through text, as the state file carries it.
+  const auto saved = nlohmann::json::parse(venue_.save_state().dump());
+  FaultInjector faults2(FaultProfile::named("none"), 2);
+  Venue restored(clock_, faults2);
+  restored.add_instrument("AAPL", TickSize(Price::parse("0.01")));
+  std::vector<VenueEvent> events2;
+  restored.set_listener([&](const VenueEvent& e) { events2.push_back(e); });
+  restored.restore_state(saved);
+
+  EXPECT_EQ(restored.save_state(), venue_.save_state());
+  ASSERT_NE(restored.find_by_client_id("B1S"), nullptr);
+  EXPECT_EQ(restored.find_by_client_id("B1S")->status, VenueStatus::held);
+  ASSERT_EQ(restored.positions().size(), 1u);
+  EXPECT_EQ(restored.positions()[0].quantity, 5);
+  EXPECT_EQ(restored.positions()[0].average_price, Price::parse("100.02"));
+  ASSERT_TRUE(restored.last_quote("AAPL"));
+  EXPECT_EQ(restored.last_quote("AAPL")->last, Price::parse("100.01"));
+
+  // The same client order id is still a duplicate; a new order gets the next id, not a reused one.
+  EXPECT_FALSE(restored.submit(with_id(market_order("AAPL", Side::buy, 1), "M1")).accepted);
+  auto next = restored.submit(with_id(limit_order("AAPL", Side::buy, 1, Price::parse("90.00")), "L2"));
+  ASSERT_TRUE(next.accepted);
+  EXPECT_GT(std::stoull(next.order_id), std::stoull(filled.order_id));
+
+  // The entry fills; its exits activate and stay linked OCO.
+  Quote q;
+  q.symbol = "AAPL";
+  q.bid = Price::parse("99.88");
+  q.ask = Price::parse("99.89");
+  restored.on_quote(q);
+  EXPECT_EQ(restored.find(bracket.entry_id)->status, VenueStatus::filled);
+  EXPECT_EQ(restored.find(bracket.stop_id)->status, VenueStatus::working);
+  q.bid = Price::parse("100.50");
+  q.ask = Price::parse("100.52");
+  restored.on_quote(q);
+  EXPECT_EQ(restored.find(bracket.take_profit_id)->status, VenueStatus::filled);
+  EXPECT_EQ(restored.find(bracket.stop_id)->status, VenueStatus::cancelled);
+  EXPECT_EQ(restored.positions()[0].quantity, 5);
+}
+
+TEST_F(VenueTest, RestoringABadRecordNamesThePartAndKeepsTheVenue) {
+  quote("100.00", "100.02");
+  ASSERT_TRUE(venue_.submit(with_id(market_order("AAPL", Side::buy, 5), "M1")).accepted);
+  auto bad = venue_.save_state();
+  bad["orders"][0]["side"] = "sideways";
+  try {
+    venue_.restore_state(bad);
+    FAIL() << "restore_state accepted an unknown side";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("orders"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("sideways"), std::string::npos) << e.what();
+  }
+  auto missing = venue_.save_state();
+  missing.erase("fills");
+  EXPECT_THROW(venue_.restore_state(missing), Error);
+  EXPECT_NE(venue_.find_by_client_id("M1"), nullptr);  // untouched
+  EXPECT_EQ(venue_.positions()[0].quantity, 5);
 }

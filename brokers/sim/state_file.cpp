@@ -1,0 +1,60 @@
+#include "brokers/sim/state_file.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace backstop {
+
+void write_state_file(const std::filesystem::path& path, const nlohmann::json& state) {
+  const auto temp = std::filesystem::path(path.string() + ".new");
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << state.dump() << '\n';
+    out.flush();
+    if (!out) throw Error("cannot write emulator state file " + temp.string() + ": " + std::strerror(errno));
+  }
+  std::error_code ec;
+  std::filesystem::rename(temp, path, ec);
+  if (ec) throw Error("cannot replace emulator state file " + path.string() + ": " + ec.message());
+}
+
+std::optional<nlohmann::json> read_state_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) {
+    if (!std::filesystem::exists(path)) return std::nullopt;
+    throw Error("cannot read emulator state file " + path.string() + ": " + std::strerror(errno));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("emulator state file " + path.string() + " is not JSON: " + e.what());
+  }
+}
+
+nlohmann::json fault_log_to_json(const std::vector<FaultRecord>& log) {
+  auto out = nlohmann::json::array();
+  for (const auto& r : log)
+    out.push_back({{"at", r.at}, {"kind", r.kind}, {"order_id", r.order_id}, {"client_order_id", r.client_order_id},
+                   {"detail", r.detail}});
+  return out;
+}
+
+std::vector<FaultRecord> fault_log_from_json(const nlohmann::json& j) {
+  std::vector<FaultRecord> out;
+  try {
+    for (const auto& r : j)
+      out.push_back({r.at("at").get<Timestamp>(), r.at("kind").get<std::string>(), r.at("order_id").get<std::string>(),
+                     r.at("client_order_id").get<std::string>(), r.at("detail").get<std::string>()});
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("emulator state: fault log: ") + e.what());
+  }
+  return out;
+}
+
+}  // namespace backstop
