@@ -7,7 +7,9 @@
 #include <random>
 #include <sstream>
 
+#include "brokers/sim/state_file.hpp"
 #include "core/error.hpp"
+#include "emulators/ibkr/gateway_records.hpp"
 
 // Source tags in comments ([CAMPUS], [SPEC229], [BEZANT], ...) are those of
 // ../shared/api-notes/IBKR.md; "notes 1.x" names its section.
@@ -17,59 +19,23 @@ namespace backstop::ibkr_emulator {
 using namespace std::chrono_literals;
 using std::chrono::milliseconds;
 
-// ------------------------------------------------------------------------------------------------
-// Internal records
+// Held by every entry point that may change state or send frames. On leaving, the state is
+// written (when it changed) and only then are the frames queued meanwhile sent: what a client sees
+// is never ahead of what a restarted gateway would know. HTTP answers leave after handle()
+// returns, so after this too.
+class GatewayCore::Locked {
+ public:
+  explicit Locked(GatewayCore& core) : core_(core), lock_(core.mutex_) {}
+  ~Locked() {
+    core_.persist_locked();
+    core_.deliver_outbox_locked();
+  }
+  Locked(const Locked&) = delete;
+  Locked& operator=(const Locked&) = delete;
 
-struct GatewayCore::Ticket {
-  json raw;
-  std::string account;
-  const IbkrEmulatorContract* contract = nullptr;
-  std::string coid;         // as sent (may be empty: bracket children carry none)
-  std::string parent_coid;  // parentId as sent
-  bool single_group = false;
-  std::string order_type;  // MKT, LMT, STP, STOP_LIMIT
-  std::string tif;         // DAY, GTC, IOC
-  bool outside_rth = false;
-  OrderSpec spec;  // what the venue gets; client_order_id is the emulator's own
-};
-
-struct GatewayCore::OrderMeta {
-  std::string ib_id;
-  std::string venue_id;  // empty for lost orders
-  std::string coid;
-  std::string account;
-  const IbkrEmulatorContract* contract = nullptr;
-  std::string order_type;
-  std::string tif;
-  bool outside_rth = false;
-  std::string parent_ib_id;
-  bool lost = false;
-  bool inactive = false;
-  bool pending_cancel = false;
-  // Fault ibkr_alter_stop_readback: the stop price every read shows (one tick away from what the
-  // venue holds); unset = the truth.
-  std::optional<Price> readback_stop;
-};
-
-struct GatewayCore::PendingReply {
-  std::string id;
-  bool modify = false;
-  std::string account;
-  std::string target_ib_id;  // modify only
-  std::vector<Ticket> tickets;
-  std::deque<std::string> prompts;
-  Clock::time_point expires{};
-};
-
-struct GatewayCore::WsClient {
-  std::shared_ptr<WsPeer> peer;
-  bool session_ok = false;
-  bool ready = false;
-  bool dead = false;  // fault: heartbeats and tic answered, subscriptions silent
-  std::uint64_t generation = 0;
-  bool sor = false;
-  std::map<std::string, json> sor_base;  // per order id: the row as this client last saw it
-  std::map<std::int64_t, std::vector<std::string>> smd;
+ private:
+  GatewayCore& core_;
+  std::lock_guard<std::mutex> lock_;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -235,6 +201,8 @@ GatewayCore::GatewayCore(IbkrEmulatorOptions options) : options_(std::move(optio
     }
   }
   if (!options_.accounts.empty()) selected_account_ = options_.accounts.front();
+  if (!options_.state_file.empty())
+    if (auto state = read_state_file(options_.state_file)) restore_state_locked(*state);
   const auto now = Clock::now();
   next_heartbeat_ = now + options_.ws_heartbeat_interval;
   next_tick_ = now + options_.tick_interval;
@@ -324,7 +292,7 @@ HttpResponse GatewayCore::tickle() {
 // Request dispatch
 
 HttpResponse GatewayCore::handle(const HttpRequest& req) {
-  std::lock_guard lock(mutex_);
+  Locked lock(*this);
   std::string path = req.target;
   std::map<std::string, std::string> query;
   if (auto q = path.find('?'); q != std::string::npos) {
@@ -1076,6 +1044,7 @@ HttpResponse GatewayCore::cancel_order(const std::string& account, const std::st
     if (!v || !is_open(v->status) || m.pending_cancel) continue;
     // The answer only says the request was received; the cancel lands later (notes 1.10).
     m.pending_cancel = true;
+    tables_changed_ = true;
     dirty_.insert(m.venue_id);
     after(options_.cancel_delay, [this, id] { land_cancel(id); });
   }
@@ -1089,6 +1058,7 @@ void GatewayCore::land_cancel(const std::string& ib_id) {
   if (it == orders_.end()) return;
   OrderMeta& m = *it->second;
   m.pending_cancel = false;
+  tables_changed_ = true;
   dirty_.insert(m.venue_id);
   const VenueOrder* v = venue_->find(m.venue_id);
   if (!v || !is_open(v->status)) return;  // filled meanwhile: the cancel simply fails
@@ -1428,7 +1398,7 @@ std::string GatewayCore::set_quote_locked(std::int64_t conid, std::optional<Pric
 
 void GatewayCore::on_venue_event(const VenueEvent& e) { dirty_.insert(e.order.id); }
 
-void GatewayCore::ws_send(WsClient& c, const json& frame) { c.peer->send(frame.dump()); }
+void GatewayCore::ws_send(WsClient& c, const json& frame) { outbox_.push_back({c.peer, frame.dump()}); }
 
 void GatewayCore::flush_order_updates() {
   if (dirty_.empty()) return;
@@ -1481,7 +1451,7 @@ void GatewayCore::push_quote(const IbkrEmulatorContract& contract) {
 }
 
 std::uint64_t GatewayCore::ws_open(std::shared_ptr<WsPeer> peer, const std::string& cookie) {
-  std::lock_guard lock(mutex_);
+  Locked lock(*this);
   if (!logged_in_) return 0;
   auto c = std::make_unique<WsClient>();
   c->peer = std::move(peer);
@@ -1527,7 +1497,7 @@ void GatewayCore::ws_make_ready(std::uint64_t handle) {
 }
 
 void GatewayCore::ws_text(std::uint64_t handle, const std::string& raw) {
-  std::lock_guard lock(mutex_);
+  Locked lock(*this);
   auto it = sockets_.find(handle);
   if (it == sockets_.end()) return;
   WsClient& c = *it->second;
@@ -1600,12 +1570,12 @@ void GatewayCore::ws_text(std::uint64_t handle, const std::string& raw) {
 }
 
 void GatewayCore::ws_closed(std::uint64_t handle) {
-  std::lock_guard lock(mutex_);
+  Locked lock(*this);
   sockets_.erase(handle);
 }
 
 void GatewayCore::kill_sockets(const std::string& why) {
-  for (auto& [h, c] : sockets_) c->peer->close();
+  for (auto& [h, c] : sockets_) outbox_.push_back({c->peer, {}, true});
   if (!sockets_.empty()) event("ws_closed", why + ": " + std::to_string(sockets_.size()) + " socket(s)");
   sockets_.clear();
 }
@@ -1631,7 +1601,7 @@ void GatewayCore::market_tick() {
 }
 
 void GatewayCore::poll() {
-  std::lock_guard lock(mutex_);
+  Locked lock(*this);
   const auto now = Clock::now();
   while (!timers_.empty() && timers_.begin()->first <= now) {
     auto fn = std::move(timers_.begin()->second);
@@ -1753,24 +1723,24 @@ HttpResponse GatewayCore::control(const HttpRequest& req, const std::string& pat
 // Thread-safe entry points for in-process control
 
 void GatewayCore::login() {
-  std::lock_guard lock(mutex_);
+  Locked lock(*this);
   login_locked();
 }
 void GatewayCore::logout() {
-  std::lock_guard lock(mutex_);
+  Locked lock(*this);
   logout_locked();
 }
 void GatewayCore::expire_session(const std::string& why) {
-  std::lock_guard lock(mutex_);
+  Locked lock(*this);
   expire_session_locked(why);
 }
 std::string GatewayCore::set_quote(std::int64_t conid, std::optional<Price> bid, std::optional<Price> ask,
                                    std::optional<Price> last, std::int64_t size) {
-  std::lock_guard lock(mutex_);
+  Locked lock(*this);
   return set_quote_locked(conid, bid, ask, last, size);
 }
 void GatewayCore::set_fault_profile(const FaultProfile& profile) {
-  std::lock_guard lock(mutex_);
+  Locked lock(*this);
   set_fault_profile_locked(profile);
 }
 json GatewayCore::log() const {

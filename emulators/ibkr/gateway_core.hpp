@@ -84,6 +84,7 @@ class GatewayCore {
   struct OrderMeta;       // what IBKR knows about an order beyond the venue
   struct PendingReply;    // an order waiting for /iserver/reply confirmations
   struct WsClient;
+  class Locked;           // the mutex, and on leaving: state written, then frames sent
 
   using Clock = std::chrono::steady_clock;
 
@@ -161,6 +162,13 @@ class GatewayCore {
   void kill_sockets(const std::string& why);
 
   void after(std::chrono::milliseconds delay, std::function<void()> fn);
+
+  // --- durable state (options_.state_file; gateway_state.cpp)
+  json save_state_locked() const;
+  void restore_state_locked(const json& state);
+  bool state_changed_locked() const;
+  void persist_locked();
+  void deliver_outbox_locked();
   void record(const std::string& kind, const std::string& order_id, const std::string& coid,
               const std::string& detail);
   void event(const std::string& kind, const std::string& detail);
@@ -214,6 +222,21 @@ class GatewayCore {
 
   json order_log_ = json::array();
   json event_log_ = json::array();
+
+  // Frames and closes queued while the mutex is held, sent once the state that they reveal has
+  // been written (a SIGKILL in between must not leave a client knowing more than the file).
+  struct Outgoing {
+    std::shared_ptr<WsPeer> peer;
+    std::string text;
+    bool close = false;
+  };
+  std::vector<Outgoing> outbox_;
+  // What was last written, to write again only when something moved.
+  struct Written {
+    std::uint64_t venue_changes = 0;
+    std::size_t fault_records = 0, order_log = 0, event_log = 0, orders = 0;
+  } written_;
+  bool tables_changed_ = false;  // an OrderMeta changed in place (pending cancel)
 };
 
 }  // namespace backstop::ibkr_emulator

@@ -68,6 +68,10 @@ struct IbkrEmulatorOptions {
   std::chrono::milliseconds session_idle_timeout{360'000};  // ~6 min without requests (CAMPUS)
   std::chrono::milliseconds reply_ttl{60'000};
   std::chrono::milliseconds positions_cache_ttl{60'000};
+  // When set, the broker's back end (venue, order ids, the emulator's logs) is written here after
+  // every change and read back at start, so the process can be SIGKILLed and restarted like a
+  // real gateway while the broker keeps its orders. Sessions and sockets are not kept.
+  std::string state_file;
 };
 
 class IbkrGatewayEmulator {
@@ -103,7 +107,7 @@ class IbkrGatewayEmulator {
 };
 
 // `backstop emulate ibkr --port N [--faults PROFILE] [--seed S] [--tls|--no-tls] [--tick-ms N]
-//  [--cert-out PATH] [--logged-out]`. argv[0] is the program (or subcommand) name. Runs until
+//  [--cert-out PATH] [--logged-out] [--state FILE]`. argv[0] is the program (or subcommand) name. Runs until
 // SIGINT/SIGTERM; returns the process exit code.
 int run_ibkr_emulator(int argc, char** argv);
 

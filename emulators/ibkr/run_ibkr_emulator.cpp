@@ -16,10 +16,12 @@ namespace {
 void usage(const char* argv0) {
   std::cerr << "usage: " << argv0
             << " [--port N] [--faults PROFILE] [--seed S] [--tls|--no-tls] [--tick-ms N]\n"
-               "          [--cert-out PATH] [--logged-out] [--no-pacing] [--bind ADDRESS]\n"
+               "          [--cert-out PATH] [--logged-out] [--no-pacing] [--bind ADDRESS] [--state FILE]\n"
                "  Serves the IBKR Client Portal Web API under /v1/api (WebSocket /v1/api/ws) over\n"
                "  the simulated venue; test control under /__emulator (see emulators/ibkr/README.md).\n"
-               "  PROFILE: none, demo, ghost_stops, lossy_stream, chaos.\n";
+               "  PROFILE: none, demo, ghost_stops, lossy_stream, chaos.\n"
+               "  --state FILE: keep the broker's orders, fills and logs in FILE (read back at start),\n"
+               "  so the emulator can be killed and restarted like a real gateway.\n";
 }
 }  // namespace
 
@@ -44,6 +46,7 @@ int run_ibkr_emulator(int argc, char** argv) {
       else if (arg == "--logged-out") options.start_logged_in = false;
       else if (arg == "--no-pacing") options.pacing = false;
       else if (arg == "--bind") options.bind_address = value();
+      else if (arg == "--state") options.state_file = value();
       else if (arg == "--help" || arg == "-h") {
         usage(argv[0]);
         return 0;

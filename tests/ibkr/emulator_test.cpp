@@ -13,6 +13,8 @@
 
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -581,5 +583,105 @@ TEST(IbkrEmulatorFaults, ReloginLeavesOldSocketBeatingButDead) {
   EXPECT_TRUE(ws.next(WsClient::topic("tic")));
 }
 
+// ------------------------------------------------------------------------------------------------
+// Durable state: the gateway process dies and comes back; IBKR's back end kept the orders.
+
+namespace {
+
+std::filesystem::path fresh_state_path(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / ("backstop-ibkr-state-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto path = dir / name;
+  std::filesystem::remove(path);
+  return path;
+}
+
+json read_json_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return json::parse(in, nullptr, false);
+}
+
+// Polls (the cancel lands on the emulator's own timer) until `status` is reached or 5 s pass.
+std::string wait_for_status(Gateway& g, const std::string& id, const std::string& want) {
+  std::string last;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms)) {
+    last = g.status(id).value("order_status", "");
+    if (last == want) break;
+  }
+  return last;
+}
+
+}  // namespace
+
+TEST(IbkrEmulatorState, RestartKeepsOrdersFillsIdsAndLogs) {
+  const auto file = fresh_state_path("restart.json");
+  IbkrEmulatorOptions first = quiet_options();
+  first.state_file = file.string();
+  first.cancel_delay = 10min;  // the cancel is still on its way when the process dies
+  std::string resting, filled, cancelling;
+  {
+    Gateway g(first);
+    g.get("/iserver/accounts");
+    g.quote(kAapl, "189.99", "190.00", "190.00");
+    resting = g.place_one(lmt("keep1", "BUY", 180));
+    // Written before the answer left: the order the client was just told about is in the file.
+    bool in_file = false;
+    const json saved = read_json_file(file);  // named: a range-for over a temporary's member would dangle
+    for (const auto& o : saved["orders"]) in_file |= o["ib_id"] == resting;
+    EXPECT_TRUE(in_file) << "order " << resting << " answered but not in " << file;
+    filled = g.place_one(lmt("fill1", "BUY", 191));
+    EXPECT_EQ(g.status(filled)["order_status"], "Filled");
+    cancelling = g.place_one(lmt("cxl1", "BUY", 170));
+    g.del(std::string("/iserver/account/") + kAcct + "/order/" + cancelling);
+    EXPECT_EQ(g.status(cancelling)["order_status"], "PendingCancel");
+  }  // the process is gone: sessions, sockets and the cancel timer with it
+
+  IbkrEmulatorOptions second = quiet_options();
+  second.state_file = file.string();
+  Gateway g(second);
+  g.get("/iserver/accounts");
+  g.get("/portfolio/accounts");
+  const json row = g.live_row(resting);
+  ASSERT_TRUE(row.is_object()) << "resting order " << resting << " not listed after the restart";
+  EXPECT_EQ(row["status"], "Submitted");
+  EXPECT_EQ(row["price"], "180.00");
+  EXPECT_EQ(g.status(filled)["order_status"], "Filled");
+  EXPECT_EQ(g.get(std::string("/portfolio/") + kAcct + "/positions/0").body[0]["position"], 10.0);
+  // The cancel had reached IBKR: it lands after the restart.
+  EXPECT_EQ(wait_for_status(g, cancelling, "Cancelled"), "Cancelled");
+  // The client order id is still taken; a new order gets a new, higher id.
+  auto again = g.place(json::array({lmt("keep1", "BUY", 180)}));
+  EXPECT_TRUE(again.body.contains("error")) << again.raw;
+  const auto next = g.place_one(lmt("new1", "BUY", 175));
+  EXPECT_GT(std::stoll(next), std::stoll(cancelling));
+  // The first life's record is still there, and the restart is in it.
+  const json log = g.log();
+  std::size_t received_keep1 = 0;
+  for (const auto& e : log["orders"]) received_keep1 += e["cOID"] == "keep1" && e["stage"] == "received";
+  EXPECT_EQ(received_keep1, 2u);  // the original and the refused repeat
+  EXPECT_EQ(g.events("restarted"), 1u);
+}
+
+TEST(IbkrEmulatorState, UnreadableStateFileIsAnErrorNamingIt) {
+  const auto file = fresh_state_path("corrupt.json");
+  std::ofstream(file) << "{\"version\": 1, \"orders\": [";
+  IbkrEmulatorOptions o = quiet_options();
+  o.state_file = file.string();
+  try {
+    IbkrGatewayEmulator emu(o);
+    FAIL() << "a corrupt state file was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(file.string()), std::string::npos) << e.what();
+  }
+  std::ofstream(file, std::ios::trunc) << json{{"version", 1}, {"orders", json::array({{{"ib_id", "1"}}})}}.dump();
+  try {
+    IbkrGatewayEmulator emu(o);
+    FAIL() << "a state file with an incomplete order was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(file.string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("venue_id"), std::string::npos) << e.what();
+  }
+}
 }  // namespace
 }  // namespace backstop
