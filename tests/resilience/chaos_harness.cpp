@@ -160,12 +160,18 @@ std::string last_line(const fs::path& p) {
   return last;
 }
 
-// An emulator started as its own process; its port is read from its banner.
+// An emulator started as its own process; its port is read from its banner. It keeps the
+// broker's back end in a state file (--state), so that it can be SIGKILLed and started again.
 struct Emulator {
   std::string name;  // "ts" / "ib"
+  std::vector<std::string> argv;  // without --port
   Child child;
   std::uint16_t port = 0;
   std::string base_profile;
+  int lives = 0;
+
+  // Starts (again) on an ephemeral port; returns false when no banner came within `timeout_ms`.
+  bool start(const fs::path& dir, int timeout_ms);
 
   bool post_faults(const json& body) const {
     auto r = http(port, "POST", "/__emulator/faults", body.dump());
@@ -189,6 +195,18 @@ std::uint16_t wait_for_port(Child& c, const fs::path& out, int timeout_ms) {
     sleep_ms(20);
   }
   return 0;
+}
+
+bool Emulator::start(const fs::path& dir, int timeout_ms) {
+  // A file per life: the banner of an earlier life names a port that is gone.
+  const std::string life = lives == 0 ? "" : "-" + std::to_string(lives);
+  const fs::path out = dir / (name + "-emulator" + life + ".out"), err = dir / (name + "-emulator" + life + ".err");
+  auto args = argv;
+  args.insert(args.end(), {"--port", "0"});
+  child = Child(args, out, err);
+  ++lives;
+  port = wait_for_port(child, out, timeout_ms);
+  return port != 0;
 }
 
 // The market: one seeded random walk posted to both emulators (started with --tick-ms 0), so
@@ -219,6 +237,11 @@ class Market {
     std::lock_guard lock(mutex_);
     return history_;
   }
+  // An emulator came back on another port.
+  void set_ports(std::uint16_t ts_port, std::uint16_t ib_port) {
+    ts_port_.store(ts_port);
+    ib_port_.store(ib_port);
+  }
 
  private:
   static constexpr std::int64_t kTick = 1'000'000;  // 0.01 in Price units
@@ -242,14 +265,14 @@ class Market {
     // Sizes 0: unlimited liquidity, so market orders (guard flattens) always fill.
     json ts{{"symbol", "AAPL"}, {"bid", bid}, {"ask", ask}, {"last", last}};
     json ib{{"symbol", "AAPL"}, {"bid", bid}, {"ask", ask}, {"last", last}};
-    http(ts_port_, "POST", "/__emulator/quote", ts.dump(), "application/json", {}, 2000);
-    http(ib_port_, "POST", "/__emulator/quote", ib.dump(), "application/json", {}, 2000);
+    http(ts_port_.load(), "POST", "/__emulator/quote", ts.dump(), "application/json", {}, 2000);
+    http(ib_port_.load(), "POST", "/__emulator/quote", ib.dump(), "application/json", {}, 2000);
     std::lock_guard lock(mutex_);
     history_.push_back({now_ns(), mid_});
   }
 
   std::mt19937_64 rng_;
-  std::uint16_t ts_port_, ib_port_;
+  std::atomic<std::uint16_t> ts_port_, ib_port_;
   std::int64_t mid_ = 190 * 100 * kTick;
   int drift_ = 0;
   int regime_left_ = 0;
@@ -387,16 +410,14 @@ RunRecord run_chaos(const RunSettings& settings) {
   rec.ghost_grace_ms = 1000;
 
   // ---- emulators, each its own process so it keeps its record while the router dies
-  Emulator ts{"ts", {}, 0, rec.base_profile}, ib{"ib", {}, 0, rec.base_profile};
-  ts.child = Child({bs, "emulate", "tradestation", "--port", "0", "--tick-ms", "0", "--heartbeat-ms", "1000",
-                    "--faults", rec.base_profile, "--seed", std::to_string(settings.seed)},
-                   dir / "ts-emulator.out", dir / "ts-emulator.err");
-  ib.child = Child({bs, "emulate", "ibkr", "--port", "0", "--no-tls", "--tick-ms", "0", "--faults", rec.base_profile,
-                    "--seed", std::to_string(settings.seed + 1000)},
-                   dir / "ib-emulator.out", dir / "ib-emulator.err");
-  ts.port = wait_for_port(ts.child, dir / "ts-emulator.out", 20000);
-  ib.port = wait_for_port(ib.child, dir / "ib-emulator.out", 20000);
-  if (!ts.port || !ib.port) {
+  Emulator ts{"ts", {bs, "emulate", "tradestation", "--tick-ms", "0", "--heartbeat-ms", "1000", "--faults",
+                     rec.base_profile, "--seed", std::to_string(settings.seed), "--state",
+                     (dir / "ts-emulator-state.json").string()},
+              {}, 0, rec.base_profile};
+  Emulator ib{"ib", {bs, "emulate", "ibkr", "--no-tls", "--tick-ms", "0", "--faults", rec.base_profile, "--seed",
+                     std::to_string(settings.seed + 1000), "--state", (dir / "ib-emulator-state.json").string()},
+              {}, 0, rec.base_profile};
+  if (!ts.start(dir, 20000) || !ib.start(dir, 20000)) {
     rec.setup_error = "emulator did not start: ts " + last_line(dir / "ts-emulator.err") + " / ib " +
                       last_line(dir / "ib-emulator.err");
     return rec;
@@ -484,17 +505,19 @@ RunRecord run_chaos(const RunSettings& settings) {
   const Nanos total = static_cast<Nanos>(settings.chaos_seconds) * kSec;
   const Nanos a_end = total * 35 / 100, calm_end = total * 70 / 100;
   std::vector<Planned> plan;
-  auto fill_chaos = [&](Nanos from, Nanos to) {
+  // `first`: the stretch's first episode, when it must happen in every run.
+  auto fill_chaos = [&](Nanos from, Nanos to, const std::string& first) {
     static const std::vector<std::string> kKinds = {"proxy_dead",  "proxy_stall", "proxy_503",   "stream_stall",
                                                     "drop_fills",  "ghost_stops", "http_429",    "lost_reply",
                                                     "ibkr_session_timeout", "ts_token_expiry", "ts_goaway",
-                                                    "ibkr_gateway_restart"};
+                                                    "ibkr_gateway_restart", "emulator_sigkill"};
     Nanos t = from + uniform(300, 1500) * kMs;
-    while (true) {
-      const std::string kind = kKinds[static_cast<std::size_t>(uniform(0, static_cast<int>(kKinds.size()) - 1))];
+    for (bool opening = true;; opening = false) {
+      const std::string drawn = kKinds[static_cast<std::size_t>(uniform(0, static_cast<int>(kKinds.size()) - 1))];
+      const std::string kind = opening && !first.empty() ? first : drawn;
       // Endpoint faults mostly hit the broker orders go to (a failover route's primary), long
       // enough to open its circuit (3 failed checks 500 ms apart, 1 s timeout) and fail over.
-      const bool endpoint = kind.rfind("proxy_", 0) == 0 || kind == "ibkr_gateway_restart";
+      const bool endpoint = kind.rfind("proxy_", 0) == 0 || kind == "ibkr_gateway_restart" || kind == "emulator_sigkill";
       const std::string broker = kind == "ibkr_session_timeout" || kind == "ibkr_gateway_restart" ? "ib"
                                  : kind == "ts_token_expiry" || kind == "ts_goaway" ? "ts"
                                  : endpoint && rec.mode == Mode::failover ? (chance(0.75) ? rec.route[0] : rec.route[1])
@@ -505,10 +528,11 @@ RunRecord run_chaos(const RunSettings& settings) {
       t += len + uniform(800, 2500) * kMs;
     }
   };
-  fill_chaos(0, a_end);
+  fill_chaos(0, a_end, "");
   plan.push_back({{"ghost_stops", "ib", a_end, calm_end, "calm stretch"}});
   plan.push_back({{"ghost_stops", "ts", a_end, calm_end, "calm stretch"}});
-  fill_chaos(calm_end, total);
+  // Every run kills an emulator process at least once (router kills are below).
+  fill_chaos(calm_end, total, "emulator_sigkill");
   // Router kills: one in chaos A, and half the time one more in chaos B.
   std::vector<std::pair<Nanos, int>> kills;  // at, restart delay (ms)
   kills.push_back({uniform(static_cast<int>(a_end / kMs / 4), static_cast<int>(a_end / kMs) - 500) * kMs, uniform(200, 1500)});
@@ -525,7 +549,21 @@ RunRecord run_chaos(const RunSettings& settings) {
       b.update(extra);
       return b;
     };
-    if (e.kind == "ibkr_gateway_restart") {
+    if (e.kind == "emulator_sigkill") {
+      // The broker's server process itself dies at any instant (SIGKILL) and is started again
+      // on its state file: open connections are reset, new ones refused by the proxy's upstream,
+      // sessions and streams gone; the orders, fills and positions stay, as at a real broker.
+      if (on) {
+        emu.child.kill9();
+        e.detail += "killed (life " + std::to_string(emu.lives) + "); ";
+      } else if (!emu.start(dir, 20000)) {
+        e.detail += "restart failed: " + last_line(dir / (emu.name + "-emulator-" + std::to_string(emu.lives - 1) + ".err")) + "; ";
+      } else {
+        proxy_of(e.broker).set_upstream(emu.port);
+        market.set_ports(ts.port, ib.port);
+        e.detail += "restarted on port " + std::to_string(emu.port) + "; ";
+      }
+    } else if (e.kind == "ibkr_gateway_restart") {
       // The Client Portal Gateway is a process of its own in front of IBKR's servers: killed, its
       // connections are reset and refused and its sessions are gone, while the orders stay at
       // IBKR. Modelled by the proxy (the gateway's socket) going dead and the emulator logging

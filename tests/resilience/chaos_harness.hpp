@@ -63,7 +63,7 @@ enum class Mode { failover, dual };
 struct Episode {
   std::string kind;    // proxy_dead, proxy_stall, proxy_503, stream_stall, drop_fills, ghost_stops,
                        // http_429, ibkr_session_timeout, ibkr_gateway_restart, ts_token_expiry,
-                       // ts_goaway, lost_reply, router_sigkill
+                       // ts_goaway, emulator_sigkill, lost_reply, router_sigkill
   std::string broker;  // "ib", "ts", or "" (the router)
   Nanos start = 0;
   Nanos end = 0;

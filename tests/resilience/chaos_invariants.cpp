@@ -68,7 +68,8 @@ bool feed_affecting(const std::string& kind) {
   static const std::set<std::string> k = {"disconnect", "ts_disconnect", "dead_ws", "ts_stall", "ts_goaway",
                                           "ts_stream_error", "session_timeout", "http_429", "ts_429",
                                           "ts_token_expiry", "proxy_dead", "proxy_stall", "proxy_503",
-                                          "stream_stall", "ibkr_session_timeout", "ibkr_gateway_restart"};
+                                          "stream_stall", "ibkr_session_timeout", "ibkr_gateway_restart",
+                                          "emulator_sigkill"};
   return k.count(kind) != 0;
 }
 

@@ -105,7 +105,7 @@ void FaultProxy::serve(int client) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(upstream_port_);
+  addr.sin_port = htons(upstream_port_.load());
   if (::connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(upstream);
     return reset_and_close(client);

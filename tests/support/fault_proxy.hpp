@@ -33,6 +33,8 @@ class FaultProxy {
   // The next POST whose request line names an order endpoint is delivered and its reply dropped.
   void lose_next_order_reply() { lose_next_.store(true); }
   int replies_lost() const { return replies_lost_.load(); }
+  // The emulator behind it was restarted on another port: new connections go there.
+  void set_upstream(std::uint16_t port) { upstream_port_.store(port); }
 
  private:
   void accept_loop();
@@ -40,7 +42,7 @@ class FaultProxy {
   void relay(int client, int upstream);
   void answer_503(int client);
 
-  std::uint16_t upstream_port_;
+  std::atomic<std::uint16_t> upstream_port_;
   std::uint16_t port_ = 0;
   int listen_fd_ = -1;
   std::atomic<Mode> mode_{Mode::pass};
