@@ -423,12 +423,13 @@ void OrderManager::handle_submit_result(OrderRecord& o, const CommandResult& r) 
       journal_.record_event({loop_.now(), o.broker, "unknown_outcome", coid,
                              nlohmann::json{{"message", r.message}}.dump()});
       spdlog::warn("order {}: outcome unknown ({}); resolving by client order id", coid, r.message);
-      loop_.call_after(options_.resolve_retry_interval, [this, coid] { resolve_unknown(coid, 1, {}); });
+      loop_.call_after(options_.resolve_retry_interval, [this, coid] { resolve_unknown(coid, 1, 0, {}); });
       break;
   }
 }
 
-void OrderManager::resolve_unknown(const std::string& coid, int attempt, std::function<void(bool)> done) {
+void OrderManager::resolve_unknown(const std::string& coid, int attempt, int not_found,
+                                   std::function<void(bool)> done) {
   OrderRecord& o = at(coid);
   Broker* b = broker(o.broker);
   if (!b) {
@@ -436,7 +437,7 @@ void OrderManager::resolve_unknown(const std::string& coid, int attempt, std::fu
     if (done) done(false);
     return;
   }
-  b->query_by_client_id(coid, [this, coid, attempt, done](OrderQueryResult r) {
+  b->query_by_client_id(coid, [this, coid, attempt, not_found, done](OrderQueryResult r) {
     OrderRecord& ord = at(coid);
     if (ord.state != OrderState::pending && ord.state != OrderState::pre_sent) {
       if (done) done(true);  // the stream answered meanwhile
@@ -447,24 +448,28 @@ void OrderManager::resolve_unknown(const std::string& coid, int attempt, std::fu
       if (done) done(true);
       return;
     }
-    const bool last = attempt >= options_.resolve_attempts;
-    if (r.outcome == Outcome::accepted && last) {
+    // Only an answer counts toward "the broker never had it": a query that went unanswered says
+    // nothing, so one real "no such order" after four silences does not fail the order.
+    const int answered_not_found = not_found + (r.outcome == Outcome::accepted ? 1 : 0);
+    if (answered_not_found >= options_.resolve_attempts) {
       // Asked repeatedly, the broker never had it: the request did not reach it.
-      ord.last_message = "broker has no order with this client order id after " + std::to_string(attempt) + " queries";
+      ord.last_message =
+          "broker has no order with this client order id after " + std::to_string(answered_not_found) + " answered queries";
       apply_state(ord, OrderState::failed, ord.last_message);
       if (done) done(true);
       return;
     }
-    if (last) {
-      spdlog::error("order {}: outcome still unknown after {} queries ({}); it stays pending, is not resent, and "
-                    "is resolved again at the next resync",
-                    coid, attempt, r.message);
+    if (attempt >= options_.resolve_attempts) {
+      spdlog::error("order {}: outcome still unknown after {} queries, {} of them unanswered ({}); it stays pending, "
+                    "is not resent, and is resolved again at the next resync",
+                    coid, attempt, attempt - answered_not_found, r.message);
       resolution_abandoned_.insert(coid);
       if (done) done(false);
       return;
     }
-    loop_.call_after(options_.resolve_retry_interval,
-                     [this, coid, attempt, done] { resolve_unknown(coid, attempt + 1, done); });
+    loop_.call_after(options_.resolve_retry_interval, [this, coid, attempt, answered_not_found, done] {
+      resolve_unknown(coid, attempt + 1, answered_not_found, done);
+    });
   });
 }
 
@@ -728,7 +733,7 @@ void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
     if (o.state == OrderState::pre_sent || o.state == OrderState::pending) {
       // Sent (or maybe sent) by an earlier process: let the adapter know what to look for.
       if (b) b->expect_unknown(o.spec, o.state_times[static_cast<std::size_t>(OrderState::pre_sent)]);
-      resolve_unknown(coid, 1, finish_one);
+      resolve_unknown(coid, 1, 0, finish_one);
     } else {
       if (!b) {
         finish_one(false);
@@ -812,7 +817,7 @@ void OrderManager::resync(std::function<void()> done, const std::string& only_br
     ++*outstanding;
     if ((o.state == OrderState::pending || o.state == OrderState::pre_sent) && resolution_abandoned_.erase(coid)) {
       // A read-back alone would leave an order the broker never got pending for good.
-      resolve_unknown(coid, 1, [finish](bool) { finish(); });
+      resolve_unknown(coid, 1, 0, [finish](bool) { finish(); });
       continue;
     }
     read_back(coid, "resync", finish);

@@ -25,8 +25,9 @@
 namespace backstop {
 
 struct OrderManagerOptions {
-  // How often, and how many times, an unknown outcome is re-queried before the order is declared
-  // failed ("the broker has never seen it").
+  // How often, and how many times, an unknown outcome is re-queried. The order is declared failed
+  // ("the broker has never seen it") only when every one of these queries was answered "no such
+  // order"; when some went unanswered it stays pending and is queried again at the next resync.
   Duration resolve_retry_interval{std::chrono::seconds(1)};
   int resolve_attempts = 5;
   // An order in pre_sent or pending longer than this is reported as stuck.
@@ -209,7 +210,9 @@ class OrderManager {
   void handle_submit_result(OrderRecord& order, const CommandResult& r);
   void on_event(const std::string& broker, const OrderEvent& ev);
   void apply_broker_view(OrderRecord& order, const BrokerOrder& view, const std::string& why);
-  void resolve_unknown(const std::string& coid, int attempt, std::function<void(bool resolved)> done);
+  // Queries the broker for an order whose outcome is unknown: `attempt` counts queries,
+  // `not_found` the answered "no such order" among them (only those can fail the order).
+  void resolve_unknown(const std::string& coid, int attempt, int not_found, std::function<void(bool resolved)> done);
   // Queries one order at its broker (which must be registered) and applies the answer; `then`
   // runs after it either way.
   void read_back(const std::string& coid, const std::string& why, std::function<void()> then);

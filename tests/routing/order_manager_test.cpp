@@ -51,6 +51,10 @@ class ScriptedBroker final : public Broker {
   void query_by_client_id(const std::string& coid, OrderQueryCallback done) override {
     ++queries;
     if (unreachable) return done({Outcome::unknown, "gateway unreachable", std::nullopt});
+    if (unanswered_queries > 0) {
+      --unanswered_queries;
+      return done({Outcome::unknown, "timed out", std::nullopt});
+    }
     auto it = book.find(coid);
     done({Outcome::accepted, {}, it == book.end() ? std::nullopt : std::optional(it->second)});
   }
@@ -68,6 +72,7 @@ class ScriptedBroker final : public Broker {
   OrderEventHandler handler;
   int queries = 0;
   bool unreachable = false;  // queries by client order id answer `unknown`
+  int unanswered_queries = 0;  // ... the next this many only
   bool fill_query = false;
   std::vector<Fill> executions;  // what list_fills answers
 };
@@ -228,6 +233,25 @@ TEST_F(OrderManagerTest, AbandonedResolutionResumesAtResyncOnceTheBrokerAnswers)
   a.om.resync();
   a.settle();
   EXPECT_EQ(a.broker.queries, 9);
+}
+
+// "No such order" fails an order only when every query was answered so: one that went unanswered
+// says nothing about whether the broker has it.
+TEST_F(OrderManagerTest, UnansweredQueriesDoNotCountTowardNeverHadIt) {
+  AbandonedResolution a(journal_path(), ids_, 3, false);
+  ASSERT_EQ(a.state(), OrderState::pending);
+  a.broker.unreachable = false;
+  a.broker.unanswered_queries = 1;  // then "no such order", twice
+  a.om.resync();
+  a.settle();
+  EXPECT_EQ(a.broker.queries, 6);
+  EXPECT_EQ(a.state(), OrderState::pending) << "two answers of three are not enough";
+  a.om.resync();
+  a.settle();
+  EXPECT_EQ(a.broker.queries, 9);
+  EXPECT_EQ(a.state(), OrderState::failed);
+  EXPECT_NE(a.om.find(a.coid)->last_message.find("3 answered queries"), std::string::npos) << a.om.find(a.coid)->last_message;
+  EXPECT_EQ(a.broker.received.size(), 1u) << "never resent";
 }
 
 TEST_F(OrderManagerTest, AbandonedResolutionOfAnOrderTheBrokerHasEndsInItsState) {
