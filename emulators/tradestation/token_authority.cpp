@@ -104,12 +104,14 @@ TokenAuthority::Reply TokenAuthority::authorize(const Params& q) {
   std::lock_guard lock(mutex_);
   const std::string code = random_token(16);
   codes_[code] = {redirect, scope, std::chrono::steady_clock::now() + std::chrono::minutes(1)};
+  ++changes_;
   // The callback arrives as a 302 to redirect_uri?code=…&state=… [DOC-AUTH].
   return {302, {}, redirect + sep + "code=" + code + state_part};
 }
 
 TokenAuthority::Reply TokenAuthority::issue(const std::string& scope, bool with_refresh_token) {
   const std::string access = random_token(24);
+  ++changes_;  // under mutex_, held by token()
   access_[access] = std::chrono::steady_clock::now() + options_.access_token_lifetime;
   nlohmann::json body{{"access_token", access},
                       {"expires_in", options_.access_token_lifetime.count()},
@@ -151,6 +153,7 @@ TokenAuthority::Reply TokenAuthority::token(const Params& form) {
       return oauth_error(403, "invalid_grant", "Invalid authorization code");
     const Code code = it->second;
     codes_.erase(it);  // single use
+    ++changes_;
     if (param(form, "redirect_uri") != code.redirect_uri)
       return oauth_error(403, "invalid_grant", "Redirect URI mismatch.");
     return issue(code.scope, true);
@@ -178,19 +181,78 @@ TokenAuthority::Check TokenAuthority::check(const std::string& header) {
 
 void TokenAuthority::expire_early(const std::string& header) {
   std::lock_guard lock(mutex_);
-  if (auto it = access_.find(bearer(header)); it != access_.end())
+  if (auto it = access_.find(bearer(header)); it != access_.end()) {
     it->second = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+    ++changes_;
+  }
 }
 
 void TokenAuthority::expire_all() {
   std::lock_guard lock(mutex_);
   for (auto& [token, expiry] : access_)
     expiry = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  ++changes_;
 }
 
 std::string TokenAuthority::current_refresh_token() const {
   std::lock_guard lock(mutex_);
   return latest_refresh_;
+}
+
+namespace {
+using Steady = std::chrono::steady_clock;
+using Wall = std::chrono::system_clock;
+
+// Nanoseconds since the epoch; the gap to now carries over between the clocks.
+std::int64_t wall_ns(Steady::time_point t) {
+  const auto wall = Wall::now() + std::chrono::duration_cast<Wall::duration>(t - Steady::now());
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(wall.time_since_epoch()).count();
+}
+Steady::time_point steady_from(const nlohmann::json& j) {
+  const Wall::time_point wall(
+      std::chrono::duration_cast<Wall::duration>(std::chrono::nanoseconds(j.get<std::int64_t>())));
+  return Steady::now() + std::chrono::duration_cast<Steady::duration>(wall - Wall::now());
+}
+}  // namespace
+
+nlohmann::json TokenAuthority::save_state() const {
+  std::lock_guard lock(mutex_);
+  auto access = nlohmann::json::array(), refresh = nlohmann::json::array(),
+       codes = nlohmann::json::array();
+  for (const auto& [token, expires] : access_)
+    access.push_back({{"token", token}, {"expires_at", wall_ns(expires)}});
+  for (const auto& [token, scope] : refresh_) refresh.push_back({{"token", token}, {"scope", scope}});
+  for (const auto& [code, c] : codes_)
+    codes.push_back({{"code", code},
+                     {"redirect_uri", c.redirect_uri},
+                     {"scope", c.scope},
+                     {"expires_at", wall_ns(c.expires)}});
+  return {{"access", access}, {"refresh", refresh}, {"codes", codes}, {"latest_refresh", latest_refresh_}};
+}
+
+void TokenAuthority::restore_state(const nlohmann::json& state) {
+  std::map<std::string, Steady::time_point> access;
+  std::map<std::string, std::string> refresh;
+  std::map<std::string, Code> codes;
+  for (const auto& a : state.at("access"))
+    access[a.at("token").get<std::string>()] = steady_from(a.at("expires_at"));
+  for (const auto& r : state.at("refresh"))
+    refresh[r.at("token").get<std::string>()] = r.at("scope").get<std::string>();
+  for (const auto& c : state.at("codes"))
+    codes[c.at("code").get<std::string>()] = {c.at("redirect_uri").get<std::string>(),
+                                              c.at("scope").get<std::string>(),
+                                              steady_from(c.at("expires_at"))};
+  const auto latest = state.at("latest_refresh").get<std::string>();
+  std::lock_guard lock(mutex_);
+  access_ = std::move(access);
+  refresh_ = std::move(refresh);
+  codes_ = std::move(codes);
+  latest_refresh_ = latest;
+}
+
+std::uint64_t TokenAuthority::changes() const {
+  std::lock_guard lock(mutex_);
+  return changes_;
 }
 
 }  // namespace backstop::tradestation_emulator

@@ -35,6 +35,14 @@ class TokenAuthority {
   void expire_all();
   std::string current_refresh_token() const;  // for logs and the CLI banner
 
+  // Issued tokens and codes for the emulator's state file, so that a client's tokens outlive a
+  // restart of the emulator (a real auth server is not restarted with the API). Expiries are
+  // written as wall-clock times, since the steady clock does not survive the process.
+  nlohmann::json save_state() const;
+  void restore_state(const nlohmann::json& state);  // throws json::exception; all or nothing
+  // Moves on every change of what save_state() writes; owners persist when it has moved.
+  std::uint64_t changes() const;
+
  private:
   std::string random_token(std::size_t bytes);
   Reply issue(const std::string& scope, bool with_refresh_token);
@@ -52,6 +60,7 @@ class TokenAuthority {
   std::map<std::string, std::string> refresh_;                           // token -> scope
   std::map<std::string, Code> codes_;
   std::string latest_refresh_;
+  std::uint64_t changes_ = 0;
 };
 
 }  // namespace backstop::tradestation_emulator

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <functional>
 #include <map>
 #include <regex>
@@ -17,10 +18,12 @@
 #include <thread>
 
 #include "brokers/sim/price_path.hpp"
+#include "brokers/sim/state_file.hpp"
 #include "brokers/sim/venue.hpp"
 #include "core/cpu_affinity.hpp"
 #include "core/error.hpp"
 #include "brokers/net/test_certificate.hpp"
+#include "emulators/tradestation/emulator_state.hpp"
 #include "emulators/tradestation/stream_hub.hpp"
 #include "emulators/tradestation/token_authority.hpp"
 #include "emulators/tradestation/wire_format.hpp"
@@ -168,7 +171,7 @@ class TradeStationEmulator::Impl {
     for (const auto& a : opt_.accounts) cash_[a.id] = a.cash;
     venue_.set_listener([this](const VenueEvent& e) { on_venue_event(e); });
     // Every symbol starts with a quote at its start price, so market orders can fill at once.
-    std::lock_guard lock(mu_);
+    Locked lock(*this);
     for (const auto& s : opt_.symbols) {
       Quote q;
       q.symbol = s.symbol;
@@ -221,20 +224,89 @@ class TradeStationEmulator::Impl {
     faults_.record({clock_.now(), kind, order_id, coid, detail});
   }
   void set_profile(FaultProfile p) {
-    std::lock_guard lock(mu_);
+    Locked lock(*this);
     // The venue reads the profile only under mu_, held here.
     faults_.set_profile(p);
     std::lock_guard plock(profile_mu_);
     profile_ = std::move(p);
   }
 
+  // ---- persistence (Options::state_file)
+  //
+  // The choke point: every operation on the venue and the tables below takes mu_ through a
+  // Locked guard, never directly. Stream frames made meanwhile (publish()) wait in outbox_; on
+  // release the guard calls commit(), which writes the state file when the state has moved and
+  // only then hands the frames to the hub, still under mu_ so that frames keep their order. HTTP
+  // answers need nothing more: httplib writes a handler's answer after the handler has returned,
+  // so after its guard has committed. A SIGKILL at any instant therefore leaves no client with an
+  // order id, an ack or a fill frame that the state file lacks. State changed outside mu_ (tokens,
+  // fault records on stream and auth paths) is written by sync() before the answer that follows.
+  // A failed write throws out of the guard (the handler answers 500: outcome unknown) and keeps
+  // the frames for the next write that succeeds.
+  class Locked {
+   public:
+    explicit Locked(Impl& impl)
+        : impl_(impl), lock_(impl.mu_), exceptions_(std::uncaught_exceptions()) {}
+    ~Locked() noexcept(false) {
+      if (std::uncaught_exceptions() == exceptions_) {
+        impl_.commit();
+        return;
+      }
+      try {  // already unwinding: a second exception would terminate
+        impl_.commit();
+      } catch (const std::exception& e) {
+        spdlog::error("TradeStation emulator: {}", e.what());
+      }
+    }
+    Locked(const Locked&) = delete;
+    Locked& operator=(const Locked&) = delete;
+
+   private:
+    Impl& impl_;
+    std::lock_guard<std::mutex> lock_;
+    int exceptions_;
+  };
+  struct Frame {
+    StreamKind kind;
+    std::string account, order_id, symbol, line;
+  };
+  // What the state file was last written from; any difference means the state has moved.
+  struct Saved {
+    std::uint64_t venue = 0, auth = 0;
+    std::size_t faults = 0;
+  };
+  void publish(StreamKind kind, const std::string& account, const std::string& order_id,
+               const std::string& symbol, std::string line) {
+    outbox_.push_back({kind, account, order_id, symbol, std::move(line)});
+  }
+  void touch() { dirty_ = true; }  // an emulator table changed (the venue counts its own)
+  void commit();
+  void sync() { Locked lock(*this); }  // writes what changed outside mu_, before it shows
+  // For stream threads, where httplib lets no exception through: false = not written.
+  bool try_sync() {
+    try {
+      sync();
+      return true;
+    } catch (const std::exception& e) {
+      spdlog::error("TradeStation emulator: {}", e.what());
+      return false;
+    }
+  }
+  void restore_from_file();
+  json save_state() const;
+  void restore_state(const json& state);
+  void restore_tables(const json& t);
+  void rearm_timers();
+  void schedule_cancel(const std::string& id, std::chrono::milliseconds after);
+  void schedule_expiry(const std::string& id, std::chrono::milliseconds after);
+
   // ---- venue glue (all under mu_)
   void on_venue_event(const VenueEvent& e);
   void process_event(const VenueEvent& e);
   TsOrder& adopt(const VenueOrder& v);
   void publish_order(const TsOrder& o, const std::string& status, bool with_closed) {
-    hub_.publish(StreamKind::orders, o.meta.account, o.last.id, {},
-                 line(render_order(o, status, with_closed)));
+    publish(StreamKind::orders, o.meta.account, o.last.id, {},
+            line(render_order(o, status, with_closed)));
   }
   void publish_position(const std::string& symbol);
   void process_quote(const Quote& q);
@@ -332,6 +404,10 @@ class TradeStationEmulator::Impl {
   std::uint64_t next_position_id_ = 64'630'792;
   std::uint64_t next_page_token_ = 1;
   int burst_429_left_ = 0;
+  std::vector<Frame> outbox_;  // frames of the current locked operation, sent by commit()
+  bool persisting_ = false;    // set by start() once the state file has been read
+  bool dirty_ = false;
+  Saved saved_;
 
   std::unique_ptr<httplib::Server> server_;
   std::string cert_pem_;
@@ -348,6 +424,7 @@ class TradeStationEmulator::Impl {
 // Venue events -> TradeStation order frames
 
 TsOrder& TradeStationEmulator::Impl::adopt(const VenueOrder& v) {
+  touch();  // every venue event passes here, and fills change cash_ too
   auto it = orders_.find(v.id);
   if (it == orders_.end()) {
     TsOrder t;
@@ -459,6 +536,7 @@ std::optional<PositionView> TradeStationEmulator::Impl::position_view(const Venu
   if (v.account.empty()) v.account = opt_.accounts.front().id;
   auto& id = position_id_[p.symbol];
   if (id.empty()) {
+    touch();
     id = std::to_string(next_position_id_++);
     position_opened_[p.symbol] = clock_.now();
   }
@@ -475,17 +553,22 @@ void TradeStationEmulator::Impl::publish_position(const std::string& symbol) {
   for (const auto& p : venue_.positions()) {
     if (p.symbol != symbol) continue;
     if (auto v = position_view(p))
-      hub_.publish(StreamKind::positions, v->account, {}, {}, line(render_position(*v)));
+      publish(StreamKind::positions, v->account, {}, {}, line(render_position(*v)));
     return;
   }
   // Flat now: the stream reports the position as deleted (StreamPositions example in [SPEC]).
   auto id = position_id_.find(symbol);
   if (id == position_id_.end() || id->second.empty()) return;
-  hub_.publish(StreamKind::positions, position_account_[symbol], {}, {},
-               line({{"Deleted", true}, {"PositionID", id->second}}));
+  touch();
+  publish(StreamKind::positions, position_account_[symbol], {}, {},
+          line({{"Deleted", true}, {"PositionID", id->second}}));
   id->second.clear();
 }
 
+// Market data alone does not make the state dirty (no touch() for days_, and the venue does not
+// count a quote as a change): a broker does not keep prices durable, and writing the whole state
+// on every tick would cost more than it saves. Quotes and day statistics are written with the next
+// broker-side change; fills a quote causes are venue changes and written before their frames.
 void TradeStationEmulator::Impl::process_quote(const Quote& q) {
   venue_.on_quote(q);
   auto full = venue_.last_quote(q.symbol);
@@ -498,11 +581,11 @@ void TradeStationEmulator::Impl::process_quote(const Quote& q) {
     d.low = std::min(d.low, *px);
   }
   d.volume += q.last_size;
-  hub_.publish(StreamKind::quotes, {}, {}, q.symbol, line(render_quote(*full, d)));
+  publish(StreamKind::quotes, {}, {}, q.symbol, line(render_quote(*full, d)));
   for (const auto& p : venue_.positions())
     if (p.symbol == q.symbol)
       if (auto v = position_view(p))
-        hub_.publish(StreamKind::positions, v->account, {}, {}, line(render_position(*v)));
+        publish(StreamKind::positions, v->account, {}, {}, line(render_position(*v)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,6 +594,9 @@ void TradeStationEmulator::Impl::process_quote(const Quote& q) {
 void TradeStationEmulator::Impl::log_request(const std::string& endpoint, const std::string& coid,
                                              const std::string& id, bool duplicate, bool accepted,
                                              const std::string& message) {
+  // Every placement, replace and cancel ends here, whatever else it changed (confirm ids, id
+  // counters): one touch covers them.
+  touch();
   request_log_.push_back({{"at", format_timestamp(clock_.now())},
                           {"endpoint", endpoint},
                           {"OrderConfirmID", coid},
@@ -558,6 +644,7 @@ std::string TradeStationEmulator::Impl::precheck(ParsedOrder& p, std::set<std::s
 
 TsOrder& TradeStationEmulator::Impl::create_local(const ParsedOrder& p, VenueStatus status,
                                                   const std::string& reason) {
+  touch();
   TsOrder t;
   t.meta = p.meta;
   VenueOrder& v = t.last;
@@ -589,15 +676,21 @@ void TradeStationEmulator::Impl::after_submit(const std::string& id, const Parse
     pending_[p.spec.client_order_id].kill_status = "OUT";
     venue_.cancel(id, p.meta.duration + " remainder cancelled");
   } else if (p.meta.duration == "1" || p.meta.duration == "3" || p.meta.duration == "5") {
-    schedule(std::chrono::minutes(std::stoi(p.meta.duration)), [this, id] {
-      std::lock_guard lock(mu_);
-      auto it = orders_.find(id);
-      const VenueOrder* vo = venue_.find(id);
-      if (it == orders_.end() || !vo || !is_open(vo->status)) return;
-      it->second.meta.kill_status = "EXP";
-      venue_.cancel(id, "expired");
-    });
+    schedule_expiry(id, std::chrono::minutes(std::stoi(p.meta.duration)));
   }
+}
+
+void TradeStationEmulator::Impl::schedule_expiry(const std::string& id,
+                                                 std::chrono::milliseconds after) {
+  schedule(after, [this, id] {
+    Locked lock(*this);
+    auto it = orders_.find(id);
+    const VenueOrder* vo = venue_.find(id);
+    if (it == orders_.end() || !vo || !is_open(vo->status)) return;
+    touch();
+    it->second.meta.kill_status = "EXP";
+    venue_.cancel(id, "expired");
+  });
 }
 
 TradeStationEmulator::Impl::Placement TradeStationEmulator::Impl::place_single(
@@ -664,6 +757,7 @@ TradeStationEmulator::Impl::Placement TradeStationEmulator::Impl::place_single(
   // one tick higher: the read-back differs in exactly one field.
   if (r.accepted && p.spec.stop_price && faults_.roll(rate("ts_alter_stop_readback"))) {
     if (auto it = orders_.find(r.order_id); it != orders_.end()) {
+      touch();
       it->second.readback_stop_price = *p.spec.stop_price + symbols_.at(p.meta.symbol).tick;
       record("ts_alter_stop_readback", r.order_id, coid,
              "StopPrice reads back as " + it->second.readback_stop_price->to_string() + ", venue holds " +
@@ -832,6 +926,7 @@ void TradeStationEmulator::Impl::slow_ack(const std::string& what) {
          what + " answered after " +
              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()) +
              " ms");
+  sync();
   std::this_thread::sleep_for(delay);
 }
 
@@ -864,10 +959,10 @@ void TradeStationEmulator::Impl::handle_place_order(const httplib::Request& req,
       if (!child) return reply_error(res, 400, "BadRequest", error);
       exits.push_back(std::move(*child));
     }
-    std::lock_guard lock(mu_);
+    Locked lock(*this);
     answer = placement_reply(place_bracket(std::move(*parent), std::move(exits), type, endpoint));
   } else {
-    std::lock_guard lock(mu_);
+    Locked lock(*this);
     answer = placement_reply(std::vector<Placement>{place_single(std::move(*parent), endpoint)});
   }
   slow_ack("PlaceOrder");
@@ -897,7 +992,7 @@ void TradeStationEmulator::Impl::handle_place_group(const httplib::Request& req,
   const std::string endpoint = "POST /v3/orderexecution/ordergroups";
   json answer;
   {
-    std::lock_guard lock(mu_);
+    Locked lock(*this);
     if (type == "NORMAL") {
       std::vector<Placement> placed;
       for (auto& p : orders) placed.push_back(place_single(std::move(p), endpoint));
@@ -917,7 +1012,7 @@ void TradeStationEmulator::Impl::handle_confirm(const httplib::Request& req,
   std::string error;
   auto p = parse_order_request(*body, error);
   if (!p) return reply_error(res, 400, "BadRequest", error);
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   auto sym = symbols_.find(p->meta.symbol);
   if (!known_account(p->meta.account) || sym == symbols_.end())
     return reply_error(res, 400, "BadRequest", "Invalid account or symbol.");
@@ -953,7 +1048,7 @@ void TradeStationEmulator::Impl::handle_replace(const httplib::Request& req,
   // Order IDs must not contain dashes ([SPEC] ReplaceOrder/CancelOrder orderID).
   if (id.find('-') != std::string::npos)
     return reply_error(res, 400, "BadRequest", "Order ID must not contain dashes.");
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   const std::string endpoint = "PUT /v3/orderexecution/orders";
   auto fail = [&](const std::string& msg) {
     log_request(endpoint, {}, id, false, false, msg);
@@ -995,7 +1090,7 @@ void TradeStationEmulator::Impl::handle_cancel(const httplib::Request& req,
   const std::string id = req.matches[1];
   if (id.find('-') != std::string::npos)
     return reply_error(res, 400, "BadRequest", "Order ID must not contain dashes.");
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   const std::string endpoint = "DELETE /v3/orderexecution/orders";
   auto it = orders_.find(id);
   const VenueOrder* v = venue_.find(id);
@@ -1011,21 +1106,28 @@ void TradeStationEmulator::Impl::handle_cancel(const httplib::Request& req,
   TsOrder& o = it->second;
   if (!o.cancel_pending) {
     // Cancellation is asynchronous: UCN now, CAN once the venue has cancelled (api-notes 3).
+    touch();
     o.cancel_pending = true;
     o.status_override = "UCN";
     publish_order(o, "UCN", false);
-    schedule(opt_.cancel_delay, [this, id] {
-      std::lock_guard l(mu_);
-      auto found = orders_.find(id);
-      if (found == orders_.end() || !found->second.cancel_pending) return;
-      if (!venue_.cancel(id, "cancelled by user").empty()) {
-        found->second.cancel_pending = false;
-        found->second.status_override.clear();
-      }
-    });
+    schedule_cancel(id, opt_.cancel_delay);
   }
   log_request(endpoint, o.meta.confirm_id, id, false, true, "Cancel request sent");
   reply(res, 200, {{"Message", "Cancel request sent"}, {"OrderID", id}});
+}
+
+void TradeStationEmulator::Impl::schedule_cancel(const std::string& id,
+                                                 std::chrono::milliseconds after) {
+  schedule(after, [this, id] {
+    Locked lock(*this);
+    auto found = orders_.find(id);
+    if (found == orders_.end() || !found->second.cancel_pending) return;
+    if (!venue_.cancel(id, "cancelled by user").empty()) {
+      touch();
+      found->second.cancel_pending = false;
+      found->second.status_override.clear();
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1066,7 +1168,7 @@ void TradeStationEmulator::Impl::handle_orders(const httplib::Request& req, http
     if (page < 1 || page > 600)
       return reply_error(res, 400, "BadRequest", "pageSize must be between 1 and 600.");
   }
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   std::size_t offset = 0;
   if (req.has_param("nextToken")) {
     // Tokens are good for one hour and for the one following request ([SPEC] nextToken).
@@ -1107,7 +1209,7 @@ void TradeStationEmulator::Impl::handle_orders_by_id(const httplib::Request& req
   const auto ids = split(req.matches[2], ',');
   if (ids.empty() || ids.size() > 50)
     return reply_error(res, 400, "BadRequest", "Give 1 to 50 order IDs.");
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   json errors = json::array();
   const auto accounts = accounts_of(req.matches[1], errors);
   json orders = json::array();
@@ -1130,7 +1232,7 @@ void TradeStationEmulator::Impl::handle_orders_by_id(const httplib::Request& req
 
 void TradeStationEmulator::Impl::handle_balances(const httplib::Request& req,
                                                  httplib::Response& res, bool bod) {
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   json errors = json::array();
   const auto accounts = accounts_of(req.matches[1], errors);
   json balances = json::array();
@@ -1170,7 +1272,7 @@ void TradeStationEmulator::Impl::handle_balances(const httplib::Request& req,
 
 void TradeStationEmulator::Impl::handle_positions(const httplib::Request& req,
                                                   httplib::Response& res) {
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   json errors = json::array();
   const auto accounts = accounts_of(req.matches[1], errors);
   // ?symbol= takes a comma list with trailing-* wildcards ([SPEC] GetPositions).
@@ -1202,7 +1304,7 @@ void TradeStationEmulator::Impl::handle_positions(const httplib::Request& req,
 
 void TradeStationEmulator::Impl::handle_quote_snapshot(const httplib::Request& req,
                                                        httplib::Response& res) {
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   json quotes = json::array(), errors = json::array();
   for (const auto& s : split(req.matches[1], ',')) {
     auto q = venue_.last_quote(s);
@@ -1257,17 +1359,20 @@ void TradeStationEmulator::Impl::open_stream(httplib::Response& res, StreamFilte
         // Idle: a heartbeat, unless a stream fault strikes instead.
         if (faults_.roll(rate("ts_stall"))) {
           record("ts_stall", {}, {}, "stream silent (no data, no heartbeats), then dropped");
+          if (!try_sync()) return false;
           hub_.stall(*sub, SteadyClock::now() + opt_.stall_length);
           return true;
         }
         if (faults_.roll(rate("ts_goaway"))) {
           record("ts_goaway", {}, {}, "GoAway sent on an idle stream");
+          if (!try_sync()) return false;
           write(goaway);
           sink.done();
           return true;
         }
         if (faults_.roll(rate("ts_stream_error"))) {
           record("ts_stream_error", {}, {}, "error object sent, stream ended");
+          if (!try_sync()) return false;
           const json err =
               brokerage
                   ? json{{"AccountID",
@@ -1296,7 +1401,7 @@ void TradeStationEmulator::Impl::handle_stream_orders(const httplib::Request& re
   if (req.matches.size() > 2)
     for (const auto& id : split(req.matches[2], ',')) f.order_ids.insert(id);
   std::vector<std::string> lines;
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   json errors = json::array();
   for (const auto& a : accounts_of(req.matches[1], errors)) f.accounts.insert(a);
   for (auto& e : errors)
@@ -1318,7 +1423,7 @@ void TradeStationEmulator::Impl::handle_stream_positions(const httplib::Request&
   StreamFilter f;
   f.kind = StreamKind::positions;
   std::vector<std::string> lines;
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   json errors = json::array();
   for (const auto& a : accounts_of(req.matches[1], errors)) f.accounts.insert(a);
   for (auto& e : errors) lines.push_back(line(e));
@@ -1338,7 +1443,7 @@ void TradeStationEmulator::Impl::handle_stream_quotes(const httplib::Request& re
   if (symbols.size() > 100)
     return reply_error(res, 400, "BadRequest", "At most 100 symbols may be given.");
   std::vector<std::string> lines;
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   for (const auto& s : symbols) {
     auto q = venue_.last_quote(s);
     if (!q) {
@@ -1376,7 +1481,7 @@ void TradeStationEmulator::Impl::handle_control_quote(const httplib::Request& re
     q.last_size = body->value("last_size", std::int64_t{0});
     q.source = "control";
     if (!q.bid && !q.ask && !q.last) throw ParseError("give at least one of bid, ask, last");
-    std::lock_guard lock(mu_);
+    Locked lock(*this);
     if (!symbols_.count(q.symbol))
       return reply(res, 404, {{"error", "unknown symbol " + q.symbol}});
     q.at = clock_.now();
@@ -1422,8 +1527,180 @@ void TradeStationEmulator::Impl::handle_control_log(httplib::Response& res) {
                       {"order_id", f.order_id},
                       {"client_order_id", f.client_order_id},
                       {"detail", f.detail}});
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   reply(res, 200, {{"requests", request_log_}, {"faults", faults}, {"open_streams", hub_.size()}});
+}
+
+// ---------------------------------------------------------------------------------------------
+// State file (Options::state_file): the choke point is described at Impl::Locked
+
+namespace {
+constexpr int kStateVersion = 1;
+
+template <class Map, class F>
+json map_json(const Map& m, F value) {
+  json out = json::object();
+  for (const auto& [k, v] : m) out[k] = value(v);
+  return out;
+}
+template <class T, class F>
+std::map<std::string, T> map_from(const json& j, F value) {
+  std::map<std::string, T> out;
+  for (const auto& [k, v] : j.items()) out[k] = value(v);
+  return out;
+}
+}  // namespace
+
+void TradeStationEmulator::Impl::commit() {
+  if (persisting_ && (dirty_ || venue_.changes() != saved_.venue ||
+                      faults_.records() != saved_.faults || auth_.changes() != saved_.auth)) {
+    // Counters read before the state is: what moves meanwhile (tokens, fault records made
+    // outside mu_) is written again by the next commit.
+    const Saved now{venue_.changes(), auth_.changes(), faults_.records()};
+    dirty_ = false;
+    try {
+      write_state_file(opt_.state_file, save_state());
+    } catch (...) {
+      dirty_ = true;
+      throw;
+    }
+    saved_ = now;
+  }
+  for (const auto& f : outbox_) hub_.publish(f.kind, f.account, f.order_id, f.symbol, f.line);
+  outbox_.clear();
+}
+
+// Not state: open streams (they die with the process; clients reconnect and get a snapshot),
+// page tokens, the stale-positions snapshot, the 429 burst, the random walks (restarted from the
+// last quote) and the fault profile (configuration). pending_ is always empty between locked
+// operations: each placement fills and empties it.
+json TradeStationEmulator::Impl::save_state() const {
+  json orders = json::array();
+  for (const auto& id : sequence_) orders.push_back(ts_order_to_json(orders_.at(id)));
+  json tables{{"orders", orders},
+              {"confirm_ids", confirm_ids_},
+              {"cash", map_json(cash_, [](Price p) { return p.units(); })},
+              {"position_account", position_account_},
+              {"position_id", position_id_},
+              {"position_opened", position_opened_},
+              {"days", map_json(days_, day_stats_to_json)},
+              {"request_log", request_log_},
+              {"next_local_id", next_local_id_},
+              {"next_group", next_group_},
+              {"next_coid", next_coid_},
+              {"next_position_id", next_position_id_}};
+  return {{"version", kStateVersion},
+          {"venue", venue_.save_state()},
+          {"faults", fault_log_to_json(faults_.log())},
+          {"auth", auth_.save_state()},
+          {"emulator", tables}};
+}
+
+void TradeStationEmulator::Impl::restore_state(const json& state) {
+  const char* part = "version";
+  try {
+    if (const int v = state.at("version").get<int>(); v != kStateVersion)
+      throw Error("version " + std::to_string(v) + ", expected " + std::to_string(kStateVersion));
+    // The parts that are only parsed come first, so that most bad files change nothing.
+    part = "faults";
+    auto log = fault_log_from_json(state.at("faults"));
+    part = "emulator";
+    restore_tables(state.at("emulator"));
+    part = "auth";
+    auth_.restore_state(state.at("auth"));
+    part = "venue";
+    venue_.restore_state(state.at("venue"));
+    faults_.restore_log(std::move(log));
+  } catch (const std::exception& e) {
+    throw Error(std::string(part) + ": " + e.what());
+  }
+}
+
+void TradeStationEmulator::Impl::restore_tables(const json& t) {
+  std::map<std::string, TsOrder> orders;
+  std::vector<std::string> sequence;
+  for (const auto& j : t.at("orders")) {
+    TsOrder o = ts_order_from_json(j);
+    // Symbols are configuration: an order of one not configured now could not be served.
+    if (!symbols_.count(o.meta.symbol))
+      throw Error("order " + o.last.id + " is for " + o.meta.symbol +
+                  ", which is not an emulated symbol (--symbols)");
+    sequence.push_back(o.last.id);
+    orders[o.last.id] = std::move(o);
+  }
+  auto days = map_from<DayStats>(t.at("days"), day_stats_from_json);
+  auto cash = cash_;  // accounts configured now and absent from the file keep their start cash
+  for (auto& [id, units] : map_from<Price>(t.at("cash"), [](const json& v) {
+         return Price::from_units(v.get<std::int64_t>());
+       }))
+    cash[id] = units;
+  auto confirm_ids = t.at("confirm_ids").get<std::set<std::string>>();
+  auto position_account = t.at("position_account").get<std::map<std::string, std::string>>();
+  auto position_id = t.at("position_id").get<std::map<std::string, std::string>>();
+  auto position_opened = t.at("position_opened").get<std::map<std::string, Timestamp>>();
+  const json& request_log = t.at("request_log");
+  if (!request_log.is_array()) throw Error("request_log is not an array");
+  const auto next_local_id = t.at("next_local_id").get<std::uint64_t>();
+  const auto next_group = t.at("next_group").get<std::uint64_t>();
+  const auto next_coid = t.at("next_coid").get<std::uint64_t>();
+  const auto next_position_id = t.at("next_position_id").get<std::uint64_t>();
+
+  orders_ = std::move(orders);
+  sequence_ = std::move(sequence);
+  for (auto& [symbol, d] : days) days_[symbol] = d;
+  cash_ = std::move(cash);
+  confirm_ids_ = std::move(confirm_ids);
+  position_account_ = std::move(position_account);
+  position_id_ = std::move(position_id);
+  position_opened_ = std::move(position_opened);
+  request_log_ = request_log;
+  next_local_id_ = next_local_id;
+  next_group_ = next_group;
+  next_coid_ = next_coid;
+  next_position_id_ = next_position_id;
+}
+
+// Timers die with the process; what they would have done is armed again. A cancel the client was
+// told about ("Cancel request sent", UCN) lands cancel_delay after the restart, through the same
+// path as before, so a reconnecting client sees UCN in its snapshot and then CAN, as it would
+// have. An order of Duration 1/3/5 expires when it would have, or at once if that has passed.
+void TradeStationEmulator::Impl::rearm_timers() {
+  const Timestamp now = clock_.now();
+  for (const auto& id : sequence_) {
+    const TsOrder& o = orders_.at(id);
+    const VenueOrder* v = venue_.find(id);
+    if (!v || !is_open(v->status)) continue;
+    if (o.cancel_pending) {
+      schedule_cancel(id, opt_.cancel_delay);
+    } else if (o.meta.duration == "1" || o.meta.duration == "3" || o.meta.duration == "5") {
+      const Timestamp at = v->created_at + to_ns(std::chrono::minutes(std::stoi(o.meta.duration)));
+      schedule_expiry(id, std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::nanoseconds(std::max<Timestamp>(0, at - now))));
+    }
+  }
+}
+
+void TradeStationEmulator::Impl::restore_from_file() {
+  if (opt_.state_file.empty()) return;
+  const auto& path = opt_.state_file;
+  auto state = read_state_file(path);  // nullopt on a first start; throws Error naming the path
+  Locked lock(*this);  // persisting_ is still off: nothing is written while restoring
+  if (state) {
+    try {
+      restore_state(*state);
+    } catch (const std::exception& e) {
+      throw Error("emulator state file " + path.string() + ": " + e.what());
+    }
+    // Prices continue from the last quote rather than jumping back to the start price.
+    std::uint64_t salt = 0;
+    for (const auto& s : opt_.symbols)
+      if (auto q = venue_.last_quote(s.symbol); q && q->bid) reset_walk(s.symbol, *q->bid, salt++);
+    rearm_timers();
+    spdlog::info("TradeStation emulator: state restored from {} ({} orders)", path.string(),
+                 sequence_.size());
+  }
+  persisting_ = true;
+  dirty_ = true;  // written at once, so that the file exists from the first start on
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1450,13 +1727,14 @@ bool TradeStationEmulator::Impl::authorize_api(const httplib::Request& req,
     auth_.expire_early(header);
     record("ts_token_expiry", {}, {},
            "access token expired early at " + req.method + " " + req.path);
+    sync();
     reply_error(res, 401, "Unauthorized", "Access token has expired.");
     return false;
   }
   // 429 in bursts: once one strikes, the next ts_429_burst - 1 requests get it too.
   bool limited = false;
   {
-    std::lock_guard lock(mu_);
+    Locked lock(*this);
     if (burst_429_left_ > 0) {
       --burst_429_left_;
       limited = true;
@@ -1467,6 +1745,7 @@ bool TradeStationEmulator::Impl::authorize_api(const httplib::Request& req,
   }
   if (limited) {
     record("ts_429", {}, {}, req.method + " " + req.path + " answered 429");
+    sync();
     reply_error(res, 429, "TooManyRequests",
                 "Too many requests, quota exceeded.");  // [DOC-RL], ErrorResponse
     return false;
@@ -1481,6 +1760,19 @@ void TradeStationEmulator::Impl::routes() {
     return authorize_api(req, res) ? httplib::Server::HandlerResponse::Unhandled
                                    : httplib::Server::HandlerResponse::Handled;
   });
+  // A handler that throws (e.g. the state file cannot be written) answers 500 with the reason,
+  // never the answer it had prepared: the client must treat the outcome as unknown.
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("TradeStation emulator: {}", what);
+    reply_error(res, 500, "InternalServerError", what);
+  });
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.body.empty() && res.status == 404)
       reply_error(res, 404, "NotFound", "No resource at " + req.method + " " + req.path + ".");
@@ -1493,6 +1785,7 @@ void TradeStationEmulator::Impl::routes() {
   };
   s.Get("/authorize", [this, params](const httplib::Request& req, httplib::Response& res) {
     auto r = auth_.authorize(params(req.params));
+    sync();  // the code is written before the redirect carries it
     if (r.status == 302)
       res.set_redirect(r.location, 302);
     else
@@ -1501,6 +1794,7 @@ void TradeStationEmulator::Impl::routes() {
   s.Post("/oauth/token", [this, params](const httplib::Request& req, httplib::Response& res) {
     // The token request is form-encoded [DOC-REFRESH]; httplib parses such bodies into params.
     auto r = auth_.token(params(req.params));
+    sync();  // tokens are written before the client sees them
     reply(res, r.status, r.body);
   });
 
@@ -1590,6 +1884,7 @@ void TradeStationEmulator::Impl::routes() {
   });
   s.Post("/__emulator/expire-tokens", [this](const httplib::Request&, httplib::Response& res) {
     auth_.expire_all();
+    sync();
     reply(res, 200, {{"ok", true}});
   });
   s.Get("/__emulator/certificate", [this](const httplib::Request&, httplib::Response& res) {
@@ -1598,6 +1893,9 @@ void TradeStationEmulator::Impl::routes() {
 }
 
 void TradeStationEmulator::Impl::start(int port) {
+  if (started_) throw Error("TradeStation emulator already started");
+  // Before anything is served; a bad file throws here and leaves the emulator unstarted.
+  restore_from_file();
   if (started_.exchange(true)) throw Error("TradeStation emulator already started");
   if (opt_.tls) {
     // A throw-away certificate generated at start-up: no key material is ever committed.
@@ -1680,9 +1978,17 @@ void TradeStationEmulator::Impl::market_loop() {
     }
     const bool tick_due = opt_.tick_interval.count() > 0 && now >= next_tick;
     lock.unlock();
-    for (auto& t : due) t();
+    // A failed state write must not end the thread; the next commit writes again.
+    auto run = [](const std::function<void()>& f) {
+      try {
+        f();
+      } catch (const std::exception& e) {
+        spdlog::error("TradeStation emulator: {}", e.what());
+      }
+    };
+    for (auto& t : due) run(t);
     if (tick_due) {
-      tick();
+      run([this] { tick(); });
       next_tick += opt_.tick_interval;
       if (next_tick < now) next_tick = now + opt_.tick_interval;
     }
@@ -1691,7 +1997,7 @@ void TradeStationEmulator::Impl::market_loop() {
 }
 
 void TradeStationEmulator::Impl::tick() {
-  std::lock_guard lock(mu_);
+  Locked lock(*this);
   for (auto& [symbol, walk] : walks_)
     if (auto q = walk->next(clock_.now())) process_quote(*q);
   // disconnect_rate: per market tick, every open stream is cut without a word.

@@ -8,6 +8,7 @@
 // `backstop emulate tradestation`. The test-control API lives under /__emulator (README.md).
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,13 @@ struct Options {
   bool closed_time_on_stop_hit = true;  // STP frames carry ClosedDateTime though not terminal
 
   bool tls = false;  // HTTPS with a self-signed certificate generated at start()
+
+  // Broker-side state (venue, orders, cash, positions, request and fault logs, issued tokens)
+  // kept in this file, so that the emulator can be killed (SIGKILL) and restarted like a real
+  // broker's back end. start() restores from it when it exists (a file that cannot be read or
+  // parsed throws Error naming it); every change is written before any answer or stream frame
+  // shows it. Empty = in memory only.
+  std::filesystem::path state_file;
 };
 
 std::vector<EmulatedSymbol> default_symbols();
@@ -75,8 +83,9 @@ class TradeStationEmulator {
   TradeStationEmulator(const TradeStationEmulator&) = delete;
   TradeStationEmulator& operator=(const TradeStationEmulator&) = delete;
 
-  // Binds and starts serving in background threads; port 0 picks an ephemeral port.
-  // Throws Error when the port cannot be bound.
+  // Restores Options::state_file if set, then binds and starts serving in background threads;
+  // port 0 picks an ephemeral port. Throws Error when the port cannot be bound or the state file
+  // cannot be read; such an emulator is not started and should be discarded.
   void start(int port = 0);
   int port() const;
   // Sends GoAway on every open stream, then shuts the server down. Idempotent.

@@ -27,6 +27,9 @@ constexpr const char* kUsage = R"(usage: backstop emulate tradestation [options]
   --refresh-token T        initial refresh token (default backstop-emulator-refresh-token)
   --rotate-refresh-tokens  every refresh returns a new refresh token and retires the old one
   --token-lifetime-s N     access-token lifetime (default 1200)
+  --state FILE             keep the broker-side state (orders, positions, cash, logs, tokens) in
+                           FILE: restored at start when it exists, written before every answer
+                           that shows a change, so the emulator survives kill -9 and a restart
 )";
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -86,6 +89,8 @@ int run_tradestation_emulator(int argc, char** argv) {
         opt.refresh_token = value();
       else if (arg == "--rotate-refresh-tokens")
         opt.rotate_refresh_tokens = true;
+      else if (arg == "--state")
+        opt.state_file = value();
       else if (arg == "--token-lifetime-s")
         opt.access_token_lifetime = std::chrono::seconds(std::stoll(value()));
       else
@@ -118,6 +123,9 @@ int run_tradestation_emulator(int argc, char** argv) {
             << "  client_secret " << opt.client_secret << "\n"
             << "  refresh_token " << opt.refresh_token << "\n"
             << "  faults        " << opt.faults.name << "\n"
+            << "  state         "
+            << (opt.state_file.empty() ? std::string("in memory only") : opt.state_file.string())
+            << "\n"
             << "  control       " << emulator.base_url()
             << "/__emulator/{log,faults,quote,goaway}\n";
   if (opt.tls) std::cout << emulator.certificate_pem();

@@ -7,10 +7,16 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include "core/error.hpp"
 #include "emulators/tradestation/tradestation_emulator.hpp"
@@ -713,6 +719,225 @@ TEST(TradeStationEmulatorTls, ServesHttpsWithARuntimeCertificate) {
   EXPECT_EQ(r->status, 200);
   emu.stop();
   std::remove(ca.c_str());
+}
+
+// ---- State file (Options::state_file): the emulator survives a restart like a broker's back end
+
+class EmulatorStateTest : public EmulatorTest {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("ts-emulator-state-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    EmulatorTest::TearDown();
+    std::filesystem::remove_all(dir_);
+  }
+  tse::Options state_options() {
+    auto o = test_options();
+    o.state_file = dir_ / "state.json";
+    return o;
+  }
+  // A new emulator object on the same file and a fresh port; the old one is gone first.
+  void restart() {
+    const auto options = emu_->options();
+    emu_->stop();
+    emu_.reset();
+    emu_ = std::make_unique<tse::TradeStationEmulator>(options);
+    emu_->start(0);
+    cli_ = std::make_unique<httplib::Client>("127.0.0.1", emu_->port());
+    cli_->set_read_timeout(5, 0);
+  }
+  json state_file() {
+    std::ifstream in(dir_ / "state.json");
+    return json::parse(in);
+  }
+  static bool has_order(const json& state, const std::string& id, const std::string& status) {
+    for (const auto& o : state["emulator"]["orders"])
+      if (o["last"]["id"] == id && o["last"]["status"] == status) return true;
+    return false;
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(EmulatorStateTest, RestartKeepsOrdersPositionsBalancesLogsAndTokens) {
+  auto options = state_options();
+  options.cancel_delay = 1000ms;  // long enough that the restart comes before the cancel lands
+  start(options);
+  quote("100", "100.01", "100");
+  auto resting = order("Limit", "BUY", 5);
+  resting["LimitPrice"] = "90";
+  resting["OrderConfirmID"] = "KEEP-1";
+  const std::string resting_id = place(resting);
+  auto filled = order("Limit", "BUY", 10);
+  filled["LimitPrice"] = "99";
+  const std::string filled_id = place(filled);
+  quote("98.99", "99", "99");  // the quote fills it
+  wait_status(filled_id, "FLL");
+  auto to_cancel = order("Limit", "BUY", 1);
+  to_cancel["LimitPrice"] = "80";
+  const std::string cancel_id = place(to_cancel);
+  ASSERT_EQ(send("DELETE", "/v3/orderexecution/orders/" + cancel_id, {}).first, 200);
+
+  const std::string accts = std::string("/v3/brokerage/accounts/") + kAccount;
+  const json resting_before = order_by_id(resting_id), filled_before = order_by_id(filled_id);
+  const json positions_before = get(accts + "/positions").second;
+  const json balances_before = get(accts + "/balances").second;
+  const json requests_before = log()["requests"];
+  ASSERT_EQ(positions_before["Positions"].size(), 1u);
+
+  restart();  // token_ is the first life's access token
+
+  EXPECT_EQ(order_by_id(resting_id), resting_before);  // still working, same OrderID
+  EXPECT_EQ(resting_before["Status"], "ACK");
+  EXPECT_EQ(order_by_id(filled_id), filled_before);
+  EXPECT_EQ(get(accts + "/positions").second, positions_before);
+  EXPECT_EQ(get(accts + "/balances").second, balances_before);
+  // The cancel accepted before the restart lands after it.
+  EXPECT_EQ(order_by_id(cancel_id)["Status"], "UCN");
+  wait_status(cancel_id, "CAN");
+
+  auto [status, dup] = send("POST", "/v3/orderexecution/orders", resting);
+  EXPECT_EQ(status, 200);
+  EXPECT_FALSE(dup.contains("Orders")) << dup.dump();
+  EXPECT_NE(dup["Errors"][0]["Message"].get<std::string>().find("Duplicate"), std::string::npos);
+
+  EXPECT_FALSE(refresh(emu_->options().refresh_token)["access_token"].get<std::string>().empty());
+  auto fresh = order("Limit", "BUY", 1);
+  fresh["LimitPrice"] = "85";
+  const std::string fresh_id = place(fresh);
+  for (const auto& old : {resting_id, filled_id, cancel_id}) EXPECT_NE(fresh_id, old);
+  EXPECT_GT(std::stoull(fresh_id), std::stoull(cancel_id));
+
+  const json requests = log()["requests"];
+  ASSERT_GT(requests.size(), requests_before.size());
+  for (std::size_t i = 0; i < requests_before.size(); ++i)
+    EXPECT_EQ(requests[i], requests_before[i]) << i;
+}
+
+TEST_F(EmulatorStateTest, StateIsWrittenBeforeTheAnswerAndBeforeTheFillFrame) {
+  start(state_options());
+  quote("100", "100.01", "100");
+  auto o = order("Limit", "BUY", 3);
+  o["LimitPrice"] = "95";
+  const std::string id = place(o);
+  EXPECT_TRUE(has_order(state_file(), id, "working"));  // already there when the answer came
+
+  auto s = stream(std::string("/v3/brokerage/stream/accounts/") + kAccount + "/orders");
+  ASSERT_FALSE(s->wait_for(has_key("StreamStatus", "EndSnapshot")).is_null());
+  quote("94.99", "95", "95");
+  ASSERT_FALSE(s->wait_for(is_order(id, "FLL")).is_null());
+  EXPECT_TRUE(has_order(state_file(), id, "filled"));  // written before the frame left
+}
+
+TEST_F(EmulatorStateTest, FirstStartWritesTheFile) {
+  start(state_options());
+  const json state = state_file();
+  EXPECT_EQ(state["version"], 1);
+  EXPECT_TRUE(state["emulator"]["orders"].empty());
+}
+
+TEST_F(EmulatorStateTest, UnreadableStateFileThrowsNamingIt) {
+  const auto path = dir_ / "state.json";
+  for (const std::string text : {"{not json", R"({"version":1})", R"({"version":99})"}) {
+    std::ofstream(path) << text;
+    tse::TradeStationEmulator emu(state_options());
+    try {
+      emu.start(0);
+      ADD_FAILURE() << "started on " << text;
+    } catch (const backstop::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The standalone emulator as a process of its own, so that it can be killed with SIGKILL.
+class EmulatorProcess {
+ public:
+  explicit EmulatorProcess(const std::filesystem::path& state) {
+    std::vector<std::string> argv{BACKSTOP_TS_EMULATOR_BIN, "--port", "0", "--tick-ms", "0",
+                                  "--state", state.string()};
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    int out[2];
+    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+    pid_ = ::fork();  // only async-signal-safe calls in the child until exec
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      ::dup2(out[1], 1);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    out_ = ::fdopen(out[0], "r");
+    // The banner's first line names the port: "TradeStation v3 emulator on http://127.0.0.1:N".
+    char buf[512];
+    const std::string marker = "emulator on http://127.0.0.1:";
+    while (port_ == 0 && std::fgets(buf, sizeof buf, out_)) {
+      const std::string l = buf;
+      if (auto at = l.find(marker); at != std::string::npos)
+        port_ = std::stoi(l.substr(at + marker.size()));
+    }
+  }
+  ~EmulatorProcess() {
+    kill9();
+    std::fclose(out_);  // kept open until now: the child must never write into a closed pipe
+  }
+  int port() const { return port_; }
+  void kill9() {
+    if (pid_ <= 0 || exited_) return;
+    ::kill(pid_, SIGKILL);
+    wait();
+  }
+  int wait() {  // the exit status
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    exited_ = true;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* out_ = nullptr;
+  int port_ = 0;
+  bool exited_ = false;
+};
+
+TEST_F(EmulatorStateTest, KilledWithSigkillComesBackWithItsOrdersAndTokens) {
+  const auto path = dir_ / "state.json";
+  auto first = std::make_unique<EmulatorProcess>(path);
+  ASSERT_GT(first->port(), 0);
+  cli_ = std::make_unique<httplib::Client>("127.0.0.1", first->port());
+  token_ = refresh("backstop-emulator-refresh-token")["access_token"];
+  quote("100", "100.01", "100");
+  auto o = order("StopMarket", "SELL", 2);
+  o["StopPrice"] = "95";
+  o["OrderConfirmID"] = "KILL-1";
+  const std::string id = place(o);
+  first->kill9();  // no chance to write anything after the answer
+
+  EmulatorProcess second(path);
+  ASSERT_GT(second.port(), 0);
+  cli_ = std::make_unique<httplib::Client>("127.0.0.1", second.port());
+  const json restored = order_by_id(id);  // with the first life's access token
+  EXPECT_EQ(restored.value("Status", ""), "ACK") << restored.dump();
+  EXPECT_EQ(restored.value("StopPrice", ""), "95");
+  auto [status, dup] = send("POST", "/v3/orderexecution/orders", o);
+  EXPECT_FALSE(dup.contains("Orders")) << dup.dump();
+  EXPECT_EQ(log()["requests"][0]["OrderID"], id);
+}
+
+TEST_F(EmulatorStateTest, CommandLineExitsNonZeroOnACorruptStateFile) {
+  std::ofstream(dir_ / "state.json") << "{not json";
+  EmulatorProcess emu(dir_ / "state.json");  // reads stdout to its end: the process has ended
+  EXPECT_EQ(emu.port(), 0);
+  const int status = emu.wait();
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by a signal";
+  EXPECT_NE(WEXITSTATUS(status), 0);
 }
 
 TEST(TradeStationEmulatorFaultSpec, NamedProfileWithOverrides) {
