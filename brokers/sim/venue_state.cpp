@@ -1,11 +1,9 @@
 // Venue::save_state / restore_state: the venue's record as JSON, prices as exact units.
-#include <nlohmann/json.hpp>
+#include "brokers/sim/venue_state.hpp"
 
-#include "brokers/sim/venue.hpp"
 #include "core/error.hpp"
 
 namespace backstop {
-namespace {
 
 using nlohmann::json;
 
@@ -16,6 +14,8 @@ std::optional<Price> price_from(const json& j, const char* key) {
   if (v.is_null()) return std::nullopt;
   return Price::from_units(v.get<std::int64_t>());
 }
+
+namespace {
 
 std::optional<VenueStatus> venue_status_from_string(const std::string& s) {
   for (auto st : {VenueStatus::held, VenueStatus::working, VenueStatus::triggered, VenueStatus::filled,
@@ -30,7 +30,9 @@ T known(std::optional<T> v, const char* what, const std::string& text) {
   return *v;
 }
 
-json order_json(const VenueOrder& o) {
+}  // namespace
+
+json venue_order_to_json(const VenueOrder& o) {
   return {{"id", o.id},
           {"client_order_id", o.client_order_id},
           {"account", o.account},
@@ -55,7 +57,7 @@ json order_json(const VenueOrder& o) {
           {"triggered_at", o.triggered_at}};
 }
 
-VenueOrder order_from(const json& j) {
+VenueOrder venue_order_from_json(const json& j) {
   VenueOrder o;
   o.id = j.at("id").get<std::string>();
   o.client_order_id = j.at("client_order_id").get<std::string>();
@@ -84,12 +86,10 @@ VenueOrder order_from(const json& j) {
   return o;
 }
 
-}  // namespace
-
 nlohmann::json Venue::save_state() const {
   json orders = json::array(), fills = json::array(), positions = json::array(), arrivals = json::array(),
        quotes = json::array();
-  for (const auto& o : orders_) orders.push_back(order_json(o));
+  for (const auto& o : orders_) orders.push_back(venue_order_to_json(o));
   for (const auto& f : fills_)
     fills.push_back({{"execution_id", f.execution_id}, {"order_id", f.order_id}, {"quantity", f.quantity},
                      {"price", f.price.units()}, {"at", f.at}});
@@ -121,7 +121,7 @@ void Venue::restore_state(const nlohmann::json& state) {
   std::uint64_t next_order_id = 0, next_execution_id = 0;
   const char* part = "orders";
   try {
-    for (const auto& j : state.at("orders")) orders.push_back(order_from(j));
+    for (const auto& j : state.at("orders")) orders.push_back(venue_order_from_json(j));
     part = "fills";
     for (const auto& j : state.at("fills"))
       fills.push_back({j.at("execution_id").get<std::string>(), j.at("order_id").get<std::string>(),

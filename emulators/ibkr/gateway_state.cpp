@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "brokers/sim/state_file.hpp"
+#include "brokers/sim/venue_state.hpp"
 #include "core/error.hpp"
 #include "emulators/ibkr/gateway_core.hpp"
 #include "emulators/ibkr/gateway_records.hpp"
@@ -33,7 +34,7 @@ json GatewayCore::save_state_locked() const {
                       {"lost", m.lost},
                       {"inactive", m.inactive},
                       {"pending_cancel", m.pending_cancel},
-                      {"readback_stop", m.readback_stop ? json(m.readback_stop->units()) : json(nullptr)}});
+                      {"readback_stop", price_json(m.readback_stop)}});
   }
   return {{"version", kStateVersion},
           {"venue", venue_->save_state()},
@@ -70,7 +71,7 @@ void GatewayCore::restore_state_locked(const json& state) {
       m->lost = j.at("lost").get<bool>();
       m->inactive = j.at("inactive").get<bool>();
       m->pending_cancel = j.at("pending_cancel").get<bool>();
-      if (!j.at("readback_stop").is_null()) m->readback_stop = Price::from_units(j.at("readback_stop").get<std::int64_t>());
+      m->readback_stop = price_from(j, "readback_stop");
       if (!m->venue_id.empty()) venue_to_ib[m->venue_id] = m->ib_id;
       sequence.push_back(m->ib_id);
       orders[m->ib_id] = std::move(m);
