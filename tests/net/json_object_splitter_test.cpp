@@ -111,28 +111,29 @@ TEST(JsonObjectSplitter, OversizedObjectThrowsParseErrorAndRecovers) {
   ASSERT_EQ(out.size(), 1u);
 }
 
-TEST(JsonObjectSplitter, Throughput) {
-  // A TradeStation-like order frame, fed in 4 KiB chunks so many objects straddle chunks.
+// A long stream in 4 KiB chunks, so that many objects straddle chunks. Its speed is measured in
+// bench/tradestation_bench.cpp (order-stream parsing), not here: a timed assertion fails on a
+// loaded machine or under a sanitizer (it did, at 40 MB/s under ThreadSanitizer) without a defect.
+TEST(JsonObjectSplitter, LongChunkedStreamYieldsEveryObjectWhole) {
   const std::string frame =
       R"({"AccountID":"123456782","ClosedDateTime":"2021-02-24T15:47:45Z","Commission":"0","ConversionRate":"1","Currency":"USD","Duration":"DAY","FilledPrice":"0","Legs":[{"AssetType":"STOCK","BuyOrSell":"Buy","ExecQuantity":"0","OpenOrClose":"Open","QuantityOrdered":"10","QuantityRemaining":"10","Symbol":"MSFT"}],"OpenedDateTime":"2021-02-24T15:47:45Z","OrderID":"286234131","OrderType":"Limit","PriceUsedForBuyingPower":"231.5","Status":"ACK","StatusDescription":"Received \"ok\" {x}"})"
       "\n";
   std::string data;
   while (data.size() < (16u << 20)) data += frame;
+  const std::string_view object = std::string_view(frame).substr(0, frame.size() - 1);
   JsonObjectSplitter s;
-  std::size_t objects = 0, bytes = 0;
-  const auto t0 = std::chrono::steady_clock::now();
+  std::size_t objects = 0, bytes = 0, wrong = 0;
   for (std::size_t i = 0; i < data.size(); i += 4096) {
     s.feed(std::string_view(data).substr(i, 4096), [&](std::string_view o) {
       ++objects;
       bytes += o.size();
+      wrong += o != object;
     });
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double mb_s = static_cast<double>(data.size()) / (1 << 20) / secs;
-  std::printf("JsonObjectSplitter: %.0f MB/s (%zu objects)\n", mb_s, objects);
   EXPECT_EQ(objects, data.size() / frame.size());
   EXPECT_EQ(bytes + objects, data.size());  // every byte but the newlines
-  EXPECT_GT(mb_s, 50.0);  // far below what it does; only catches a per-byte allocation
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(s.buffered_bytes(), 0u);
 }
 
 }  // namespace
