@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -524,7 +525,9 @@ RunRecord run_chaos(const RunSettings& settings) {
                                  : (chance(0.5) ? "ib" : "ts");
       const Nanos len = (endpoint ? uniform(3000, 6000) : uniform(1500, 4000)) * kMs;
       if (t + len > to) break;
-      plan.push_back({{kind, broker, t, t + len, {}}});
+      // Half the emulator kills wait for an order request to be in flight (below).
+      const std::string detail = kind == "emulator_sigkill" && chance(0.5) ? "mid-order: " : "";
+      plan.push_back({{kind, broker, t, t + len, detail}});
       t += len + uniform(800, 2500) * kMs;
     }
   };
@@ -541,6 +544,20 @@ RunRecord run_chaos(const RunSettings& settings) {
                      uniform(200, 1500)});
 
   std::map<std::string, int> lost_before;  // replies_lost() when a lost_reply episode began
+  // A "mid-order" emulator kill: armed at the episode's start, done by the proxy right after the
+  // next order request has gone to the emulator (which may or may not have taken it), or by the
+  // driver after 3 s without one (orders are a few seconds apart; episodes last 3-6 s).
+  struct PendingKill {
+    std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
+    Nanos armed = 0;
+  };
+  std::map<std::string, PendingKill> pending_kills;  // by broker
+  auto kill_now = [&](Emulator& emu, PendingKill& k, Episode& e, const char* how) {
+    if (k.done->exchange(true)) return;  // the proxy's hook was first
+    proxy_of(e.broker).clear_order_request_hook();
+    emu.child.kill9();
+    e.detail += how;
+  };
   auto apply = [&](Episode& e, bool on) {
     Emulator& emu = emu_of(e.broker);
     const json base{{"profile", emu.base_profile}};
@@ -553,15 +570,31 @@ RunRecord run_chaos(const RunSettings& settings) {
       // The broker's server process itself dies at any instant (SIGKILL) and is started again
       // on its state file: open connections are reset, new ones refused by the proxy's upstream,
       // sessions and streams gone; the orders, fills and positions stay, as at a real broker.
-      if (on) {
+      if (on && e.detail.rfind("mid-order", 0) == 0) {
+        PendingKill& k = pending_kills[e.broker] = PendingKill{};
+        k.armed = now_ns();
+        proxy_of(e.broker).on_next_order_request([done = k.done, pid = emu.child.pid()] {
+          if (!done->exchange(true)) ::kill(pid, SIGKILL);  // reaped by the driver at the restart
+        });
+        e.detail += "armed (life " + std::to_string(emu.lives) + "); ";
+      } else if (on) {
         emu.child.kill9();
         e.detail += "killed (life " + std::to_string(emu.lives) + "); ";
-      } else if (!emu.start(dir, 20000)) {
-        e.detail += "restart failed: " + last_line(dir / (emu.name + "-emulator-" + std::to_string(emu.lives - 1) + ".err")) + "; ";
       } else {
-        proxy_of(e.broker).set_upstream(emu.port);
-        market.set_ports(ts.port, ib.port);
-        e.detail += "restarted on port " + std::to_string(emu.port) + "; ";
+        if (auto k = pending_kills.find(e.broker); k != pending_kills.end()) {
+          const bool by_proxy = k->second.done->load() && e.detail.find("killed then") == std::string::npos;
+          if (by_proxy) e.detail += "killed with an order request in flight; ";
+          // Never two emulators on one state file: the old one is dead before the new starts.
+          kill_now(emu, k->second, e, "no order request by the end, killed then; ");
+          pending_kills.erase(k);
+        }
+        if (!emu.start(dir, 20000)) {
+          e.detail += "restart failed: " + last_line(dir / (emu.name + "-emulator-" + std::to_string(emu.lives - 1) + ".err")) + "; ";
+        } else {
+          proxy_of(e.broker).set_upstream(emu.port);
+          market.set_ports(ts.port, ib.port);
+          e.detail += "restarted on port " + std::to_string(emu.port) + "; ";
+        }
       }
     } else if (e.kind == "ibkr_gateway_restart") {
       // The Client Portal Gateway is a process of its own in front of IBKR's servers: killed, its
@@ -655,6 +688,11 @@ RunRecord run_chaos(const RunSettings& settings) {
         p.e.end = now_ns();
       }
     }
+    for (auto& [broker, k] : pending_kills)
+      if (!k.done->load() && now_ns() - k.armed > 3000 * kMs)
+        for (auto& p : plan)
+          if (p.applied && !p.restored && p.e.kind == "emulator_sigkill" && p.e.broker == broker)
+            kill_now(emu_of(broker), k, p.e, "no order request within 3 s, killed then; ");
     if (next_kill < kills.size() && t >= kills[next_kill].first && !rec.routers.back().ended) {
       const Nanos at = now_ns();
       end_router(true);

@@ -128,11 +128,20 @@ void FaultProxy::relay(int client, int upstream) {
     if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       const ssize_t n = ::recv(client, buf, sizeof buf, 0);
       if (n <= 0) break;
-      if (lose_next_.load() && is_order_post(std::string_view(buf, static_cast<std::size_t>(n)))) {
+      const bool order_post = is_order_post(std::string_view(buf, static_cast<std::size_t>(n)));
+      if (lose_next_.load() && order_post) {
         lose_next_.store(false);
         swallowing = true;
       }
       if (!write_all(upstream, buf, static_cast<std::size_t>(n))) break;
+      if (order_post) {
+        std::function<void()> hook;
+        {
+          std::lock_guard<std::mutex> lock(hook_mutex_);
+          hook.swap(order_request_hook_);
+        }
+        if (hook) hook();
+      }
     }
     if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       const ssize_t n = ::recv(upstream, buf, sizeof buf, 0);
@@ -147,6 +156,11 @@ void FaultProxy::relay(int client, int upstream) {
   }
   reset_and_close(client);
   ::close(upstream);
+}
+
+void FaultProxy::on_next_order_request(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(hook_mutex_);
+  order_request_hook_ = std::move(hook);
 }
 
 void FaultProxy::answer_503(int client) {

@@ -8,6 +8,7 @@
 // Test support only: plain HTTP/WebSocket bytes, one thread per connection.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +34,11 @@ class FaultProxy {
   // The next POST whose request line names an order endpoint is delivered and its reply dropped.
   void lose_next_order_reply() { lose_next_.store(true); }
   int replies_lost() const { return replies_lost_.load(); }
+  // Runs `hook` (once, on a relay thread) right after the next order POST has been passed on to
+  // the emulator, before its answer: the chaos driver kills the emulator there, so that it dies
+  // with an order in flight that it may or may not have taken. Replaces an earlier hook.
+  void on_next_order_request(std::function<void()> hook);
+  void clear_order_request_hook() { on_next_order_request(nullptr); }
   // The emulator behind it was restarted on another port: new connections go there.
   void set_upstream(std::uint16_t port) { upstream_port_.store(port); }
 
@@ -47,6 +53,8 @@ class FaultProxy {
   int listen_fd_ = -1;
   std::atomic<Mode> mode_{Mode::pass};
   std::atomic<bool> lose_next_{false};
+  std::mutex hook_mutex_;
+  std::function<void()> order_request_hook_;
   std::atomic<int> replies_lost_{0};
   std::atomic<bool> stopping_{false};
   std::mutex threads_mutex_;
