@@ -74,6 +74,7 @@ int run_ibkr_emulator(int argc, char** argv) {
     std::cout << "IBKR gateway emulator: " << emulator.base_url() << "/v1/api (faults: " << options.faults.name
               << ", seed " << options.seed << ", tick " << options.tick_interval.count() << " ms)" << std::endl;
     if (!options.cert_pem_path.empty()) std::cout << "certificate written to " << options.cert_pem_path << std::endl;
+    if (!options.state_file.empty()) std::cout << "broker state kept in " << options.state_file << std::endl;
     int sig = 0;
     sigwait(&signals, &sig);
     std::cout << "stopping (signal " << sig << ")" << std::endl;
