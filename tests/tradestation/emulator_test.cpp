@@ -818,7 +818,7 @@ TEST_F(EmulatorStateTest, RestartKeepsOrdersPositionsBalancesLogsAndTokens) {
     EXPECT_EQ(requests[i], requests_before[i]) << i;
 }
 
-TEST_F(EmulatorStateTest, StateIsWrittenBeforeTheAnswerAndBeforeTheFillFrame) {
+TEST_F(EmulatorStateTest, StateIsWrittenBeforeTheAnswerAndTheFillFrameWaitsForIt) {
   start(state_options());
   quote("100", "100.01", "100");
   auto o = order("Limit", "BUY", 3);
@@ -828,9 +828,21 @@ TEST_F(EmulatorStateTest, StateIsWrittenBeforeTheAnswerAndBeforeTheFillFrame) {
 
   auto s = stream(std::string("/v3/brokerage/stream/accounts/") + kAccount + "/orders");
   ASSERT_FALSE(s->wait_for(has_key("StreamStatus", "EndSnapshot")).is_null());
-  quote("94.99", "95", "95");
+  // The state cannot be written while FILE.new is a directory (root ignores permissions, this
+  // does not): the quote fills the order, and its fill frame must wait for the write.
+  const auto blocker = dir_ / "state.json.new";
+  std::filesystem::create_directory(blocker);
+  auto r = cli_->Post("/__emulator/quote", json{{"symbol", "AAPL"}, {"bid", "94.99"}, {"ask", "95"}, {"last", "95"}}.dump(),
+                      "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->status, 200) << "the failed write is reported: " << r->body;
+  EXPECT_TRUE(s->wait_for(is_order(id, "FLL"), 300ms).is_null()) << "a fill frame left before its state was written";
+  EXPECT_TRUE(has_order(state_file(), id, "working"));
+  // Writable again: the next locked operation writes the fill, then lets the frame go.
+  std::filesystem::remove(blocker);
+  get(std::string("/v3/brokerage/accounts/") + kAccount + "/positions");
   ASSERT_FALSE(s->wait_for(is_order(id, "FLL")).is_null());
-  EXPECT_TRUE(has_order(state_file(), id, "filled"));  // written before the frame left
+  EXPECT_TRUE(has_order(state_file(), id, "filled"));
 }
 
 TEST_F(EmulatorStateTest, FirstStartWritesTheFile) {
