@@ -7,6 +7,8 @@
 #include <random>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
 #include "brokers/sim/state_file.hpp"
 #include "core/error.hpp"
 #include "emulators/ibkr/gateway_records.hpp"
@@ -21,21 +23,32 @@ using std::chrono::milliseconds;
 
 // Held by every entry point that may change state or send frames. On leaving, the state is
 // written (when it changed) and only then are the frames queued meanwhile sent: what a client sees
-// is never ahead of what a restarted gateway would know. HTTP answers leave after handle()
-// returns, so after this too.
+// is never ahead of what a restarted gateway would know. When the write fails the frames stay
+// queued, behind any later ones, until a write succeeds (the state stays "changed", so every
+// locked operation retries). HTTP answers leave after handle() returns, so after this too; but
+// the destructor runs once handle()'s return value is built, too late to turn it into a 500, so
+// handle() calls commit() itself and the destructor only commits what nobody committed.
 class GatewayCore::Locked {
  public:
   explicit Locked(GatewayCore& core) : core_(core), lock_(core.mutex_) {}
   ~Locked() {
-    core_.persist_locked();
-    core_.deliver_outbox_locked();
+    if (!committed_) commit();  // failures are logged by persist_locked(); frames stay held
   }
   Locked(const Locked&) = delete;
   Locked& operator=(const Locked&) = delete;
 
+  // The last thing an operation does: the write's failure (nullopt = written or nothing to write).
+  std::optional<std::string> commit() {
+    committed_ = true;
+    auto failure = core_.persist_locked();
+    if (!failure) core_.deliver_outbox_locked();
+    return failure;
+  }
+
  private:
   GatewayCore& core_;
   std::lock_guard<std::mutex> lock_;
+  bool committed_ = false;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -327,6 +340,15 @@ HttpResponse GatewayCore::handle(const HttpRequest& req) {
     r = error_body(400, std::string("Bad Request: ") + e.what());
   }
   flush_order_updates();
+  // Written here rather than by the guard's destructor, which runs too late to change `r`. A
+  // failed write replaces the answer, whatever it was: it may show this request's change (an order
+  // id) or an earlier one that could not be written either (a fill on a timer), and the client
+  // must treat the outcome as unknown, as after a gateway crash.
+  if (auto failure = lock.commit()) {
+    spdlog::error("IBKR emulator: {} {} answered 500: {}", req.method, path, *failure);
+    r = error_body(500, *failure + "; the outcome of this request is unknown and its stream frames wait for a "
+                                   "successful write");
+  }
   return r;
 }
 

@@ -167,7 +167,7 @@ class GatewayCore {
   json save_state_locked() const;
   void restore_state_locked(const json& state);
   bool state_changed_locked() const;
-  void persist_locked();
+  std::optional<std::string> persist_locked();  // the failure, naming the file; nullopt = fine
   void deliver_outbox_locked();
   void record(const std::string& kind, const std::string& order_id, const std::string& coid,
               const std::string& detail);
@@ -224,7 +224,8 @@ class GatewayCore {
   json event_log_ = json::array();
 
   // Frames and closes queued while the mutex is held, sent once the state that they reveal has
-  // been written (a SIGKILL in between must not leave a client knowing more than the file).
+  // been written (a SIGKILL in between must not leave a client knowing more than the file). After
+  // a failed write they stay here, in order, until a write succeeds.
   struct Outgoing {
     std::shared_ptr<WsPeer> peer;
     std::string text;
@@ -237,6 +238,9 @@ class GatewayCore {
     std::size_t fault_records = 0, order_log = 0, event_log = 0, orders = 0;
   } written_;
   bool tables_changed_ = false;  // an OrderMeta changed in place (pending cancel)
+  // The last write's failure, "" after a success: poll() retries every few milliseconds, so the
+  // error is logged when it starts or changes, not on every retry.
+  std::string write_failure_;
 };
 
 }  // namespace backstop::ibkr_emulator

@@ -104,16 +104,27 @@ bool GatewayCore::state_changed_locked() const {
          orders_.size() != written_.orders;
 }
 
-void GatewayCore::persist_locked() {
-  if (options_.state_file.empty() || !state_changed_locked()) return;
+std::optional<std::string> GatewayCore::persist_locked() {
+  if (options_.state_file.empty() || !state_changed_locked()) return std::nullopt;
   try {
     write_state_file(options_.state_file, save_state_locked());
-    written_ = {venue_->changes(), faults_->records(), order_log_.size(), event_log_.size(), orders_.size()};
-    tables_changed_ = false;
   } catch (const std::exception& e) {
-    // Keep serving (the test reading the logs will see the gap), but say so every time.
-    spdlog::error("IBKR emulator: {}", e.what());
+    // written_ is left as it was: the state stays "changed" and the next locked operation writes
+    // again. The caller holds the frames meanwhile; an HTTP request answers 500 with this.
+    std::string why = "IBKR emulator state file " + options_.state_file + " not written: " + e.what();
+    if (why != write_failure_)
+      spdlog::error("{}; {} WebSocket frame(s) held until a write succeeds", why, outbox_.size());
+    write_failure_ = why;
+    return why;
   }
+  written_ = {venue_->changes(), faults_->records(), order_log_.size(), event_log_.size(), orders_.size()};
+  tables_changed_ = false;
+  if (!write_failure_.empty()) {
+    spdlog::info("IBKR emulator: state file {} written again; sending {} held frame(s)", options_.state_file,
+                 outbox_.size());
+    write_failure_.clear();
+  }
+  return std::nullopt;
 }
 
 void GatewayCore::deliver_outbox_locked() {

@@ -11,7 +11,9 @@
 #include <boost/beast/websocket/ssl.hpp>
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -612,6 +614,27 @@ std::string wait_for_status(Gateway& g, const std::string& id, const std::string
   return last;
 }
 
+// The venue's record (status, filled_quantity, ...) of the order with IBKR client order id `coid`
+// in the state file as it is now on disk; null when the file lacks it (or does not exist yet).
+json order_in_file(const std::filesystem::path& file, const std::string& coid) {
+  const json state = read_json_file(file);
+  if (!state.is_object()) return nullptr;
+  std::string venue_id;
+  for (const auto& o : state["orders"])
+    if (o["coid"] == coid) venue_id = o["venue_id"];
+  for (const auto& v : state["venue"]["orders"])
+    if (!venue_id.empty() && v["id"] == venue_id) return v;
+  return nullptr;
+}
+
+// The writer writes FILE.new and renames it over FILE: a directory at FILE.new makes every write
+// fail until it is removed.
+std::filesystem::path block_writes(const std::filesystem::path& file) {
+  const auto blocker = std::filesystem::path(file.string() + ".new");
+  std::filesystem::create_directory(blocker);
+  return blocker;
+}
+
 }  // namespace
 
 TEST(IbkrEmulatorState, RestartKeepsOrdersFillsIdsAndLogs) {
@@ -661,6 +684,72 @@ TEST(IbkrEmulatorState, RestartKeepsOrdersFillsIdsAndLogs) {
   for (const auto& e : log["orders"]) received_keep1 += e["cOID"] == "keep1" && e["stage"] == "received";
   EXPECT_EQ(received_keep1, 2u);  // the original and the refused repeat
   EXPECT_EQ(g.events("restarted"), 1u);
+}
+
+TEST(IbkrEmulatorState, FailedWriteAnswers500NamingTheFileAndIsRetried) {
+  const auto file = fresh_state_path("unwritable.json");
+  std::filesystem::remove_all(file.string() + ".new");
+  IbkrEmulatorOptions o = quiet_options();
+  o.state_file = file.string();
+  Gateway g(o);
+  g.get("/iserver/accounts");
+  const auto blocker = block_writes(file);
+  // The order is placed, but its id must not reach the client while the file lacks it.
+  auto r = g.place(json::array({lmt("nowrite1", "BUY", 180)}));
+  EXPECT_EQ(r.status, 500) << r.raw;
+  const std::string message = r.body.is_object() ? r.body.value("error", "") : "";
+  EXPECT_NE(message.find(file.string()), std::string::npos) << r.raw;
+  EXPECT_NE(message.find(std::strerror(EISDIR)), std::string::npos) << r.raw;  // the OS's reason
+  EXPECT_EQ(r.raw.find("order_id"), std::string::npos) << "the prepared answer leaked: " << r.raw;
+  EXPECT_TRUE(order_in_file(file, "nowrite1").is_null());
+
+  std::filesystem::remove(blocker);
+  // The next operation writes what was missed (the placement did happen: its outcome was unknown).
+  ASSERT_EQ(g.post("/tickle").status, 200);
+  const json saved = order_in_file(file, "nowrite1");
+  ASSERT_TRUE(saved.is_object()) << "order not in " << file << " after a successful write";
+  EXPECT_EQ(saved["status"], "working") << saved.dump();
+  const json live = g.get("/iserver/account/orders").body;
+  ASSERT_EQ(live["orders"].size(), 1u) << live.dump();
+  EXPECT_EQ(live["orders"][0]["order_ref"], "nowrite1");
+}
+
+TEST(IbkrEmulatorState, StreamFramesWaitForASuccessfulWriteAndKeepTheirOrder) {
+  const auto file = fresh_state_path("held-frames.json");
+  std::filesystem::remove_all(file.string() + ".new");
+  IbkrEmulatorOptions o = quiet_options();
+  o.state_file = file.string();
+  Gateway g(o);
+  g.get("/iserver/accounts");
+  const auto a = g.place_one(lmt("held-a", "BUY", 180));
+  const auto b = g.place_one(lmt("held-b", "BUY", 179.5));
+  WsClient ws(g.emu.port(), session_cookie(g));
+  ASSERT_TRUE(ws.next(WsClient::topic("system")));
+  ws.send("sor+{}");
+  ASSERT_TRUE(ws.next(WsClient::topic("sor")));  // the full list; deltas follow
+
+  const auto blocker = block_writes(file);
+  // Two operations, each filling one order; each answers 500 and each fill frame is held.
+  EXPECT_EQ(g.control("quote", {{"conid", kAapl}, {"bid", "179.98"}, {"ask", "179.99"}, {"last", "179.99"}}).status, 500);
+  EXPECT_EQ(g.control("quote", {{"conid", kAapl}, {"bid", "179.39"}, {"ask", "179.40"}, {"last", "179.40"}}).status, 500);
+  // An absence check, not a timing one: the emulator retries (and fails) every few milliseconds.
+  const auto early = ws.next(WsClient::topic("sor"), 300ms);
+  EXPECT_FALSE(early) << "frame sent while the state file could not be written: " << early->dump();
+
+  std::filesystem::remove(blocker);
+  ASSERT_EQ(g.post("/tickle").status, 200);  // a locked operation: the write succeeds
+  auto first = ws.next(WsClient::topic("sor"));
+  ASSERT_TRUE(first) << "held fill frame never sent after the write succeeded";
+  // The frame left after the write: the file already holds both fills.
+  EXPECT_EQ(order_in_file(file, "held-a").value("filled_quantity", 0), 10);
+  EXPECT_EQ(order_in_file(file, "held-b").value("filled_quantity", 0), 10);
+  auto second = ws.next(WsClient::topic("sor"));
+  ASSERT_TRUE(second);
+  // In their original order.
+  EXPECT_EQ((*first)["args"][0]["orderId"], std::stoll(a)) << first->dump();
+  EXPECT_EQ((*first)["args"][0]["status"], "Filled") << first->dump();
+  EXPECT_EQ((*second)["args"][0]["orderId"], std::stoll(b)) << second->dump();
+  EXPECT_EQ((*second)["args"][0]["status"], "Filled") << second->dump();
 }
 
 TEST(IbkrEmulatorState, UnreadableStateFileIsAnErrorNamingIt) {
