@@ -506,8 +506,9 @@ RunRecord run_chaos(const RunSettings& settings) {
   const Nanos total = static_cast<Nanos>(settings.chaos_seconds) * kSec;
   const Nanos a_end = total * 35 / 100, calm_end = total * 70 / 100;
   std::vector<Planned> plan;
-  // `first`: the stretch's first episode, when it must happen in every run.
-  auto fill_chaos = [&](Nanos from, Nanos to, const std::string& first) {
+  // `first`: the stretch's first episode, when it must happen in every run; `first_mid_order`:
+  // if that is an emulator kill, whether it waits for an order request to be in flight.
+  auto fill_chaos = [&](Nanos from, Nanos to, const std::string& first, bool first_mid_order) {
     static const std::vector<std::string> kKinds = {"proxy_dead",  "proxy_stall", "proxy_503",   "stream_stall",
                                                     "drop_fills",  "ghost_stops", "http_429",    "lost_reply",
                                                     "ibkr_session_timeout", "ts_token_expiry", "ts_goaway",
@@ -516,26 +517,35 @@ RunRecord run_chaos(const RunSettings& settings) {
     for (bool opening = true;; opening = false) {
       const std::string drawn = kKinds[static_cast<std::size_t>(uniform(0, static_cast<int>(kKinds.size()) - 1))];
       const std::string kind = opening && !first.empty() ? first : drawn;
+      // Half the emulator kills wait for an order request to be in flight (below).
+      const bool mid_order = kind == "emulator_sigkill" && (opening && !first.empty() ? first_mid_order : chance(0.5));
       // Endpoint faults mostly hit the broker orders go to (a failover route's primary), long
-      // enough to open its circuit (3 failed checks 500 ms apart, 1 s timeout) and fail over.
+      // enough to open its circuit (3 failed checks 500 ms apart, 1 s timeout) and fail over. A
+      // mid-order kill always hits a broker orders go to (the primary; either of a dual route):
+      // the other broker of a failover route gets none while the primary is healthy.
       const bool endpoint = kind.rfind("proxy_", 0) == 0 || kind == "ibkr_gateway_restart" || kind == "emulator_sigkill";
       const std::string broker = kind == "ibkr_session_timeout" || kind == "ibkr_gateway_restart" ? "ib"
                                  : kind == "ts_token_expiry" || kind == "ts_goaway" ? "ts"
+                                 : mid_order && rec.mode == Mode::failover ? rec.route[0]
                                  : endpoint && rec.mode == Mode::failover ? (chance(0.75) ? rec.route[0] : rec.route[1])
                                  : (chance(0.5) ? "ib" : "ts");
-      const Nanos len = (endpoint ? uniform(3000, 6000) : uniform(1500, 4000)) * kMs;
+      // A mid-order kill's episode is its wait for an order request (up to all but the last
+      // kMidOrderDown of it) and then the emulator's time down.
+      const Nanos len = (mid_order ? uniform(5000, 8000) : endpoint ? uniform(3000, 6000) : uniform(1500, 4000)) * kMs;
       if (t + len > to) break;
-      // Half the emulator kills wait for an order request to be in flight (below).
-      const std::string detail = kind == "emulator_sigkill" && chance(0.5) ? "mid-order: " : "";
+      const std::string detail = mid_order ? "mid-order: " : "";
       plan.push_back({{kind, broker, t, t + len, detail}});
       t += len + uniform(800, 2500) * kMs;
     }
   };
-  fill_chaos(0, a_end, "");
+  // Every run kills an emulator process twice at least (router kills are below): in chaos A,
+  // while the strategy is sending brackets, one that dies with an order request just delivered
+  // to it (it may or may not have taken the order); in chaos B, often holding a position with
+  // its protective stop at the broker, one killed at a random instant.
+  fill_chaos(0, a_end, "emulator_sigkill", true);
   plan.push_back({{"ghost_stops", "ib", a_end, calm_end, "calm stretch"}});
   plan.push_back({{"ghost_stops", "ts", a_end, calm_end, "calm stretch"}});
-  // Every run kills an emulator process at least once (router kills are below).
-  fill_chaos(calm_end, total, "emulator_sigkill");
+  fill_chaos(calm_end, total, "emulator_sigkill", false);
   // Router kills: one in chaos A, and half the time one more in chaos B.
   std::vector<std::pair<Nanos, int>> kills;  // at, restart delay (ms)
   kills.push_back({uniform(static_cast<int>(a_end / kMs / 4), static_cast<int>(a_end / kMs) - 500) * kMs, uniform(200, 1500)});
@@ -546,14 +556,22 @@ RunRecord run_chaos(const RunSettings& settings) {
   std::map<std::string, int> lost_before;  // replies_lost() when a lost_reply episode began
   // A "mid-order" emulator kill: armed at the episode's start, done by the proxy right after the
   // next order request has gone to the emulator (which may or may not have taken it), or by the
-  // driver after 3 s without one (orders are a few seconds apart; episodes last 3-6 s).
+  // driver when the wait is over without one (brackets are a few seconds apart while the strategy
+  // is flat). The emulator stays down kMidOrderDown, or to the episode's planned end if sooner.
+  constexpr Nanos kMidOrderDown = 1500 * kMs;
+  struct KillShot {  // shared with the proxy's relay thread
+    std::atomic<bool> done{false};
+    std::mutex mutex;
+    std::string request_line;  // what was in flight, when the proxy killed
+  };
   struct PendingKill {
-    std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
+    std::shared_ptr<KillShot> shot = std::make_shared<KillShot>();
     Nanos armed = 0;
+    bool restart_planned = false;  // the episode's end moved to kMidOrderDown after the kill
   };
   std::map<std::string, PendingKill> pending_kills;  // by broker
   auto kill_now = [&](Emulator& emu, PendingKill& k, Episode& e, const char* how) {
-    if (k.done->exchange(true)) return;  // the proxy's hook was first
+    if (k.shot->done.exchange(true)) return;  // the proxy's hook was first
     proxy_of(e.broker).clear_order_request_hook();
     emu.child.kill9();
     e.detail += how;
@@ -573,8 +591,12 @@ RunRecord run_chaos(const RunSettings& settings) {
       if (on && e.detail.rfind("mid-order", 0) == 0) {
         PendingKill& k = pending_kills[e.broker] = PendingKill{};
         k.armed = now_ns();
-        proxy_of(e.broker).on_next_order_request([done = k.done, pid = emu.child.pid()] {
-          if (!done->exchange(true)) ::kill(pid, SIGKILL);  // reaped by the driver at the restart
+        proxy_of(e.broker).on_next_order_request([shot = k.shot, pid = emu.child.pid()](const std::string& line) {
+          {
+            std::lock_guard<std::mutex> lock(shot->mutex);
+            shot->request_line = line;
+          }
+          if (!shot->done.exchange(true)) ::kill(pid, SIGKILL);  // reaped by the driver at the restart
         });
         e.detail += "armed (life " + std::to_string(emu.lives) + "); ";
       } else if (on) {
@@ -582,8 +604,11 @@ RunRecord run_chaos(const RunSettings& settings) {
         e.detail += "killed (life " + std::to_string(emu.lives) + "); ";
       } else {
         if (auto k = pending_kills.find(e.broker); k != pending_kills.end()) {
-          const bool by_proxy = k->second.done->load() && e.detail.find("killed then") == std::string::npos;
-          if (by_proxy) e.detail += "killed with an order request in flight; ";
+          const bool by_proxy = k->second.shot->done.load() && e.detail.find("killed then") == std::string::npos;
+          if (by_proxy) {
+            std::lock_guard<std::mutex> lock(k->second.shot->mutex);
+            e.detail += "killed with an order request in flight (" + k->second.shot->request_line + "); ";
+          }
           // Never two emulators on one state file: the old one is dead before the new starts.
           kill_now(emu, k->second, e, "no order request by the end, killed then; ");
           pending_kills.erase(k);
@@ -689,10 +714,17 @@ RunRecord run_chaos(const RunSettings& settings) {
       }
     }
     for (auto& [broker, k] : pending_kills)
-      if (!k.done->load() && now_ns() - k.armed > 3000 * kMs)
-        for (auto& p : plan)
-          if (p.applied && !p.restored && p.e.kind == "emulator_sigkill" && p.e.broker == broker)
-            kill_now(emu_of(broker), k, p.e, "no order request within 3 s, killed then; ");
+      for (auto& p : plan) {
+        if (!p.applied || p.restored || p.e.kind != "emulator_sigkill" || p.e.broker != broker) continue;
+        if (!k.shot->done.load() && now_ns() >= p.e.end - kMidOrderDown)
+          kill_now(emu_of(broker), k, p.e,
+                   ("no order request within " + std::to_string((now_ns() - k.armed) / kMs) + " ms, killed then; ")
+                       .c_str());
+        if (k.shot->done.load() && !k.restart_planned) {
+          k.restart_planned = true;
+          p.e.end = std::min(p.e.end, now_ns() + kMidOrderDown);
+        }
+      }
     if (next_kill < kills.size() && t >= kills[next_kill].first && !rec.routers.back().ended) {
       const Nanos at = now_ns();
       end_router(true);

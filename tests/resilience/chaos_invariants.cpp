@@ -386,12 +386,20 @@ Verdict check_invariants(const RunRecord& run) {
   for (const auto& e : run.episodes) ++kinds[e.broker.empty() ? e.kind : e.kind + "@" + e.broker];
   std::string ep;
   for (const auto& [k, n] : kinds) ep += fmt::format("{}{}x{}", ep.empty() ? "" : " ", k, n);
+  // How many emulator deaths caught an order request on its way in (the harder case).
+  int emulator_kills = 0, with_order = 0;
+  for (const auto& e : run.episodes)
+    if (e.kind == "emulator_sigkill") {
+      ++emulator_kills;
+      if (e.detail.find("killed with an order request in flight") != std::string::npos) ++with_order;
+    }
   v.summary = fmt::format("{} route [{},{}], profile {}, {} routers, {} orders ({} sent; ts placed {}, ib placed {}), "
-                          "ghosts crossed {} (watchable-and-missed {}, declared {}), positions ts {} ib {}; episodes: {}",
+                          "ghosts crossed {} (watchable-and-missed {}, declared {}), positions ts {} ib {}, "
+                          "emulator kills {} ({} with an order request in flight); episodes: {}",
                           to_string(run.mode), run.route.at(0), run.route.at(1), run.base_profile, run.routers.size(),
                           orders.size(), sent, ts.placed.size(), ib.placed.size(), crossed, watchable, caught,
                           run.ts_position ? std::to_string(*run.ts_position) : "?",
-                          run.ib_position ? std::to_string(*run.ib_position) : "?", ep);
+                          run.ib_position ? std::to_string(*run.ib_position) : "?", emulator_kills, with_order, ep);
   return v;
 }
 

@@ -41,6 +41,17 @@ bool is_order_post(std::string_view data) {
   const std::string_view line = data.substr(0, line_end);
   return line.find("/orders") != std::string_view::npos || line.find("/ordergroups") != std::string_view::npos;
 }
+
+// The request line of a request that changes orders at the broker (place, modify, cancel, IBKR's
+// reply confirming a placement), or empty. Previews (TradeStation orderconfirm, IBKR whatif) and
+// reads are not: nothing changes at the broker if they are cut.
+std::string_view order_command(std::string_view data) {
+  if (data.substr(0, 5) != "POST " && data.substr(0, 4) != "PUT " && data.substr(0, 7) != "DELETE ") return {};
+  const std::string_view line = data.substr(0, data.find("\r\n"));
+  const bool orders = line.find("/order") != std::string_view::npos || line.find("/iserver/reply/") != std::string_view::npos;
+  const bool preview = line.find("orderconfirm") != std::string_view::npos || line.find("whatif") != std::string_view::npos;
+  return orders && !preview ? line.substr(0, line.rfind(" HTTP/")) : std::string_view();
+}
 }  // namespace
 
 const char* to_string(FaultProxy::Mode m) {
@@ -134,13 +145,13 @@ void FaultProxy::relay(int client, int upstream) {
         swallowing = true;
       }
       if (!write_all(upstream, buf, static_cast<std::size_t>(n))) break;
-      if (order_post) {
-        std::function<void()> hook;
+      if (const auto command = order_command(std::string_view(buf, static_cast<std::size_t>(n))); !command.empty()) {
+        std::function<void(const std::string&)> hook;
         {
           std::lock_guard<std::mutex> lock(hook_mutex_);
           hook.swap(order_request_hook_);
         }
-        if (hook) hook();
+        if (hook) hook(std::string(command));
       }
     }
     if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -158,7 +169,7 @@ void FaultProxy::relay(int client, int upstream) {
   ::close(upstream);
 }
 
-void FaultProxy::on_next_order_request(std::function<void()> hook) {
+void FaultProxy::on_next_order_request(std::function<void(const std::string& request_line)> hook) {
   std::lock_guard<std::mutex> lock(hook_mutex_);
   order_request_hook_ = std::move(hook);
 }

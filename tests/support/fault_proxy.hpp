@@ -34,10 +34,12 @@ class FaultProxy {
   // The next POST whose request line names an order endpoint is delivered and its reply dropped.
   void lose_next_order_reply() { lose_next_.store(true); }
   int replies_lost() const { return replies_lost_.load(); }
-  // Runs `hook` (once, on a relay thread) right after the next order POST has been passed on to
-  // the emulator, before its answer: the chaos driver kills the emulator there, so that it dies
-  // with an order in flight that it may or may not have taken. Replaces an earlier hook.
-  void on_next_order_request(std::function<void()> hook);
+  // Runs `hook` (once, on a relay thread, with the request line, e.g. "DELETE /v3/orderexecution/
+  // orders/12") right after the next request that changes orders (place, modify, cancel, IBKR's
+  // reply confirming a placement) has been passed on to the emulator, before its answer: the
+  // chaos driver kills the emulator there, so that it dies with an order request in flight that
+  // it may or may not have carried out. Replaces an earlier hook.
+  void on_next_order_request(std::function<void(const std::string& request_line)> hook);
   void clear_order_request_hook() { on_next_order_request(nullptr); }
   // The emulator behind it was restarted on another port: new connections go there.
   void set_upstream(std::uint16_t port) { upstream_port_.store(port); }
@@ -54,7 +56,7 @@ class FaultProxy {
   std::atomic<Mode> mode_{Mode::pass};
   std::atomic<bool> lose_next_{false};
   std::mutex hook_mutex_;
-  std::function<void()> order_request_hook_;
+  std::function<void(const std::string&)> order_request_hook_;
   std::atomic<int> replies_lost_{0};
   std::atomic<bool> stopping_{false};
   std::mutex threads_mutex_;
