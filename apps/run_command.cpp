@@ -25,7 +25,7 @@ Runs every strategy of the config on its route (one broker, failover, or dual-ru
 SIGINT/SIGTERM or for DURATION: brokers connect, the journal's open orders are resolved and the
 brokers reconciled before anything new is sent; health checks, the stop guard and
 reconciliation run throughout. On exit working orders and positions stay at the brokers
-(protected by their stops) unless --flatten-on-exit.
+(protected by their stops) unless --flatten-on-exit. A signal during start-up stops it there.
 
   --config FILE       config to run (default: the embedded config/examples/sim.json)
   --for DURATION      stop after this long (examples: 30s, 5m); default: until a signal
@@ -59,6 +59,7 @@ int run_main(cli::Args& args) {
   so.journal_path = journal_arg.value_or(config.journal.path);
   if (so.journal_path.empty()) throw ConfigError("no journal: set journal.path in the config or pass --journal");
   so.start_emulators = emulate;  // recovery has its own, longer timeout (SessionOptions)
+  so.stop_requested = [] { return g_stop.load(); };  // a signal during start-up ends it too
 
   SystemClock clock;
   EventLoop loop(clock);
@@ -74,7 +75,13 @@ int run_main(cli::Args& args) {
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  session.start();
+  if (!session.start()) {
+    // Stopped while connecting or resolving the journal's open orders: nothing new was sent, and
+    // what recovery resolved is journaled; the next run resolves the rest.
+    session.stop();
+    std::cout << "stopped during start-up: no order was sent; the next run resolves what is still open\n";
+    return 0;
+  }
   // The local API and dashboard (api/), once the session is ready; the token is never printed.
   std::unique_ptr<ApiServer> api;
   if (session.config().api.enabled) {

@@ -167,26 +167,34 @@ void Session::run_for(Duration d) { loop_.run_until(loop_.now() + to_ns(d)); }
 
 void Session::wait_until(const std::function<bool()>& done, Duration timeout) {
   const Timestamp deadline = loop_.now() + to_ns(timeout);
-  while (!done() && loop_.now() < deadline) run_for(std::chrono::milliseconds(10));
+  while (!done() && !stop_requested() && loop_.now() < deadline) run_for(std::chrono::milliseconds(10));
 }
 
-void Session::start() {
+bool Session::stop_requested() const { return options_.stop_requested && options_.stop_requested(); }
+
+bool Session::start() {
   for (auto& b : brokers_) b->start();
   wait_until([&] {
     for (auto& b : brokers_)
       if (!b->ready()) return false;
     return true;
   }, options_.connect_timeout);
+  if (stop_requested()) return false;
   for (auto& b : brokers_)
     if (!b->ready())
       throw Error(b->broker().name() + " did not connect within " +
                   std::to_string(to_ns(options_.connect_timeout) / 1'000'000'000) +
                   " s: " + b->broker().health().detail);
   // Nothing new is sent before the journal's open orders are resolved and brokers reconciled.
-  bool ready = false;
-  orders_->recover([&](std::size_t, std::size_t) { reconciler_->start([&] { ready = true; }); });
-  wait_until([&] { return ready; }, options_.recovery_timeout);
-  if (!ready)
+  // Shared, not a local captured by reference: when start() returns early (a stop was asked),
+  // recovery's queries still outstanding complete later, while the session stops.
+  auto ready = std::make_shared<bool>(false);
+  orders_->recover([this, ready](std::size_t, std::size_t) {
+    if (!stopped_) reconciler_->start([ready] { *ready = true; });
+  });
+  wait_until([&] { return *ready; }, options_.recovery_timeout);
+  if (!*ready && stop_requested()) return false;
+  if (!*ready)
     throw Error("start-up recovery and reconciliation did not finish within " +
                 std::to_string(to_ns(options_.recovery_timeout) / 1'000'000'000) + " s");
   router_->restore_pairs();
@@ -211,6 +219,7 @@ void Session::start() {
   }
   for (auto& r : runners_) r->start();
   started_ = true;
+  return true;
 }
 
 void Session::wind_down() {

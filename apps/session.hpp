@@ -40,6 +40,10 @@ struct SessionOptions {
   // Resolving the journal's open orders and the first reconciliation: a broker with paced
   // queries (IBKR: live orders and trades once per 5 s) needs tens of seconds for a few unknowns.
   Duration recovery_timeout{std::chrono::seconds(120)};
+  // Asked while start() waits (connecting, recovering): true ends the wait, and start() returns
+  // false. `backstop run` sets it from SIGINT/SIGTERM, which otherwise would wait out start-up
+  // (up to connect_timeout + recovery_timeout) before the process stopped.
+  std::function<bool()> stop_requested;
 };
 
 class Session {
@@ -51,8 +55,10 @@ class Session {
   Session& operator=(const Session&) = delete;
 
   // Connects, recovers, reconciles, starts health checks and strategies. Runs the loop while
-  // waiting; throws Error when a broker does not connect within the timeout.
-  void start();
+  // waiting; throws Error when a broker does not connect within the timeout. Returns false when
+  // options().stop_requested said so before it was done: nothing new has been sent, what
+  // recovery resolved is journaled, and the session is to be stopped.
+  bool start();
   // Stops the strategies, lets the guard finish what it started, cancels working orders,
   // flattens what is open, and reads everything back.
   void wind_down();
@@ -86,7 +92,9 @@ class Session {
   // they cannot. The loop's thread is placed before the journal is opened, its writer after.
   void place_loop_thread();
   void place_journal_writer();
+  // Runs the loop until `done`, the timeout, or options().stop_requested.
   void wait_until(const std::function<bool()>& done, Duration timeout);
+  bool stop_requested() const;
 
   Config config_;
   EventLoop& loop_;

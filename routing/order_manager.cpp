@@ -460,9 +460,11 @@ void OrderManager::resolve_unknown(const std::string& coid, int attempt, int not
       return;
     }
     if (attempt >= options_.resolve_attempts) {
+      // The last query's reason, when it was one of the unanswered (an answered one has none).
+      const std::string last = r.outcome == Outcome::accepted ? "the last one answered: no such order" : r.message;
       spdlog::error("order {}: outcome still unknown after {} queries, {} of them unanswered ({}); it stays pending, "
                     "is not resent, and is resolved again at the next resync",
-                    coid, attempt, attempt - answered_not_found, r.message);
+                    coid, attempt, attempt - answered_not_found, last);
       resolution_abandoned_.insert(coid);
       if (done) done(false);
       return;

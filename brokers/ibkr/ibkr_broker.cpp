@@ -278,15 +278,19 @@ void IbkrBroker::dispatch(Request r) {
       touch();
       if (res.response->status == 429) {
         // Pacing violation despite the queue (another client of the same gateway, or a tighter
-        // limit): record it, back off, and requeue what is safe to resend (reads and session
-        // calls; a 429 means the request was refused unserved).
+        // limit, or the pacing left by a process that ran just before this one): record it, back
+        // off, and requeue what is safe to resend: every read (the live order list included:
+        // answered "unknown", the router's queries resolving an order would each count one
+        // unanswered and give up) and the session calls; not what places, changes or cancels
+        // orders. A 429 means the request was refused unserved.
         ++stats_.http_429;
         backoff_until_ = loop_.now() + ns(options_.backoff_after_429);
         spdlog::warn("{}: 429 Too Many Requests on {} {} (total {}): backing off {} ms", options_.name,
                      shared->method, net::loggable_target(shared->target), stats_.http_429,
                      options_.backoff_after_429.count());
-        const bool safe = !shared->exclusive && !shared->in_exclusive && shared->method != "DELETE" &&
-                          shared->target.find("/order") == std::string::npos;
+        const bool read = shared->method == "GET";
+        const bool safe = !shared->exclusive && !shared->in_exclusive &&
+                          (read || (shared->method != "DELETE" && shared->target.find("/order") == std::string::npos));
         if (safe) {
           queue_.push_front(std::move(*shared));
           pump();

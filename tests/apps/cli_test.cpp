@@ -1,5 +1,8 @@
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -114,6 +117,34 @@ TEST_F(CliTest, RunPlacesTheLoopThreadOrNamesTheBadCpu) {
   r = run_backstop("run --verbose --config " + write(cpu) + " --for 1s --journal " + (dir_ / "b.db").string());
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("event loop pinned to CPU " + std::to_string(cpu)), std::string::npos) << r.out;
+}
+
+// Found by the chaos test: `backstop run` ignored SIGTERM while it connected and recovered (up to
+// 15 s + 120 s), so the driver's SIGTERM waited out its 10 s and ended in SIGKILL. Here the
+// broker's gateway refuses every connection: start-up would wait its 15 s and exit 1 ("did not
+// connect"); the signal after 2 s ends it at once, exit 0, with no order sent.
+TEST_F(CliTest, RunStopsOnASignalDuringStartUp) {
+  std::ifstream in(std::string(EXAMPLES_DIR) + "/ibkr-emulated.json");
+  nlohmann::json cfg = nlohmann::json::parse(in, nullptr, true, /*ignore_comments=*/true);
+  // A loopback port nothing listens on: bound, never listened to, closed.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = ntohs(addr.sin_port);
+  ::close(fd);
+  for (auto& b : cfg["brokers"]) b["base_url"] = "http://127.0.0.1:" + std::to_string(port) + "/v1/api";
+  const auto path = dir_ / "unreachable.json";
+  std::ofstream(path) << cfg.dump();
+  // timeout(1) sends SIGTERM after 2 s; --preserve-status returns backstop's own exit status.
+  auto r = testing_support::run_command("timeout --preserve-status -s TERM 2 " + std::string(BACKSTOP_PATH) +
+                                        " run --config " + path.string() + " --journal " + (dir_ / "j.db").string());
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("stopped during start-up: no order was sent"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("did not connect"), std::string::npos) << r.out;
 }
 
 // The same demo through the real adapters, against each broker's protocol emulator started by

@@ -537,6 +537,32 @@ TEST_F(IbkrAdapter, TooManyRequestsIsCountedBackedOffAndReadsRetried) {
   EXPECT_EQ(fills->outcome, Outcome::accepted) << fills->message;
 }
 
+// Found by the chaos test: a router started right after another was killed got a 429 on its first
+// live-order list (the gateway still pacing the dead process's request); the list was not asked
+// again, so every query resolving an order of the earlier run counted one unanswered, and start-up
+// took a second round of queries (~50 s at IBKR's 1 list per 5 s). A read refused with 429 is
+// served later; the query waits for it.
+TEST_F(IbkrAdapter, LiveOrderListRefusedWith429IsAskedAgainNotAnsweredUnknown) {
+  start_emulator();
+  auto o = options();
+  o.backoff_after_429 = 200ms;
+  start_broker(o);
+  const auto cid = unique("PACED");
+  auto placed = submit(spec(cid, OrderType::limit, Side::buy, 1, Price::parse("189.00")));
+  ASSERT_EQ(placed.outcome, Outcome::accepted) << placed.message;
+  FaultProfile limited;
+  limited.extra["ibkr_429"] = 1.0;  // every API request answered 429
+  emu->set_fault_profile(limited);
+  std::optional<OrderQueryResult> q;
+  broker->query_by_client_id(cid, [&](OrderQueryResult r) { q = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return broker->http_429_count() >= 1; }, 5s));
+  EXPECT_FALSE(q.has_value()) << "answered " << to_string(q->outcome) << " after a 429: " << q->message;
+  emu->set_fault_profile(FaultProfile{});
+  ASSERT_TRUE(run_until([&] { return q.has_value(); }, 8s));
+  EXPECT_EQ(q->outcome, Outcome::accepted) << q->message;
+  ASSERT_TRUE(q->order);
+  EXPECT_EQ(q->order->client_order_id, cid);
+}
 
 // A gateway whose auth status has the right keys with the wrong JSON types ("authenticated":
 // "true", a number for "connected"). nlohmann's value(key, false) throws type_error on such a

@@ -533,7 +533,11 @@ RunRecord run_chaos(const RunSettings& settings) {
       // kMidOrderDown of it) and then the emulator's time down.
       const Nanos len = (mid_order ? uniform(5000, 8000) : endpoint ? uniform(3000, 6000) : uniform(1500, 4000)) * kMs;
       if (t + len > to) break;
-      const std::string detail = mid_order ? "mid-order: " : "";
+      // Half of them drop the emulator's answer to a placement and kill it once it has carried the
+      // placement out; the stretch's first alternates in pairs of seeds, so that any four seeds
+      // in a row (CTest runs 1-4) open with each kind on each route shape.
+      const bool drop_answer = opening && !first.empty() ? (settings.seed / 2) % 2 == 0 : chance(0.5);
+      const std::string detail = !mid_order ? "" : drop_answer ? "mid-order, answer dropped: " : "mid-order: ";
       plan.push_back({{kind, broker, t, t + len, detail}});
       t += len + uniform(800, 2500) * kMs;
     }
@@ -555,14 +559,19 @@ RunRecord run_chaos(const RunSettings& settings) {
 
   std::map<std::string, int> lost_before;  // replies_lost() when a lost_reply episode began
   // A "mid-order" emulator kill: armed at the episode's start, done by the proxy right after the
-  // next order request has gone to the emulator (which may or may not have taken it), or by the
-  // driver when the wait is over without one (brackets are a few seconds apart while the strategy
-  // is flat). The emulator stays down kMidOrderDown, or to the episode's planned end if sooner.
+  // next order request has gone to the emulator, or by the driver when the wait is over without
+  // one (brackets are a few seconds apart while the strategy is flat). Killed at once, the
+  // emulator has most likely not read the request (any request that changes orders); with
+  // "answer dropped" (placements only), the proxy keeps its answer from the router and the kill
+  // comes kAnswerDroppedKillDelay later, when it has carried the placement out and written it
+  // down: the order exists at the broker and the router does not know. The emulator stays down kMidOrderDown, or to the episode's planned end if sooner.
   constexpr Nanos kMidOrderDown = 1500 * kMs;
+  constexpr auto kAnswerDroppedKillDelay = std::chrono::milliseconds(200);
   struct KillShot {  // shared with the proxy's relay thread
-    std::atomic<bool> done{false};
+    std::atomic<bool> done{false};  // claimed: by the proxy's hook or by the driver
     std::mutex mutex;
-    std::string request_line;  // what was in flight, when the proxy killed
+    std::string request_line;  // what was in flight, when the proxy's hook claimed it
+    bool restarting = false;   // the driver has reaped the process (its pid may be reused)
   };
   struct PendingKill {
     std::shared_ptr<KillShot> shot = std::make_shared<KillShot>();
@@ -591,13 +600,20 @@ RunRecord run_chaos(const RunSettings& settings) {
       if (on && e.detail.rfind("mid-order", 0) == 0) {
         PendingKill& k = pending_kills[e.broker] = PendingKill{};
         k.armed = now_ns();
-        proxy_of(e.broker).on_next_order_request([shot = k.shot, pid = emu.child.pid()](const std::string& line) {
-          {
-            std::lock_guard<std::mutex> lock(shot->mutex);
-            shot->request_line = line;
-          }
-          if (!shot->done.exchange(true)) ::kill(pid, SIGKILL);  // reaped by the driver at the restart
-        });
+        const bool drop_answer = e.detail.rfind("mid-order, answer dropped", 0) == 0;
+        proxy_of(e.broker).on_next_order_request(
+            [shot = k.shot, pid = emu.child.pid(), drop_answer, delay = kAnswerDroppedKillDelay](const std::string& line) {
+              if (shot->done.exchange(true)) return;  // the driver killed it first
+              {
+                std::lock_guard<std::mutex> lock(shot->mutex);
+                shot->request_line = line;
+              }
+              // On the proxy's relay thread for this connection, whose answer is dropped anyway.
+              if (drop_answer) std::this_thread::sleep_for(delay);
+              std::lock_guard<std::mutex> lock(shot->mutex);
+              if (!shot->restarting) ::kill(pid, SIGKILL);  // reaped by the driver at the restart
+            },
+            drop_answer, /*placements_only=*/drop_answer);
         e.detail += "armed (life " + std::to_string(emu.lives) + "); ";
       } else if (on) {
         emu.child.kill9();
@@ -605,9 +621,11 @@ RunRecord run_chaos(const RunSettings& settings) {
       } else {
         if (auto k = pending_kills.find(e.broker); k != pending_kills.end()) {
           const bool by_proxy = k->second.shot->done.load() && e.detail.find("killed then") == std::string::npos;
-          if (by_proxy) {
+          {
+            // From here the process is reaped (below, or by the restart): the hook must not kill its pid.
             std::lock_guard<std::mutex> lock(k->second.shot->mutex);
-            e.detail += "killed with an order request in flight (" + k->second.shot->request_line + "); ";
+            k->second.shot->restarting = true;
+            if (by_proxy) e.detail += "killed with an order request in flight (" + k->second.shot->request_line + "); ";
           }
           // Never two emulators on one state file: the old one is dead before the new starts.
           kill_now(emu, k->second, e, "no order request by the end, killed then; ");

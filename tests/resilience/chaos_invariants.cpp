@@ -76,6 +76,7 @@ bool feed_affecting(const std::string& kind) {
 EmulatorView ts_view(const json& log) {
   EmulatorView v;
   v.broker = "ts";
+  if (!log.is_object()) return v;  // unreadable: a violation of its own (check_invariants)
   for (const auto& r : log.value("requests", json::array())) {
     const std::string coid = str(r, "OrderConfirmID"), endpoint = str(r, "endpoint");
     if (endpoint.rfind("POST ", 0) != 0) continue;  // PUT/DELETE carry the id too: not placements
@@ -101,6 +102,7 @@ EmulatorView ts_view(const json& log) {
 EmulatorView ib_view(const json& log) {
   EmulatorView v;
   v.broker = "ib";
+  if (!log.is_object()) return v;  // unreadable: a violation of its own (check_invariants)
   for (const auto& r : log.value("orders", json::array())) {
     const std::string coid = str(r, "cOID"), stage = str(r, "stage"), outcome = str(r, "outcome");
     if (stage == "received") ++v.attempts[coid];
@@ -387,19 +389,23 @@ Verdict check_invariants(const RunRecord& run) {
   std::string ep;
   for (const auto& [k, n] : kinds) ep += fmt::format("{}{}x{}", ep.empty() ? "" : " ", k, n);
   // How many emulator deaths caught an order request on its way in (the harder case).
-  int emulator_kills = 0, with_order = 0;
+  int emulator_kills = 0, with_order = 0, answer_dropped = 0;
   for (const auto& e : run.episodes)
     if (e.kind == "emulator_sigkill") {
       ++emulator_kills;
-      if (e.detail.find("killed with an order request in flight") != std::string::npos) ++with_order;
+      if (e.detail.find("killed with an order request in flight") == std::string::npos) continue;
+      ++with_order;
+      if (e.detail.rfind("mid-order, answer dropped", 0) == 0) ++answer_dropped;
     }
   v.summary = fmt::format("{} route [{},{}], profile {}, {} routers, {} orders ({} sent; ts placed {}, ib placed {}), "
                           "ghosts crossed {} (watchable-and-missed {}, declared {}), positions ts {} ib {}, "
-                          "emulator kills {} ({} with an order request in flight); episodes: {}",
+                          "emulator kills {} ({} with an order request in flight, {} of them with its answer "
+                          "dropped); episodes: {}",
                           to_string(run.mode), run.route.at(0), run.route.at(1), run.base_profile, run.routers.size(),
                           orders.size(), sent, ts.placed.size(), ib.placed.size(), crossed, watchable, caught,
                           run.ts_position ? std::to_string(*run.ts_position) : "?",
-                          run.ib_position ? std::to_string(*run.ib_position) : "?", emulator_kills, with_order, ep);
+                          run.ib_position ? std::to_string(*run.ib_position) : "?", emulator_kills, with_order,
+                          answer_dropped, ep);
   return v;
 }
 

@@ -126,7 +126,8 @@ void FaultProxy::serve(int client) {
 
 void FaultProxy::relay(int client, int upstream) {
   char buf[16384];
-  bool swallowing = false;  // the reply to a delivered order POST is being dropped
+  bool swallowing = false;  // the reply to a delivered order POST is being dropped (lost_reply)
+  bool dropping_answer = false;  // the same, for the order request the hook was called for
   while (!stopping_.load()) {
     const Mode m = mode_.load();
     if (m == Mode::dead || m == Mode::http_503) break;  // the endpoint died under open connections
@@ -147,19 +148,24 @@ void FaultProxy::relay(int client, int upstream) {
       if (!write_all(upstream, buf, static_cast<std::size_t>(n))) break;
       if (const auto command = order_command(std::string_view(buf, static_cast<std::size_t>(n))); !command.empty()) {
         std::function<void(const std::string&)> hook;
+        bool drop = false;
         {
           std::lock_guard<std::mutex> lock(hook_mutex_);
-          hook.swap(order_request_hook_);
+          if (order_post || !hook_placements_only_) hook.swap(order_request_hook_);
+          drop = hook_drops_answer_;
         }
-        if (hook) hook(std::string(command));
+        if (hook) {
+          dropping_answer = drop;
+          hook(std::string(command));
+        }
       }
     }
     if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       const ssize_t n = ::recv(upstream, buf, sizeof buf, 0);
       if (n <= 0) break;
-      if (swallowing) {
+      if (swallowing || dropping_answer) {
         // The emulator has acted and answered; the client never hears it.
-        replies_lost_.fetch_add(1);
+        if (swallowing) replies_lost_.fetch_add(1);
         break;
       }
       if (!write_all(client, buf, static_cast<std::size_t>(n))) break;
@@ -169,9 +175,12 @@ void FaultProxy::relay(int client, int upstream) {
   ::close(upstream);
 }
 
-void FaultProxy::on_next_order_request(std::function<void(const std::string& request_line)> hook) {
+void FaultProxy::on_next_order_request(std::function<void(const std::string& request_line)> hook, bool drop_answer,
+                                       bool placements_only) {
   std::lock_guard<std::mutex> lock(hook_mutex_);
   order_request_hook_ = std::move(hook);
+  hook_drops_answer_ = drop_answer;
+  hook_placements_only_ = placements_only;
 }
 
 void FaultProxy::answer_503(int client) {
