@@ -533,9 +533,9 @@ RunRecord run_chaos(const RunSettings& settings) {
       // kMidOrderDown of it) and then the emulator's time down.
       const Nanos len = (mid_order ? uniform(5000, 8000) : endpoint ? uniform(3000, 6000) : uniform(1500, 4000)) * kMs;
       if (t + len > to) break;
-      // Half of them drop the emulator's answer to a placement and kill it once it has carried the
-      // placement out; the stretch's first alternates in pairs of seeds, so that any four seeds
-      // in a row (CTest runs 1-4) open with each kind on each route shape.
+      // Half of them wait for the emulator's answer showing an order placed, drop it and kill it
+      // then; the stretch's first alternates in pairs of seeds, so that any four seeds in a row
+      // (CTest runs 1-4) open with each kind on each route shape.
       const bool drop_answer = opening && !first.empty() ? (settings.seed / 2) % 2 == 0 : chance(0.5);
       const std::string detail = !mid_order ? "" : drop_answer ? "mid-order, answer dropped: " : "mid-order: ";
       plan.push_back({{kind, broker, t, t + len, detail}});
@@ -562,11 +562,11 @@ RunRecord run_chaos(const RunSettings& settings) {
   // next order request has gone to the emulator, or by the driver when the wait is over without
   // one (brackets are a few seconds apart while the strategy is flat). Killed at once, the
   // emulator has most likely not read the request (any request that changes orders); with
-  // "answer dropped" (placements only), the proxy keeps its answer from the router and the kill
-  // comes kAnswerDroppedKillDelay later, when it has carried the placement out and written it
-  // down: the order exists at the broker and the router does not know. The emulator stays down kMidOrderDown, or to the episode's planned end if sooner.
+  // "answer dropped", the proxy waits for its answer showing an order placed, keeps it from the
+  // router and kills it then: the emulator has taken the order and written it down (before
+  // answering), and the router does not know. The emulator stays down kMidOrderDown, or to the
+  // episode's planned end if sooner.
   constexpr Nanos kMidOrderDown = 1500 * kMs;
-  constexpr auto kAnswerDroppedKillDelay = std::chrono::milliseconds(200);
   struct KillShot {  // shared with the proxy's relay thread
     std::atomic<bool> done{false};  // claimed: by the proxy's hook or by the driver
     std::mutex mutex;
@@ -602,18 +602,13 @@ RunRecord run_chaos(const RunSettings& settings) {
         k.armed = now_ns();
         const bool drop_answer = e.detail.rfind("mid-order, answer dropped", 0) == 0;
         proxy_of(e.broker).on_next_order_request(
-            [shot = k.shot, pid = emu.child.pid(), drop_answer, delay = kAnswerDroppedKillDelay](const std::string& line) {
+            [shot = k.shot, pid = emu.child.pid()](const std::string& line) {
               if (shot->done.exchange(true)) return;  // the driver killed it first
-              {
-                std::lock_guard<std::mutex> lock(shot->mutex);
-                shot->request_line = line;
-              }
-              // On the proxy's relay thread for this connection, whose answer is dropped anyway.
-              if (drop_answer) std::this_thread::sleep_for(delay);
               std::lock_guard<std::mutex> lock(shot->mutex);
+              shot->request_line = line;
               if (!shot->restarting) ::kill(pid, SIGKILL);  // reaped by the driver at the restart
             },
-            drop_answer, /*placements_only=*/drop_answer);
+            /*when_placed=*/drop_answer);
         e.detail += "armed (life " + std::to_string(emu.lives) + "); ";
       } else if (on) {
         emu.child.kill9();

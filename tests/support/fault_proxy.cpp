@@ -52,6 +52,27 @@ std::string_view order_command(std::string_view data) {
   const bool preview = line.find("orderconfirm") != std::string_view::npos || line.find("whatif") != std::string_view::npos;
   return orders && !preview ? line.substr(0, line.rfind(" HTTP/")) : std::string_view();
 }
+
+// Whether a read from the client begins a request (rather than continuing a body).
+bool starts_request(std::string_view data) {
+  for (const char* method : {"GET ", "POST ", "PUT ", "DELETE ", "PATCH ", "HEAD ", "OPTIONS "})
+    if (data.rfind(method, 0) == 0) return true;
+  return false;
+}
+
+// A request whose answer may show an order placed: a POST placing orders, or IBKR's reply to a
+// question about one (the order is placed when the question is answered).
+bool may_place(std::string_view request_line) {
+  return request_line.rfind("POST ", 0) == 0 &&
+         (request_line.find("/orders") != std::string_view::npos ||
+          request_line.find("/ordergroups") != std::string_view::npos ||
+          request_line.find("/iserver/reply/") != std::string_view::npos);
+}
+
+// An answer (or the part of it in one read) naming a placed order's id.
+bool shows_placement(std::string_view data) {
+  return data.find("\"OrderID\"") != std::string_view::npos || data.find("\"order_id\"") != std::string_view::npos;
+}
 }  // namespace
 
 const char* to_string(FaultProxy::Mode m) {
@@ -127,7 +148,9 @@ void FaultProxy::serve(int client) {
 void FaultProxy::relay(int client, int upstream) {
   char buf[16384];
   bool swallowing = false;  // the reply to a delivered order POST is being dropped (lost_reply)
-  bool dropping_answer = false;  // the same, for the order request the hook was called for
+  // A placement went through while a `when_placed` hook was armed: its answer (and those to the
+  // requests after it on this connection) is watched for a placed order.
+  std::string watched_request;
   while (!stopping_.load()) {
     const Mode m = mode_.load();
     if (m == Mode::dead || m == Mode::http_503) break;  // the endpoint died under open connections
@@ -146,27 +169,41 @@ void FaultProxy::relay(int client, int upstream) {
         swallowing = true;
       }
       if (!write_all(upstream, buf, static_cast<std::size_t>(n))) break;
-      if (const auto command = order_command(std::string_view(buf, static_cast<std::size_t>(n))); !command.empty()) {
-        std::function<void(const std::string&)> hook;
-        bool drop = false;
-        {
-          std::lock_guard<std::mutex> lock(hook_mutex_);
-          if (order_post || !hook_placements_only_) hook.swap(order_request_hook_);
-          drop = hook_drops_answer_;
-        }
-        if (hook) {
-          dropping_answer = drop;
-          hook(std::string(command));
+      const std::string_view data(buf, static_cast<std::size_t>(n));
+      std::function<void(const std::string&)> hook;
+      const auto command = order_command(data);
+      {
+        std::lock_guard<std::mutex> lock(hook_mutex_);
+        if (order_request_hook_ && hook_when_placed_) {
+          // Each new request on the connection decides whether its answer is watched: a read's
+          // answer (a live order list) names order ids too.
+          if (starts_request(data))
+            watched_request = may_place(command) ? std::string(command) : std::string();
+        } else if (!command.empty()) {
+          hook.swap(order_request_hook_);
         }
       }
+      if (hook) hook(std::string(command));
     }
     if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       const ssize_t n = ::recv(upstream, buf, sizeof buf, 0);
       if (n <= 0) break;
-      if (swallowing || dropping_answer) {
+      if (swallowing) {
         // The emulator has acted and answered; the client never hears it.
-        if (swallowing) replies_lost_.fetch_add(1);
+        replies_lost_.fetch_add(1);
         break;
+      }
+      if (!watched_request.empty() && shows_placement(std::string_view(buf, static_cast<std::size_t>(n)))) {
+        std::function<void(const std::string&)> hook;
+        {
+          std::lock_guard<std::mutex> lock(hook_mutex_);
+          if (hook_when_placed_) hook.swap(order_request_hook_);
+        }
+        if (hook) {
+          hook(watched_request);  // the emulator has placed it; the client never hears so
+          break;
+        }
+        watched_request.clear();  // disarmed meanwhile
       }
       if (!write_all(client, buf, static_cast<std::size_t>(n))) break;
     }
@@ -175,12 +212,10 @@ void FaultProxy::relay(int client, int upstream) {
   ::close(upstream);
 }
 
-void FaultProxy::on_next_order_request(std::function<void(const std::string& request_line)> hook, bool drop_answer,
-                                       bool placements_only) {
+void FaultProxy::on_next_order_request(std::function<void(const std::string& request_line)> hook, bool when_placed) {
   std::lock_guard<std::mutex> lock(hook_mutex_);
   order_request_hook_ = std::move(hook);
-  hook_drops_answer_ = drop_answer;
-  hook_placements_only_ = placements_only;
+  hook_when_placed_ = when_placed;
 }
 
 void FaultProxy::answer_503(int client) {

@@ -38,13 +38,15 @@ class FaultProxy {
   // orders/12") right after the next request that changes orders (place, modify, cancel, IBKR's
   // reply confirming a placement) has been passed on to the emulator, before its answer: the
   // chaos driver kills the emulator there, so that it dies with an order request in flight that
-  // it may or may not have carried out. With `drop_answer`, the emulator's answer to that request
-  // never reaches the client (the connection is reset when it comes): the driver kills it a little
-  // later, after it has carried the request out and written it down, as a broker that dies with
-  // its answer still on the way. With `placements_only`, only a request placing orders (a POST
-  // to an orders or ordergroups endpoint) calls it. Replaces an earlier hook.
-  void on_next_order_request(std::function<void(const std::string& request_line)> hook, bool drop_answer = false,
-                             bool placements_only = false);
+  // it has most likely not read yet.
+  //
+  // With `when_placed`, the hook waits instead for the emulator's answer that shows an order
+  // placed (an order id: TradeStation "OrderID", IBKR "order_id", after any of IBKR's questions
+  // and their replies), runs in its place, and the client's connection is reset: the answer never
+  // arrives. The emulator has then taken the order and written it down; the driver kills it there,
+  // as a broker that dies with its answer on the way. The request line is the placement's (or
+  // the reply's). Either way it replaces an earlier hook.
+  void on_next_order_request(std::function<void(const std::string& request_line)> hook, bool when_placed = false);
   void clear_order_request_hook() { on_next_order_request(nullptr); }
   // The emulator behind it was restarted on another port: new connections go there.
   void set_upstream(std::uint16_t port) { upstream_port_.store(port); }
@@ -62,8 +64,7 @@ class FaultProxy {
   std::atomic<bool> lose_next_{false};
   std::mutex hook_mutex_;
   std::function<void(const std::string&)> order_request_hook_;
-  bool hook_drops_answer_ = false;
-  bool hook_placements_only_ = false;
+  bool hook_when_placed_ = false;
   std::atomic<int> replies_lost_{0};
   std::atomic<bool> stopping_{false};
   std::mutex threads_mutex_;
