@@ -63,10 +63,8 @@ bool starts_request(std::string_view data) {
 // A request whose answer may show an order placed: a POST placing orders, or IBKR's reply to a
 // question about one (the order is placed when the question is answered).
 bool may_place(std::string_view request_line) {
-  return request_line.rfind("POST ", 0) == 0 &&
-         (request_line.find("/orders") != std::string_view::npos ||
-          request_line.find("/ordergroups") != std::string_view::npos ||
-          request_line.find("/iserver/reply/") != std::string_view::npos);
+  return is_order_post(request_line) ||
+         (request_line.rfind("POST ", 0) == 0 && request_line.find("/iserver/reply/") != std::string_view::npos);
 }
 
 // An answer (or the part of it in one read) naming a placed order's id.
