@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/allocation_counter.hpp"
 #include "bench/iteration_times.hpp"
 #include "bench/thread_placement.hpp"
 #include "brokers/sim/sim_broker.hpp"
@@ -35,6 +36,7 @@ class HandoffProbe final : public Broker {
   const std::string& name() const override { return inner_.name(); }
   void submit(const OrderSpec& order, CommandCallback done) override {
     handed_at = Steady::now();
+    allocations_at_handoff = bench::allocations_counted();
     if (hold) {  // measured in a burst: the venue's work is kept out of the next order's span
       held.emplace_back(order, std::move(done));
       handed.push_back(handed_at);
@@ -52,6 +54,7 @@ class HandoffProbe final : public Broker {
   void subscribe_order_events(OrderEventHandler h) override { inner_.subscribe_order_events(std::move(h)); }
   BrokerHealthReport health() const override { return inner_.health(); }
   Steady::time_point handed_at;
+  std::uint64_t allocations_at_handoff = 0;  // this thread's count when the request arrived
   bool hold = false;
   std::vector<std::pair<OrderSpec, CommandCallback>> held;
   std::vector<Steady::time_point> handed;
@@ -134,6 +137,8 @@ void single_orders(benchmark::State& state, bool busy_poll, bool journal_idle = 
   bench::place_threads(state, s.journal);
   const OrderSpec o = limit_order("AAPL", Side::buy, 1, Price::parse("90.00"));
   std::vector<double> samples, call, continuation;
+  // Heap allocations on the loop's thread in each part (bench/allocation_counter.hpp).
+  std::uint64_t call_allocations = 0, continuation_allocations = 0;
   samples.reserve(state.max_iterations);
   call.reserve(state.max_iterations);
   continuation.reserve(state.max_iterations);
@@ -142,9 +147,12 @@ void single_orders(benchmark::State& state, bool busy_poll, bool journal_idle = 
     // after the task: see Journal::defer_wake_to_task_end).
     Steady::time_point t0, t1;
     s.loop.post([&] {
+      const std::uint64_t before = bench::allocations_counted();
+      bench::CountAllocations count;
       t0 = Steady::now();
       s.router.submit("s", o);
       t1 = Steady::now();
+      call_allocations += bench::allocations_counted() - before;
     });
     // The writer is woken at the end of the task below, so its post comes after this read.
     const std::uint64_t seen = s.loop.signals();
@@ -160,9 +168,14 @@ void single_orders(benchmark::State& state, bool busy_poll, bool journal_idle = 
       s.journal.flush();  // the commit; its continuation is now posted to the loop
     }
     state.ResumeTiming();
+    const std::uint64_t before_continuation = bench::allocations_counted();
     const auto t2 = Steady::now();
-    s.loop.run_ready();
+    {
+      bench::CountAllocations count;
+      s.loop.run_ready();
+    }
     state.PauseTiming();
+    continuation_allocations += s.probe.allocations_at_handoff - before_continuation;
     samples.push_back(std::chrono::duration<double, std::micro>((t1 - t0) + (s.probe.handed_at - t2)).count());
     call.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
     continuation.push_back(std::chrono::duration<double, std::micro>(s.probe.handed_at - t2).count());
@@ -179,6 +192,9 @@ void single_orders(benchmark::State& state, bool busy_poll, bool journal_idle = 
   // commit up to the broker's transport.
   bench::report_percentiles(state, call, "call_");
   bench::report_percentiles(state, continuation, "cont_");
+  const auto per_order = [&](std::uint64_t n) { return static_cast<double>(n) / static_cast<double>(state.iterations()); };
+  state.counters["call_allocs_per_order"] = per_order(call_allocations);
+  state.counters["cont_allocs_per_order"] = per_order(continuation_allocations);
 }
 
 void BM_RouterSubmitToTransport_JournalExcluded(benchmark::State& state) { single_orders(state, false); }

@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "bench/allocation_counter.hpp"
 #include "bench/iteration_times.hpp"
 #include "bench/thread_placement.hpp"
 #include "brokers/sim/sim_broker.hpp"
@@ -100,26 +101,43 @@ void BM_TickToFlattenOrder(benchmark::State& state) {
     // Per-tick samples (Google Benchmark's own figure is a mean): median and p99 as counters.
     std::vector<double> us;
     us.reserve(state.max_iterations);
+    std::uint64_t allocations = 0, ticks_allocating = 0;
+    std::uint64_t n = 0;
     for (auto _ : state) {
       state.PauseTiming();
       guard.on_quote(above);
-      held = orders.hold("sim", stop_order("SYM0", Side::sell, 1, Price::parse("99.00")));
+      // 22 characters, TradeStation's longest client order id: every string on the path is
+      // longer than the small-string buffer, so an allocation for one of them would show.
+      OrderSpec stop = stop_order("SYM0", Side::sell, 1, Price::parse("99.00"));
+      const std::string seq = std::to_string(++n);
+      stop.client_order_id = "LOCALSTOPBENCH-" + std::string(7 - seq.size(), '0') + seq;
+      held = orders.hold("sim", std::move(stop));
       if (state.range(0) == 1) journal.flush();
       state.ResumeTiming();
       // In a loop task, as quotes arrive in `backstop run`.
       std::chrono::steady_clock::time_point t0, t1;
+      std::uint64_t allocated = 0;
       loop.post([&] {
+        const std::uint64_t before = bench::allocations_counted();
+        bench::CountAllocations count;
         t0 = std::chrono::steady_clock::now();
         guard.on_quote(through);  // crossing detected, the held order released and queued for the journal
         t1 = std::chrono::steady_clock::now();
+        allocated = bench::allocations_counted() - before;
       });
       loop.run_ready();
       state.PauseTiming();
       us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+      allocations += allocated;
+      if (allocated > 0) ++ticks_allocating;
       if (orders.find(held)->state != OrderState::pre_sent) state.SkipWithError("the held stop was not released");
       loop.run_ready();
       state.ResumeTiming();
     }
+    // Heap allocations on the loop's thread from the tick to the order queued: the mean per tick,
+    // and how many ticks allocated at all (the first ones grow the reused buffers).
+    state.counters["allocs_per_tick"] = n ? static_cast<double>(allocations) / static_cast<double>(n) : 0.0;
+    state.counters["ticks_allocating"] = static_cast<double>(ticks_allocating);
     bench::report_percentiles(state, us);
   }
   fs::remove_all(dir);

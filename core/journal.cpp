@@ -699,9 +699,20 @@ void Journal::record_fill(const Fill& f, Durable on_durable) {
 }
 
 void Journal::record_event(const JournalEvent& ev, Durable on_durable) {
+  record_event(ev.at, ev.broker, ev.kind, ev.client_order_id, ev.detail, std::move(on_durable));
+}
+
+void Journal::record_event(Timestamp at, std::string_view broker, std::string_view kind,
+                           std::string_view client_order_id, std::string_view detail, Durable on_durable) {
   enqueue(on_durable, false, [&] {
     const auto i = take_slot(queue_.events, queue_.n_events);
-    queue_.events[i] = ev;
+    // assign(), not a new string: the slot keeps its capacity from earlier events.
+    JournalEvent& slot = queue_.events[i];
+    slot.at = at;
+    slot.broker.assign(broker);
+    slot.kind.assign(kind);
+    slot.client_order_id.assign(client_order_id);
+    slot.detail.assign(detail);
     add_entry(Kind::event, i, std::move(on_durable));
   });
 }

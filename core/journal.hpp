@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -91,6 +92,12 @@ class Journal {
   // Idempotent per (broker, execution id): a repeated execution is ignored.
   void record_fill(const Fill& fill, Durable on_durable = {});
   void record_event(const JournalEvent& ev, Durable on_durable = {});
+  // The same from views: copied straight into the queue's reused slot, so an event whose fields
+  // live in the caller's own buffers costs no allocation (a local stop's release, on the
+  // tick-to-order path). A JournalEvent built for the call would allocate for every field longer
+  // than the small-string buffer (a 22-character client order id, "local_stop_fired").
+  void record_event(Timestamp at, std::string_view broker, std::string_view kind, std::string_view client_order_id,
+                    std::string_view detail, Durable on_durable = {});
   // Blocks until everything queued so far is durable; throws JournalError if a commit failed.
   void flush();
 

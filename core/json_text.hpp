@@ -38,10 +38,14 @@ inline void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-// Builds one flat JSON object of string members: JsonObjectText().add("a", x).add("b", y).text().
+// Writes one flat JSON object of string members into a caller's buffer:
+//   JsonObjectText(buf).add("a", x).add("b", y).close()
+// The buffer is cleared first and keeps its capacity, so a buffer reused for every event (a
+// member of its owner) allocates only while it grows to its largest text: none on a hot path
+// once warm.
 class JsonObjectText {
  public:
-  explicit JsonObjectText(std::size_t reserve = 128) { text_.reserve(reserve); }
+  explicit JsonObjectText(std::string& out) : text_(out) { text_.clear(); }
   JsonObjectText& add(std::string_view key, std::string_view value) {
     text_ += text_.empty() ? '{' : ',';
     append_json_string(text_, key);
@@ -49,15 +53,15 @@ class JsonObjectText {
     append_json_string(text_, value);
     return *this;
   }
-  // The object's text ("{}" when empty); the builder is spent after.
-  std::string text() {
-    if (text_.empty()) return "{}";
+  // Ends the object ("{}" when empty); the text stays in the caller's buffer, viewed here.
+  std::string_view close() {
+    if (text_.empty()) text_ += '{';
     text_ += '}';
-    return std::move(text_);
+    return text_;
   }
 
  private:
-  std::string text_;
+  std::string& text_;
 };
 
 }  // namespace backstop

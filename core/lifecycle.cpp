@@ -62,17 +62,33 @@ std::string timestamp_name(OrderState s) {
   return std::string(to_string(s)) + "_at";
 }
 
+namespace {
+// Moves `o` to `to` when the table allows it; true if applied.
+bool apply_transition(OrderRecord& o, OrderState to, Timestamp at, std::string_view reason) {
+  if (!is_legal_transition(o.state, to)) {
+    spdlog::warn("order {}: refused illegal transition {} -> {} ({})", o.spec.client_order_id,
+                 to_string(o.state), to_string(to), reason);
+    return false;
+  }
+  o.state = to;
+  if (o.state_times[idx(to)] == 0) o.state_times[idx(to)] = at;
+  return true;
+}
+}  // namespace
+
 TransitionEvent OrderRecord::transition(OrderState to, Timestamp at, std::string reason) {
   TransitionEvent ev{spec.client_order_id, state, to, at, std::move(reason), false};
-  if (!is_legal_transition(state, to)) {
-    spdlog::warn("order {}: refused illegal transition {} -> {} ({})", spec.client_order_id,
-                 to_string(state), to_string(to), ev.reason);
-    return ev;
-  }
-  state = to;
-  if (state_times[idx(to)] == 0) state_times[idx(to)] = at;
-  ev.applied = true;
+  ev.applied = apply_transition(*this, to, at, ev.reason);
   return ev;
+}
+
+void OrderRecord::transition(OrderState to, Timestamp at, std::string_view reason, TransitionEvent& ev) {
+  ev.client_order_id.assign(spec.client_order_id);
+  ev.reason.assign(reason);
+  ev.from = state;
+  ev.to = to;
+  ev.at = at;
+  ev.applied = apply_transition(*this, to, at, ev.reason);
 }
 
 void OrderRecord::add_fill(std::int64_t quantity, Price price) {

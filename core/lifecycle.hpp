@@ -5,6 +5,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "core/clock.hpp"
 #include "core/order.hpp"
@@ -63,6 +64,10 @@ struct OrderRecord {
 
   // Applies `to` when the table allows it; returns the event to journal either way.
   TransitionEvent transition(OrderState to, Timestamp at, std::string reason = {});
+  // The same, written into `ev` (every field set): an event reused by the caller keeps its
+  // strings' capacity, so a hot path (a local stop's release) makes its transition without
+  // allocating for the client order id and the reason.
+  void transition(OrderState to, Timestamp at, std::string_view reason, TransitionEvent& ev);
   // Records a fill's quantity and price into the running average.
   void add_fill(std::int64_t quantity, Price price);
 };

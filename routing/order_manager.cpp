@@ -175,11 +175,14 @@ void OrderManager::answer(std::uint32_t slot, const CommandResult& r) {
   const OrderRecord& o = *f.order;
   SubmitCallback done = std::move(f.done);
   SubmitObserver* observer = f.observer;
+  const bool released = f.released;
   f.order = nullptr;
   f.done = nullptr;
   f.observer = nullptr;
+  f.released = false;
   free_in_flight_.push_back(slot);
   if (observer) observer->submit_answered(o.broker, o.time_of(OrderState::pre_sent), r);
+  if (released && release_observer_) release_observer_->release_answered(o, r);
   if (done) done(r);
 }
 
@@ -208,8 +211,10 @@ std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec,
   return rec->spec.client_order_id;
 }
 
-void OrderManager::journal_then_send(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer) {
+void OrderManager::journal_then_send(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer,
+                                     bool released) {
   const std::uint32_t slot = start_in_flight(order, std::move(done), observer);
+  in_flight_[slot].released = released;
   const std::uint32_t generation = in_flight_[slot].generation;
   // Durable before send: the request leaves from send_journaled, after the commit. The commit
   // completes on the journal's thread; the continuation runs on the loop. The external-work mark
@@ -268,7 +273,7 @@ std::string OrderManager::hold(const std::string& broker_name, OrderSpec spec, S
   return coid;
 }
 
-void OrderManager::release(const std::string& coid, const std::string& why, SubmitCallback done) {
+void OrderManager::release(const std::string& coid, std::string_view why, SubmitCallback done) {
   OrderRecord* found = index_.find(coid);
   if (!found || found->state != OrderState::held) {
     if (done) done(CommandResult::failed("order " + coid + (found ? " is not held (" + std::string(to_string(found->state)) + ")" : " does not exist")));
@@ -281,14 +286,14 @@ void OrderManager::release(const std::string& coid, const std::string& why, Subm
   o.spec.stop_price.reset();
   // A protective exit now: for the session (a GTC market order is refused by some brokers).
   if (o.spec.type == OrderType::market) o.spec.tif = TimeInForce::day;
-  const TransitionEvent ev = o.transition(OrderState::pre_sent, loop_.now(), why);
+  o.transition(OrderState::pre_sent, loop_.now(), why, release_transition_);
   // pre_sent again, now: a released order is stuck when its request does not leave soon after
   // the release, not after its creation (held_at keeps when it was placed).
   o.state_times[static_cast<std::size_t>(OrderState::pre_sent)] = loop_.now();
-  journal_.record_transition(ev, o);
+  journal_.record_transition(release_transition_, o);
   notify(o);
   // The whole order again (its type changed), then sent once that is durable, as submit() does.
-  journal_then_send(o, std::move(done), nullptr);
+  journal_then_send(o, std::move(done), nullptr, /*released=*/true);
 }
 
 void OrderManager::send_journaled(std::uint32_t slot, std::uint32_t generation, const std::string& journal_error) {

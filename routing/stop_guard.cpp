@@ -40,7 +40,10 @@ StopGuard::StopGuard(EventLoop& loop, OrderManager& orders, Journal& journal, St
   if (any_policy_is(ProtectionPolicy::mirror))
     orders_.on_fill(while_alive([this](const Fill&, const OrderRecord&) { evaluate_all_mirrors(); }));
   scratch_.reserve(64);
+  orders_.set_release_observer(this);
 }
+
+StopGuard::~StopGuard() { orders_.forget_release_observer(this); }
 
 ProtectionPolicy StopGuard::policy_of(const OrderSpec& stop) const {
   auto it = settings_.strategy_policies.find(stop.strategy);
@@ -255,7 +258,7 @@ void StopGuard::watch(const OrderRecord& o) {
 void StopGuard::watch_held(const OrderRecord& o) {
   if (!o.spec.stop_price) return;
   watchdog_.watch({o.spec.client_order_id, o.broker, o.spec.symbol, o.spec.side, *o.spec.stop_price,
-                   o.remaining_quantity()});
+                   o.remaining_quantity(), /*held=*/true});
   // Already through it (held while the market was beyond the price): it triggers now.
   if (auto q = last_quotes_.find(o.spec.symbol); q != last_quotes_.end()) on_quote(q->second);
 }
@@ -445,38 +448,50 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
 }
 
 void StopGuard::fire_local(const CrossedStop& c) {
-  const std::string coid = c.stop.client_order_id;
+  // Nothing on this path allocates once warm (bench/watchdog_bench.cpp counts): the texts are
+  // written into members reused per release, the journal copies views into its reused slots, and
+  // the exit's answer reaches release_answered() without a callback built per release. `c` is
+  // the caller's, and outlives this call (a re-entrant tick fills another buffer).
+  const std::string& coid = c.stop.client_order_id;
   const OrderRecord* o = orders_.find(coid);
   if (!o || o->state != OrderState::held) return;
   watchdog_.unwatch(coid);
-  const std::string stop_price = c.stop.stop_price.to_string();
-  const std::string crossing = c.crossing_price.to_string();
+  // Prices print in the small-string buffer (up to 15 characters: "12345.67890123").
+  const std::string stop_text = c.stop.stop_price.to_string();
+  const std::string crossing_text = c.crossing_price.to_string();
   // Journaled before the order is sent again: the journal shows why it left.
-  // Written as text, not through nlohmann::json: this is on the tick-to-order path (json_text.hpp).
-  journal_.record_event({loop_.now(), o->broker, "local_stop_fired", coid,
-                         JsonObjectText()
-                             .add("stop_price", stop_price)
-                             .add("crossing_price", crossing)
-                             .add("source", c.source)
-                             .add("order_type", o->spec.type == OrderType::stop_limit ? "limit" : "market")
-                             .text()});
-  spdlog::info("local stop {} at {}: {} {} {} stop {} crossed at {} ({}); sending it", coid, o->broker,
-               to_string(o->spec.side), o->spec.quantity, o->spec.symbol, stop_price, crossing, c.source);
-  orders_.release(coid, "local stop " + stop_price + " triggered at " + crossing,
-                  alert_if_local_exit_failed(coid, o->broker, /*resent=*/false));
+  journal_.record_event(loop_.now(), o->broker, "local_stop_fired", coid,
+                        JsonObjectText(fired_detail_)
+                            .add("stop_price", stop_text)
+                            .add("crossing_price", crossing_text)
+                            .add("source", c.source)
+                            .add("order_type", o->spec.type == OrderType::stop_limit ? "limit" : "market")
+                            .close());
+  fired_reason_.assign("local stop ").append(stop_text).append(" triggered at ").append(crossing_text);
+  // `o` is not used after the release: it adds an order, which may move the records.
+  orders_.release(coid, fired_reason_);
+  // Logged once the exit is queued, not before: formatting a log line is not on the way to the order.
+  if (const OrderRecord* r = orders_.find(coid))
+    spdlog::info("local stop {} at {}: {} {} {} stop {} crossed at {} ({}); sending it", coid, r->broker,
+                 to_string(r->spec.side), r->spec.quantity, r->spec.symbol, stop_text, crossing_text, c.source);
 }
 
-OrderManager::SubmitCallback StopGuard::alert_if_local_exit_failed(const std::string& stop, const std::string& broker,
-                                                                   bool resent) {
-  return while_alive([this, stop, broker, resent](const CommandResult& r) {
-    if (r.outcome != Outcome::failed_locally && r.outcome != Outcome::rejected) return;
-    spdlog::error("LOCAL STOP {} at {} triggered but its {} was {}: {}; the position it protected is NOT protected",
-                  stop, broker, resent ? "exit sent again after a restart" : "order", to_string(r.outcome),
-                  r.message);
-    nlohmann::json detail{{"outcome", to_string(r.outcome)}, {"message", r.message}};
-    if (resent) detail["resent"] = true;
-    journal_.record_event({loop_.now(), broker, "local_stop_release_failed", stop, detail.dump()});
-  });
+void StopGuard::release_answered(const OrderRecord& order, const CommandResult& r) {
+  alert_if_local_exit_failed(order.spec.client_order_id, order.broker, /*resent=*/false, r);
+}
+
+OrderManager::SubmitCallback StopGuard::resent_exit_answer(const std::string& stop, const std::string& broker) {
+  return while_alive([this, stop, broker](const CommandResult& r) { alert_if_local_exit_failed(stop, broker, true, r); });
+}
+
+void StopGuard::alert_if_local_exit_failed(const std::string& stop, const std::string& broker, bool resent,
+                                           const CommandResult& r) {
+  if (r.outcome != Outcome::failed_locally && r.outcome != Outcome::rejected) return;
+  spdlog::error("LOCAL STOP {} at {} triggered but its {} was {}: {}; the position it protected is NOT protected",
+                stop, broker, resent ? "exit sent again after a restart" : "order", to_string(r.outcome), r.message);
+  nlohmann::json detail{{"outcome", to_string(r.outcome)}, {"message", r.message}};
+  if (resent) detail["resent"] = true;
+  journal_.record_event({loop_.now(), broker, "local_stop_release_failed", stop, detail.dump()});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -814,7 +829,7 @@ std::size_t StopGuard::resend_lost_local_exits() {
     if (qty > 0) {
       spdlog::warn("local stop {} at {}: {}", coid, o->broker, detail);
       const std::string broker = o->broker;  // a copy: submit() adds an order, which may move *o
-      orders_.submit(broker, std::move(exit), alert_if_local_exit_failed(coid, broker, /*resent=*/true));
+      orders_.submit(broker, std::move(exit), resent_exit_answer(coid, broker));
     } else {
       spdlog::info("local stop {} at {}: {}", coid, o->broker, detail);
     }

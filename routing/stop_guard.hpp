@@ -97,12 +97,15 @@ struct GhostStop {
   std::string flatten_order;   // the market order sent by `guard`, if any
 };
 
-class StopGuard {
+class StopGuard : private OrderManager::ReleaseObserver {
  public:
   using GhostListener = std::function<void(const GhostStop&)>;
 
   StopGuard(EventLoop& loop, OrderManager& orders, Journal& journal, StopGuardSettings settings,
             std::map<std::string, Instrument> instruments);
+  ~StopGuard() override;
+  StopGuard(const StopGuard&) = delete;
+  StopGuard& operator=(const StopGuard&) = delete;
 
   // Market data from any feed.
   void on_quote(const Quote& q);
@@ -186,12 +189,15 @@ class StopGuard {
   void guard_flatten(std::size_t ghost_index, int attempt);
   // A held order's stop was crossed: release it.
   void fire_local(const CrossedStop& c);
-  // The answer handler for a local stop's exit order, released (fire_local) or sent again after
-  // a restart (resend_lost_local_exits): when the order failed, nothing else will send it, so
-  // the position it protected is unprotected: logged as an error and journaled
+  // A local stop's exit order was answered, released (fire_local, told through
+  // release_answered) or sent again after a restart (resend_lost_local_exits, through the
+  // callback of resent_exit_answer): when the order failed, nothing else will send it, so the
+  // position it protected is unprotected: logged as an error and journaled
   // ("local_stop_release_failed", which also keeps a later restart from sending it again).
-  OrderManager::SubmitCallback alert_if_local_exit_failed(const std::string& stop, const std::string& broker,
-                                                          bool resent);
+  void alert_if_local_exit_failed(const std::string& stop, const std::string& broker, bool resent,
+                                  const CommandResult& r);
+  void release_answered(const OrderRecord& order, const CommandResult& r) override;
+  OrderManager::SubmitCallback resent_exit_answer(const std::string& stop, const std::string& broker);
   void schedule_reverify();
   // Mirror policy: brings the mirror of one primary stop in line with what it needs now.
   void evaluate_mirror(const std::string& primary);
@@ -220,6 +226,9 @@ class StopGuard {
   std::vector<GhostListener> ghost_listeners_;
   std::vector<std::function<void(const StopRecord&)>> verification_listeners_;
   std::vector<CrossedStop> scratch_;  // reused per tick: no allocation on the hot path
+  // fire_local()'s texts (the event's detail, the release's reason), reused: their capacity stays.
+  std::string fired_detail_;
+  std::string fired_reason_;
   EventLoop::TimerId expiry_timer_ = 0;
   Timestamp expiry_at_ = 0;
   bool reverify_scheduled_ = false;

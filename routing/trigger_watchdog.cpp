@@ -70,10 +70,16 @@ void TriggerWatchdog::on_quote(const Quote& q, std::vector<CrossedStop>& out) {
   if (q.bid) book.prev_bid = q.bid;
   if (q.ask) book.prev_ask = q.ask;
 
-  auto cross = [&](const WatchedStop& s, Price ref) {
-    CrossedStop c{s, q.at, ref, q.at + grace_.count(), q.source};
-    index_[s.client_order_id].crossed = true;
-    crossed_[s.client_order_id] = c;
+  // `s` is the book's, erased right after: moved from.
+  auto cross = [&](WatchedStop& s, Price ref) {
+    if (s.held) {
+      index_.erase(s.client_order_id);
+      out.push_back(CrossedStop{std::move(s), q.at, ref, q.at, q.source});
+      return;
+    }
+    CrossedStop c{std::move(s), q.at, ref, q.at + grace_.count(), q.source};
+    index_[c.stop.client_order_id].crossed = true;
+    crossed_[c.stop.client_order_id] = c;
     out.push_back(std::move(c));
   };
   if (sell_ref) {

@@ -25,6 +25,10 @@ struct WatchedStop {
   Side side = Side::sell;  // of the stop order: a sell stop protects a long position
   Price stop_price;
   std::int64_t quantity = 0;
+  // Protection `local`: Backstop holds the stop and sends its exit when it is crossed. The
+  // crossing ends the watch (there is no broker stop to give a grace period to), and costs no
+  // allocation: the stop's record moves out of the book into the caller's buffer.
+  bool held = false;
 };
 
 struct CrossedStop {
@@ -52,7 +56,8 @@ class TriggerWatchdog {
   // the next expire().
   void restore_crossed(CrossedStop c);
   // Feeds one tick; appends stops it crossed for the first time. Allocates nothing when no stop
-  // is crossed.
+  // is crossed, nor for a held stop crossed (newly_crossed's capacity permitting); a broker's
+  // stop crossed is kept for its grace period (a map node).
   void on_quote(const Quote& q, std::vector<CrossedStop>& newly_crossed);
   // Moves every crossed stop whose grace ended by `now` into `ghosts` (and stops watching it).
   void expire(Timestamp now, std::vector<CrossedStop>& ghosts);

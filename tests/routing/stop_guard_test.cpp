@@ -329,6 +329,108 @@ struct LiarSession {
 
 }  // namespace
 
+namespace {
+// Refuses every order (the business answer of a venue that will not take it), on the next loop
+// turn, or when the test says (hold_answers).
+class RefusingBroker final : public Broker {
+ public:
+  explicit RefusingBroker(EventLoop& loop) : loop_(loop) {}
+  const std::string& name() const override { return name_; }
+  void submit(const OrderSpec&, CommandCallback done) override {
+    ++submits;
+    if (hold_answers) {
+      held.push_back(std::move(done));
+      return;
+    }
+    loop_.post([done] { done(CommandResult::rejected_by_broker("no market for this order")); });
+  }
+  void answer_held() {
+    for (auto& done : held) done(CommandResult::rejected_by_broker("no market for this order"));
+    held.clear();
+  }
+  void cancel(const std::string&, CommandCallback done) override { done(CommandResult::accepted_as("")); }
+  void query_order(const std::string&, OrderQueryCallback done) override { done({Outcome::accepted, {}, std::nullopt}); }
+  void subscribe_order_events(OrderEventHandler) override {}
+  BrokerHealthReport health() const override { return {}; }
+
+  std::string name_ = "refuser";
+  EventLoop& loop_;
+  int submits = 0;
+  bool hold_answers = false;
+  std::vector<CommandCallback> held;
+};
+
+Quote through_quote(const char* price) {
+  Quote q;
+  q.symbol = "AAPL";
+  q.bid = q.ask = q.last = Price::parse(price);
+  q.source = "test-feed";
+  return q;
+}
+}  // namespace
+
+// A held stop fired whose exit the broker refuses: nothing else will send it, so the position
+// is unprotected: journaled ("local_stop_release_failed", which a restart also reads) and logged
+// as an error. Told through the manager's release observer, for released orders only.
+TEST(StopGuard, HeldStopWhoseExitIsRefusedIsJournaledAsUnprotected) {
+  SimSession s(FaultProfile{}, {"100.00"});
+  RefusingBroker refuser(s.loop);
+  s.orders.add_broker(refuser);
+  StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
+  guard.on_quote(through_quote("100.00"));
+  const auto stop = s.orders.hold("refuser", stop_order("AAPL", Side::sell, 10, Price::parse("99.50")));
+  const auto other = s.orders.submit("refuser", market_order("AAPL", Side::buy, 5));
+  s.run_for(1s);
+  EXPECT_EQ(s.orders.find(other)->state, OrderState::rejected);
+  EXPECT_EQ(s.orders.find(stop)->state, OrderState::held);
+  s.loop.post([&] { guard.on_quote(through_quote("99.40")); });
+  s.run_for(1s);
+  EXPECT_EQ(refuser.submits, 2);
+  EXPECT_EQ(s.orders.find(stop)->state, OrderState::rejected);
+  s.journal.flush();
+  const auto failed = s.journal.events("local_stop_release_failed");
+  ASSERT_EQ(failed.size(), 1u) << "the released exit only, not the ordinary order refused before";
+  EXPECT_EQ(failed[0].client_order_id, stop);
+  EXPECT_EQ(failed[0].broker, "refuser");
+  const auto detail = nlohmann::json::parse(failed[0].detail);
+  EXPECT_EQ(detail.at("outcome"), "rejected");
+  EXPECT_EQ(detail.at("message"), "no market for this order");
+  EXPECT_FALSE(detail.contains("resent"));
+  const auto fired = s.journal.events("local_stop_fired");
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(fired[0].detail),
+            (nlohmann::json{{"stop_price", "99.5"}, {"crossing_price", "99.4"}, {"source", "test-feed"},
+                            {"order_type", "market"}}));
+  const auto transitions = s.journal.transitions(stop);
+  ASSERT_GE(transitions.size(), 2u);
+  EXPECT_EQ(transitions[1].to_state, "pre_sent");
+  EXPECT_EQ(transitions[1].reason, "local stop 99.5 triggered at 99.4");
+}
+
+// The guard unregisters its release observer when it is destroyed: an exit answered after that
+// reaches nobody. Under the sanitizer run this fails on a guard that does not unregister (a call
+// into freed memory); in a plain build it may pass by luck.
+TEST(StopGuard, ExitAnsweredAfterTheGuardIsDestroyedReachesNobody) {
+  SimSession s(FaultProfile{}, {"100.00"});
+  RefusingBroker refuser(s.loop);
+  refuser.hold_answers = true;
+  s.orders.add_broker(refuser);
+  auto guard = std::make_unique<StopGuard>(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local),
+                                           std::map<std::string, Instrument>{{"AAPL", s.instrument}});
+  const auto stop = s.orders.hold("refuser", stop_order("AAPL", Side::sell, 10, Price::parse("99.50")));
+  s.run_for(1s);
+  s.loop.post([&] { guard->on_quote(through_quote("99.40")); });
+  s.run_for(1s);  // the tick, then the exit journaled and sent: its answer is held
+  ASSERT_EQ(refuser.submits, 1);
+  ASSERT_EQ(refuser.held.size(), 1u);
+  guard.reset();
+  refuser.answer_held();
+  s.run_for(1s);
+  EXPECT_EQ(s.orders.find(stop)->state, OrderState::rejected);
+  s.journal.flush();
+  EXPECT_TRUE(s.journal.events("local_stop_release_failed").empty());
+}
+
 TEST(StopGuard, ReadBackThatDiffersInOneFieldIsAMismatchNamingIt) {
   LiarSession l([](BrokerOrder& b) { b.stop_price = Price::parse("95.00"); }, false);
   StopGuard guard(l.s.loop, l.s.orders, l.s.journal, settings(ProtectionPolicy::verify), {{"AAPL", l.s.instrument}});

@@ -105,3 +105,39 @@ TEST(TriggerWatchdog, ThousandsOfStopsOnlyTheCrossedOnesAreTouched) {
   EXPECT_FALSE(w.watching("S7"));
   EXPECT_EQ(w.size(), 4999u);
 }
+
+// Protection `local`: a held stop crossed is reported once and leaves the watchdog at once. No
+// broker holds it, so there is no grace period to wait out and no ghost to declare: the guard
+// sends its exit.
+TEST(TriggerWatchdog, HeldStopCrossedLeavesAtOnceAndNeverExpiresAsAGhost) {
+  TriggerWatchdog w(TriggerMethod::last, 2s);
+  WatchedStop held = stop("H1", Side::sell, "5000.00");
+  held.held = true;
+  w.watch(held);
+  w.watch(stop("S1", Side::sell, "5000.00"));
+  std::vector<CrossedStop> crossed;
+  w.on_quote(quote("4999.75", "5000.25", "4999.50", 5), crossed);
+  ASSERT_EQ(crossed.size(), 2u);
+  for (const auto& c : crossed) {
+    EXPECT_EQ(c.crossed_at, 5);
+    EXPECT_EQ(c.crossing_price, Price::parse("4999.50"));
+    EXPECT_EQ(c.source, "feed");
+  }
+  const auto& h = crossed[0].stop.client_order_id == "H1" ? crossed[0] : crossed[1];
+  EXPECT_EQ(h.stop.client_order_id, "H1");
+  EXPECT_TRUE(h.stop.held);
+  EXPECT_EQ(h.stop.stop_price, Price::parse("5000.00"));
+  EXPECT_FALSE(w.watching("H1"));
+  EXPECT_FALSE(w.crossed("H1"));
+  EXPECT_TRUE(w.crossed("S1")) << "a broker's stop waits out its grace";
+  EXPECT_EQ(w.size(), 1u);
+  crossed.clear();
+  w.on_quote(quote("4990", "4991", "4990", 6), crossed);
+  EXPECT_TRUE(crossed.empty()) << "reported once";
+  std::vector<CrossedStop> ghosts;
+  w.expire(5 + to_ns(2s), ghosts);
+  ASSERT_EQ(ghosts.size(), 1u);
+  EXPECT_EQ(ghosts[0].stop.client_order_id, "S1");
+  w.unwatch("H1");  // the guard's unwatch after the release: nothing left to remove
+  EXPECT_EQ(w.size(), 0u);
+}
