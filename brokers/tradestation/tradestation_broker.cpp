@@ -347,7 +347,11 @@ void TradeStationBroker::call(const std::string& group, std::string method, std:
 void TradeStationBroker::send(const std::string& group, std::string method, std::string target, std::string body,
                               bool write, ApiCallback done, int attempt) {
   std::weak_ptr<bool> alive = alive_;
-  with_token([=, this, done = std::move(done)](const std::string& err) mutable {
+  // Each of these lambdas runs once (with_token calls its continuation once, the client its
+  // callback once), so the request's parts move along instead of being copied at each step;
+  // only the HttpRequest takes copies, for the 401 retry.
+  with_token([this, alive, group, method = std::move(method), target = std::move(target), body = std::move(body), write,
+              attempt, done = std::move(done)](const std::string& err) mutable {
     if (!err.empty()) {
       done({ApiResult::Kind::not_sent, 0, {}, err});
       return;
@@ -355,11 +359,14 @@ void TradeStationBroker::send(const std::string& group, std::string method, std:
     net::HttpRequest req;
     req.method = method;
     req.target = target;
-    req.headers = {{"Authorization", "Bearer " + access_token_}};
+    req.headers.reserve(2);
+    req.headers.push_back({"Authorization", "Bearer " + access_token_});
     if (!body.empty()) req.headers.push_back({"Content-Type", "application/json"});
     req.body = body;
     req.timeout = write ? options_.order_timeout : options_.read_timeout;
-    api_->request(std::move(req), [=, this, done = std::move(done)](net::HttpResult r) mutable {
+    api_->request(std::move(req), [this, alive, group = std::move(group), method = std::move(method),
+                                   target = std::move(target), body = std::move(body), write, attempt,
+                                   done = std::move(done)](net::HttpResult r) mutable {
       if (auto a = alive.lock(); !a || !*a) return;
       if (!r.ok()) {
         ++consecutive_errors_;
