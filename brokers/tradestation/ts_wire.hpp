@@ -69,9 +69,10 @@ struct RequestBody {
   bool ok() const { return error.empty(); }
 };
 
-// The OrderRequest object for one order (AccountID, Symbol, Quantity, OrderType, TradeAction,
-// TimeInForce{Duration}, LimitPrice/StopPrice, OrderConfirmID, in that order). Numbers are
-// strings (api-notes section 2).
+// The OrderRequest object for one order: AccountID, Symbol, Quantity, OrderType, TradeAction,
+// TimeInForce{Duration}, LimitPrice/StopPrice, OrderConfirmID. Numbers are strings (api-notes
+// section 2). Members are written sorted by name, as nlohmann::json (a std::map) wrote them
+// before this was text: the bytes sent are unchanged.
 RequestBody order_request(const OrderSpec& spec, const std::string& account, const SymbolMap& symbols);
 // POST /orderexecution/orders for a bracket: the entry's object with
 // "OSOs":[{"Type":"BRK","Orders":[take profit, stop]}] ("Long Entry with Exit Bracket").
