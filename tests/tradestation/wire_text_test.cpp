@@ -131,9 +131,13 @@ void expect_members(const json& j, const OrderSpec& o, const std::string& symbol
   EXPECT_EQ(j.at("TimeInForce"), (json{{"Duration", ts::duration_for(o.tif, o.outside_rth)}}));
   const bool has_limit = o.type == OrderType::limit || o.type == OrderType::stop_limit;
   EXPECT_EQ(j.contains("LimitPrice"), has_limit);
-  if (has_limit) EXPECT_EQ(j.at("LimitPrice"), o.limit_price->to_string());
+  if (has_limit) {
+    EXPECT_EQ(j.at("LimitPrice"), o.limit_price->to_string());
+  }
   EXPECT_EQ(j.contains("StopPrice"), o.is_stop());
-  if (o.is_stop()) EXPECT_EQ(j.at("StopPrice"), o.stop_price->to_string());
+  if (o.is_stop()) {
+    EXPECT_EQ(j.at("StopPrice"), o.stop_price->to_string());
+  }
   EXPECT_EQ(j.at("OrderConfirmID"), o.client_order_id);
   const std::size_t expected = 7u + (has_limit ? 1 : 0) + (o.is_stop() ? 1 : 0) + (j.contains("OSOs") ? 1 : 0);
   EXPECT_EQ(j.size(), expected) << j.dump();
