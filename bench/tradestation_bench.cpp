@@ -218,7 +218,7 @@ void BM_HttpClientOrderRoundTrip(benchmark::State& state) {
     times.start();
     const OrderSpec s = bench_order("h", ++n);
     net::HttpRequest req{"POST", "/v3/orderexecution/orders", headers,
-                         ts::order_request(s, "SIM2784990M", symbols).dump(), 5s};
+                         ts::order_request(s, "SIM2784990M", symbols).text, 5s};
     if (via_loop) {
       bool done = false;
       http.request(std::move(req), [&](net::HttpResult r) {
@@ -243,7 +243,7 @@ void BM_HttpClientOrderRoundTrip(benchmark::State& state) {
 BENCHMARK(BM_HttpClientOrderRoundTrip)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->Iterations(300)->UseRealTime();
 
 // The floor: the adapter's own request (POST /v3/orderexecution/orders, the body order_request()
-// builds for the same OrderSpec, Bearer token) from a bare synchronous Beast client on one
+// writes for the same OrderSpec, Bearer token) from a bare synchronous Beast client on one
 // persistent connection. The access token is fetched once, before the timed loop, as the adapter
 // does in start().
 void BM_MinimalBeastRoundTrip(benchmark::State& state) {
@@ -271,7 +271,7 @@ void BM_MinimalBeastRoundTrip(benchmark::State& state) {
     times.start();
     const OrderSpec s = bench_order("m", ++n);
     const auto res = client.request(http::verb::post, "/v3/orderexecution/orders", headers,
-                                    ts::order_request(s, "SIM2784990M", symbols).dump());
+                                    ts::order_request(s, "SIM2784990M", symbols).text);
     // 200 with Errors is a refusal (api-notes section 3); Orders alone is the ack.
     if (res.result_int() != 200 || res.body().find("\"Errors\"") != std::string::npos) {
       state.SkipWithError(("order not placed: " + res.body()).c_str());

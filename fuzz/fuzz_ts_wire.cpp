@@ -10,7 +10,9 @@
 //  - replaying a frame that was just applied produces no events (duplicates are silent);
 //  - parse_order: filled_quantity == exec_quantity; average price only with an execution;
 //  - the request builders round-trip: wire_view(order_request(spec)) reads back the spec's
-//    prices, time in force and session flag.
+//    prices, time in force and session flag;
+//  - read_place_answer (no document) reads every input exactly as the document reader it
+//    replaced in TradeStationBroker::place_result did (kept below as the reference).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -104,15 +106,54 @@ void builders(Rng& rng, const SymbolMap& symbols) {
   s.client_order_id = "coid" + std::to_string(rng.below(1000));
   if (s.type == OrderType::limit || s.type == OrderType::stop_limit) s.limit_price = some_price(rng);
   if (s.is_stop()) s.stop_price = some_price(rng);
-  const json req = order_request(s, "ACC1", symbols);
+  const RequestBody req = order_request(s, "ACC1", symbols);
+  FUZZ_CHECK(req.ok(), "an ASCII order refused: %s", req.error.c_str());
   // As the lint sees it: the body as sent, parsed back.
-  const WireOrderView v = wire_view(json::parse(req.dump()));
+  const WireOrderView v = wire_view(json::parse(req.text));
   FUZZ_CHECK(v.limit_price == s.limit_price, "LimitPrice does not read back");
   FUZZ_CHECK(v.stop_price == s.stop_price, "StopPrice does not read back");
   FUZZ_CHECK(v.tif_explicit && v.tif == s.tif, "time in force does not read back");
   FUZZ_CHECK(v.outside_rth == s.outside_rth || s.tif == TimeInForce::ioc || s.tif == TimeInForce::fok,
              "outside_rth does not read back");
   FUZZ_CHECK(order_type_from_wire(order_type_wire(s.type)) == s.type, "order type spelling");
+}
+
+// TradeStationBroker::place_result's 200 branch before read_place_answer, as the reference.
+PlaceAnswer document_place_answer(const std::string& body) {
+  PlaceAnswer out;
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const std::exception&) {
+    return out;
+  }
+  out.parsed = true;
+  if (j.is_object() && j.contains("Errors") && j["Errors"].is_array())
+    for (const auto& e : j["Errors"]) {
+      const std::string m = json_string(e, "Message").empty() ? json_string(e, "Error") : json_string(e, "Message");
+      out.errors += (out.errors.empty() ? "" : "; ") + m;
+    }
+  if (j.is_object() && j.contains("Orders") && j["Orders"].is_array())
+    for (const auto& o : j["Orders"]) {
+      const std::string e = json_string(o, "Error");
+      if (!e.empty()) {
+        const std::string m = json_string(o, "Message");
+        out.errors += (out.errors.empty() ? "" : "; ") + (m.empty() ? e : m);
+      } else {
+        out.order_ids.push_back(json_string(o, "OrderID"));
+      }
+    }
+  return out;
+}
+
+void place_answer(std::string_view body) {
+  const PlaceAnswer a = read_place_answer(body);
+  const PlaceAnswer ref = document_place_answer(std::string(body));
+  FUZZ_CHECK(a.parsed == ref.parsed, "parsed %d, the document reader %d", a.parsed, ref.parsed);
+  FUZZ_CHECK(a.order_ids == ref.order_ids, "%zu order ids, the document reader %zu", a.order_ids.size(),
+             ref.order_ids.size());
+  FUZZ_CHECK(a.errors == ref.errors, "errors \"%s\", the document reader \"%s\"", printable(a.errors).c_str(),
+             printable(ref.errors).c_str());
 }
 
 }  // namespace
@@ -151,5 +192,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   builders(rng, symbols);
+  place_answer(body);
   return 0;
 }

@@ -347,7 +347,11 @@ void TradeStationBroker::call(const std::string& group, std::string method, std:
 void TradeStationBroker::send(const std::string& group, std::string method, std::string target, std::string body,
                               bool write, ApiCallback done, int attempt) {
   std::weak_ptr<bool> alive = alive_;
-  with_token([=, this, done = std::move(done)](const std::string& err) mutable {
+  // Each of these lambdas runs once (with_token calls its continuation once, the client its
+  // callback once), so the request's parts move along instead of being copied at each step;
+  // only the HttpRequest takes copies, for the 401 retry.
+  with_token([this, alive, group, method = std::move(method), target = std::move(target), body = std::move(body), write,
+              attempt, done = std::move(done)](const std::string& err) mutable {
     if (!err.empty()) {
       done({ApiResult::Kind::not_sent, 0, {}, err});
       return;
@@ -355,11 +359,14 @@ void TradeStationBroker::send(const std::string& group, std::string method, std:
     net::HttpRequest req;
     req.method = method;
     req.target = target;
-    req.headers = {{"Authorization", "Bearer " + access_token_}};
+    req.headers.reserve(2);
+    req.headers.push_back({"Authorization", "Bearer " + access_token_});
     if (!body.empty()) req.headers.push_back({"Content-Type", "application/json"});
     req.body = body;
     req.timeout = write ? options_.order_timeout : options_.read_timeout;
-    api_->request(std::move(req), [=, this, done = std::move(done)](net::HttpResult r) mutable {
+    api_->request(std::move(req), [this, alive, group = std::move(group), method = std::move(method),
+                                   target = std::move(target), body = std::move(body), write, attempt,
+                                   done = std::move(done)](net::HttpResult r) mutable {
       if (auto a = alive.lock(); !a || !*a) return;
       if (!r.ok()) {
         ++consecutive_errors_;
@@ -433,31 +440,13 @@ CommandResult TradeStationBroker::place_result(const ApiResult& r, std::vector<s
     res = CommandResult::rejected_by_broker(body_message(r.body).empty() ? "HTTP " + std::to_string(r.status)
                                                                          : body_message(r.body));
   } else {
-    json j;
-    try {
-      j = json::parse(r.body);
-    } catch (const std::exception&) {
-      return CommandResult::unknown_because("garbled reply (not JSON); the order may be live");
-    }
     // 200 is the object {Orders, Errors} (emulators/tradestation/SPEC_DEFECTS.md #1: the spec
     // says array). An Errors entry or Orders[i].Error is a rejection ([LEAN], api-notes section 3).
-    std::string errors;
-    if (j.is_object() && j.contains("Errors") && j["Errors"].is_array())
-      for (const auto& e : j["Errors"]) {
-        const std::string m = json_string(e, "Message").empty() ? json_string(e, "Error") : json_string(e, "Message");
-        errors += (errors.empty() ? "" : "; ") + m;
-      }
-    if (j.is_object() && j.contains("Orders") && j["Orders"].is_array())
-      for (const auto& o : j["Orders"]) {
-        const std::string e = json_string(o, "Error");
-        if (!e.empty()) {
-          const std::string m = json_string(o, "Message");
-          errors += (errors.empty() ? "" : "; ") + (m.empty() ? e : m);
-        } else {
-          ids.push_back(json_string(o, "OrderID"));
-        }
-      }
-    if (!errors.empty()) res = CommandResult::rejected_by_broker(errors);
+    // Read without a document (read_place_answer): this runs on every order's answer.
+    PlaceAnswer a = read_place_answer(r.body);
+    if (!a.parsed) return CommandResult::unknown_because("garbled reply (not JSON); the order may be live");
+    ids = std::move(a.order_ids);
+    if (!a.errors.empty()) res = CommandResult::rejected_by_broker(std::move(a.errors));
     else if (ids.empty()) return CommandResult::unknown_because("reply names no order; the order may be live");
     else res = CommandResult::accepted_as(ids.front());
   }
@@ -477,16 +466,19 @@ void TradeStationBroker::submit(const OrderSpec& order, CommandCallback done) {
   if (auto why = validate(order); !why.empty()) return done(CommandResult::failed(why));
   if (order.client_order_id.empty() || order.client_order_id.size() > kMaxClientOrderIdLength)
     return done(CommandResult::failed("OrderConfirmID must be 1-22 characters: '" + order.client_order_id + "'"));
-  const json body = order_request(order, options_.account, symbols_);
+  // A field that cannot be sent as it is fails here, before anything is recorded or sent.
+  RequestBody body = order_request(order, options_.account, symbols_);
+  if (!body.ok()) return done(CommandResult::failed(std::move(body.error)));
   unresolved_[order.client_order_id] = {order, loop_.now()};
-  call("order_execution", "POST", "/orderexecution/orders", body.dump(), true,
-       [this, order, done = std::move(done)](ApiResult r) {
+  // The answer needs only the client order id (the spec stays in unresolved_ until resolved).
+  call("order_execution", "POST", "/orderexecution/orders", std::move(body.text), true,
+       [this, coid = order.client_order_id, done = std::move(done)](ApiResult r) {
          std::vector<std::string> ids;
          CommandResult res = place_result(r, ids);
-         if (res.outcome == Outcome::accepted) adopt(order.client_order_id, ids.front());
-         else if (res.outcome != Outcome::unknown) unresolved_.erase(order.client_order_id);
+         if (res.outcome == Outcome::accepted) adopt(coid, ids.front());
+         else if (res.outcome != Outcome::unknown) unresolved_.erase(coid);
          if (res.outcome == Outcome::unknown)
-           spdlog::warn("{}: submit {} outcome unknown: {}", options_.name, order.client_order_id, res.message);
+           spdlog::warn("{}: submit {} outcome unknown: {}", options_.name, coid, res.message);
          done(std::move(res));
        });
 }
@@ -496,15 +488,13 @@ void TradeStationBroker::submit_bracket(const BracketSpec& bracket, BracketCallb
   for (const auto* o : {&bracket.entry, &bracket.take_profit, &bracket.protective_stop})
     if (o->client_order_id.empty() || o->client_order_id.size() > kMaxClientOrderIdLength)
       return done({Outcome::failed_locally, "OrderConfirmID must be 1-22 characters", {}, {}, {}});
-  json body = order_request(bracket.entry, options_.account, symbols_);
   // Entry with exit bracket: OSOs [{Type BRK, Orders [...]}] ("Long Entry with Exit Bracket").
-  body["OSOs"] = json::array({json{{"Type", "BRK"},
-                                   {"Orders", json::array({order_request(bracket.take_profit, options_.account, symbols_),
-                                                           order_request(bracket.protective_stop, options_.account, symbols_)})}}});
+  RequestBody body = bracket_request(bracket, options_.account, symbols_);
+  if (!body.ok()) return done({Outcome::failed_locally, std::move(body.error), {}, {}, {}});
   const Timestamp now = loop_.now();
   for (const auto* o : {&bracket.entry, &bracket.take_profit, &bracket.protective_stop})
     unresolved_[o->client_order_id] = {*o, now};
-  call("order_execution", "POST", "/orderexecution/orders", body.dump(), true,
+  call("order_execution", "POST", "/orderexecution/orders", std::move(body.text), true,
        [this, bracket, done = std::move(done)](ApiResult r) {
          std::vector<std::string> ids;
          CommandResult res = place_result(r, ids);
@@ -534,16 +524,15 @@ void TradeStationBroker::submit_group(const std::string& type, const std::vector
                                       std::function<void(GroupResult)> done) {
   if (type != "OCO" && type != "BRK" && type != "NORMAL")
     return done({Outcome::failed_locally, "group type must be OCO, BRK or NORMAL", {}});
-  json list = json::array();
   for (const auto& o : orders) {
     if (auto why = validate(o); !why.empty()) return done({Outcome::failed_locally, why, {}});
     if (o.client_order_id.empty() || o.client_order_id.size() > kMaxClientOrderIdLength)
       return done({Outcome::failed_locally, "OrderConfirmID must be 1-22 characters", {}});
-    list.push_back(order_request(o, options_.account, symbols_));
   }
+  RequestBody body = group_request(type, orders, options_.account, symbols_);
+  if (!body.ok()) return done({Outcome::failed_locally, std::move(body.error), {}});
   for (const auto& o : orders) unresolved_[o.client_order_id] = {o, loop_.now()};
-  const json body{{"Type", type}, {"Orders", list}};
-  call("order_execution", "POST", "/orderexecution/ordergroups", body.dump(), true,
+  call("order_execution", "POST", "/orderexecution/ordergroups", std::move(body.text), true,
        [this, orders, done = std::move(done)](ApiResult r) {
          std::vector<std::string> ids;
          CommandResult res = place_result(r, ids);
@@ -600,12 +589,16 @@ void TradeStationBroker::cancel(const std::string& id, CommandCallback done) {
 void TradeStationBroker::replace(const std::string& id, const OrderSpec& updated, CommandCallback done) {
   if (id.empty() || id.find('-') != std::string::npos) return done(CommandResult::failed("invalid order id '" + id + "'"));
   if (auto why = validate(updated); !why.empty()) return done(CommandResult::failed(why));
-  call("order_execution", "PUT", "/orderexecution/orders/" + id, replace_request(updated).dump(), true,
+  call("order_execution", "PUT", "/orderexecution/orders/" + id, replace_request(updated), true,
        [id, done = std::move(done)](ApiResult r) { done(modify_result(r, id, "replace")); });
 }
 
 std::optional<WireOrderView> TradeStationBroker::preview(const OrderSpec& order) const {
-  return wire_view(order_request(order, options_.account, symbols_));
+  // Off the hot path: the text as it would be sent, parsed back. An order that cannot be sent
+  // (a field outside printable ASCII) has no wire form: submit() refuses it.
+  const RequestBody body = order_request(order, options_.account, symbols_);
+  if (!body.ok()) return std::nullopt;
+  return wire_view(json::parse(body.text));
 }
 
 // ---------------------------------------------------------------------------------------------

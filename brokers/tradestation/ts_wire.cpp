@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <limits>
+
+#include "core/json_text.hpp"
 
 namespace backstop::tradestation {
 
@@ -24,12 +27,17 @@ std::string SymbolMap::to_broker(const std::string& s) const {
   auto it = to_broker_.find(s);
   return it == to_broker_.end() ? s : it->second;
 }
+std::string_view SymbolMap::broker_view(const std::string& s) const {
+  auto it = to_broker_.find(s);
+  return it == to_broker_.end() ? std::string_view(s) : std::string_view(it->second);
+}
 std::string SymbolMap::to_backstop(const std::string& s) const {
   auto it = to_backstop_.find(s);
   return it == to_backstop_.end() ? s : it->second;
 }
 
-std::string duration_for(TimeInForce tif, bool outside_rth) {
+namespace {
+const char* duration_wire(TimeInForce tif, bool outside_rth) {
   switch (tif) {
     case TimeInForce::day: return outside_rth ? "DYP" : "DAY";
     case TimeInForce::gtc: return outside_rth ? "GCP" : "GTC";
@@ -38,6 +46,9 @@ std::string duration_for(TimeInForce tif, bool outside_rth) {
   }
   return "DAY";
 }
+}  // namespace
+
+std::string duration_for(TimeInForce tif, bool outside_rth) { return duration_wire(tif, outside_rth); }
 
 std::optional<ParsedDuration> parse_duration(std::string_view text) {
   std::string s = upper(text);
@@ -135,32 +146,263 @@ std::optional<OrderState> state_for_status(std::string_view code, std::int64_t f
   return std::nullopt;
 }
 
-json order_request(const OrderSpec& spec, const std::string& account, const SymbolMap& symbols) {
-  json o = json::object();
-  o["AccountID"] = account;
-  o["Symbol"] = symbols.to_broker(spec.symbol);
-  o["Quantity"] = std::to_string(spec.quantity);
-  o["OrderType"] = order_type_wire(spec.type);
-  // Equities and futures take BUY/SELL; SELLSHORT/BUYTOCOVER are not needed for futures and
-  // Backstop's Side has no short intent (documented limitation).
-  o["TradeAction"] = spec.side == Side::buy ? "BUY" : "SELL";
-  // Always explicit: the stop guard requires a named time in force, never a broker default.
-  o["TimeInForce"] = json{{"Duration", duration_for(spec.tif, spec.outside_rth)}};
-  if ((spec.type == OrderType::limit || spec.type == OrderType::stop_limit) && spec.limit_price)
-    o["LimitPrice"] = spec.limit_price->to_string();
-  // TradeStation reads the stop from StopPrice for both StopMarket and StopLimit (OrderRequest).
-  if (spec.is_stop() && spec.stop_price) o["StopPrice"] = spec.stop_price->to_string();
-  if (!spec.client_order_id.empty()) o["OrderConfirmID"] = spec.client_order_id;
-  return o;
+namespace {
+// The first byte of `v` outside printable ASCII (0x20-0x7E), or npos.
+std::size_t unprintable_at(std::string_view v) {
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const auto c = static_cast<unsigned char>(v[i]);
+    if (c < 0x20 || c > 0x7e) return i;
+  }
+  return std::string_view::npos;
 }
 
-json replace_request(const OrderSpec& spec) {
-  json o = json::object();
-  o["Quantity"] = std::to_string(spec.quantity);
+// "" when `value` may be sent as `field`, else why not (the body is then not written at all).
+std::string refuse_unprintable(const OrderSpec& spec, const char* field, std::string_view value) {
+  const std::size_t at = unprintable_at(value);
+  if (at == std::string_view::npos) return {};
+  char detail[96];
+  std::snprintf(detail, sizeof detail, " has a byte outside printable ASCII (0x%02X at offset %zu)",
+                static_cast<unsigned>(static_cast<unsigned char>(value[at])), at);
+  // The client order id is named only when it is itself printable (it goes into logs).
+  const std::string who = spec.client_order_id.empty() ? std::string("(no id)")
+                          : unprintable_at(spec.client_order_id) == std::string_view::npos ? spec.client_order_id
+                                                                                             : std::string("(id not printable)");
+  return "order " + who + ": " + field + detail +
+         "; TradeStation symbols, account ids and order ids are ASCII: not sent";
+}
+
+void append_quoted_price(std::string& out, const char* member, const Price& p) {
+  out += member;
+  out += '"';
+  out += p.to_string();
+  out += '"';
+}
+
+// THE wire form of one order: the OrderRequest object, appended to `out`. Members in the byte
+// order of their names (what nlohmann::json, a std::map, wrote before: the body is unchanged
+// byte for byte). `osos`, when not empty, is the text of the OSOs array, written as that member.
+// Returns "" or why nothing was written (`out` is then unchanged).
+std::string append_order(std::string& out, const OrderSpec& spec, const std::string& account,
+                         const SymbolMap& symbols, std::string_view osos = {}) {
+  const std::string_view symbol = symbols.broker_view(spec.symbol);
+  if (auto why = refuse_unprintable(spec, "AccountID", account); !why.empty()) return why;
+  if (auto why = refuse_unprintable(spec, "Symbol", symbol); !why.empty()) return why;
+  if (auto why = refuse_unprintable(spec, "OrderConfirmID", spec.client_order_id); !why.empty()) return why;
+  out += "{\"AccountID\":";
+  append_json_string(out, account);
   if ((spec.type == OrderType::limit || spec.type == OrderType::stop_limit) && spec.limit_price)
-    o["LimitPrice"] = spec.limit_price->to_string();
-  if (spec.is_stop() && spec.stop_price) o["StopPrice"] = spec.stop_price->to_string();
-  return o;
+    append_quoted_price(out, ",\"LimitPrice\":", *spec.limit_price);
+  if (!osos.empty()) {
+    out += ",\"OSOs\":";
+    out += osos;
+  }
+  if (!spec.client_order_id.empty()) {
+    out += ",\"OrderConfirmID\":";
+    append_json_string(out, spec.client_order_id);
+  }
+  out += ",\"OrderType\":\"";
+  out += order_type_wire(spec.type);
+  out += "\",\"Quantity\":\"";
+  char digits[24];
+  const auto q = std::to_chars(digits, digits + sizeof digits, spec.quantity);
+  out.append(digits, q.ptr);
+  out += '"';
+  // TradeStation reads the stop from StopPrice for both StopMarket and StopLimit (OrderRequest).
+  if (spec.is_stop() && spec.stop_price) append_quoted_price(out, ",\"StopPrice\":", *spec.stop_price);
+  out += ",\"Symbol\":";
+  append_json_string(out, symbol);
+  // Always explicit: the stop guard requires a named time in force, never a broker default.
+  out += ",\"TimeInForce\":{\"Duration\":\"";
+  out += duration_wire(spec.tif, spec.outside_rth);
+  // Equities and futures take BUY/SELL; SELLSHORT/BUYTOCOVER are not needed for futures and
+  // Backstop's Side has no short intent (documented limitation).
+  out += spec.side == Side::buy ? "\"},\"TradeAction\":\"BUY\"}" : "\"},\"TradeAction\":\"SELL\"}";
+  return {};
+}
+
+constexpr std::size_t kOrderTextReserve = 320;  // one order's object with long names fits
+}  // namespace
+
+RequestBody order_request(const OrderSpec& spec, const std::string& account, const SymbolMap& symbols) {
+  RequestBody b;
+  b.text.reserve(kOrderTextReserve);
+  b.error = append_order(b.text, spec, account, symbols);
+  if (!b.error.empty()) b.text.clear();
+  return b;
+}
+
+RequestBody bracket_request(const BracketSpec& bracket, const std::string& account, const SymbolMap& symbols) {
+  RequestBody b;
+  // Entry with exit bracket: OSOs [{Type BRK, Orders [...]}] ("Long Entry with Exit Bracket").
+  std::string osos;
+  osos.reserve(2 * kOrderTextReserve + 40);
+  osos += "[{\"Orders\":[";
+  b.error = append_order(osos, bracket.take_profit, account, symbols);
+  if (b.error.empty()) {
+    osos += ',';
+    b.error = append_order(osos, bracket.protective_stop, account, symbols);
+  }
+  if (b.error.empty()) {
+    osos += "],\"Type\":\"BRK\"}]";
+    b.text.reserve(osos.size() + kOrderTextReserve);
+    b.error = append_order(b.text, bracket.entry, account, symbols, osos);
+  }
+  if (!b.error.empty()) b.text.clear();
+  return b;
+}
+
+RequestBody group_request(std::string_view type, const std::vector<OrderSpec>& orders, const std::string& account,
+                          const SymbolMap& symbols) {
+  RequestBody b;
+  b.text.reserve(orders.size() * kOrderTextReserve + 40);
+  b.text += "{\"Orders\":[";
+  for (std::size_t i = 0; i < orders.size() && b.error.empty(); ++i) {
+    if (i > 0) b.text += ',';
+    b.error = append_order(b.text, orders[i], account, symbols);
+  }
+  if (!b.error.empty()) {
+    b.text.clear();
+    return b;
+  }
+  b.text += "],\"Type\":";
+  append_json_string(b.text, type);
+  b.text += '}';
+  return b;
+}
+
+std::string replace_request(const OrderSpec& spec) {
+  std::string out;
+  out.reserve(96);
+  out += '{';
+  if ((spec.type == OrderType::limit || spec.type == OrderType::stop_limit) && spec.limit_price)
+    append_quoted_price(out, "\"LimitPrice\":", *spec.limit_price), out += ',';
+  out += "\"Quantity\":\"";
+  out += std::to_string(spec.quantity);
+  out += '"';
+  if (spec.is_stop() && spec.stop_price) append_quoted_price(out, ",\"StopPrice\":", *spec.stop_price);
+  out += '}';
+  return out;
+}
+
+namespace {
+// SAX handler behind read_place_answer. Depth 0 is outside the top-level value; the top-level
+// object's members are at depth 1, the Orders/Errors elements at depth 2 and their members at
+// depth 3. Everything else is skipped by depth alone (no stack, no document).
+class PlaceAnswerReader {
+ public:
+  struct Entry {
+    std::string order_id, error, message;
+  };
+  std::vector<Entry> orders, errors;  // the last Orders / Errors arrays of the top-level object
+
+  bool null() { return value(Kind::scalar); }
+  bool boolean(bool) { return value(Kind::scalar); }
+  bool number_integer(json::number_integer_t) { return value(Kind::scalar); }
+  bool number_unsigned(json::number_unsigned_t) { return value(Kind::scalar); }
+  bool number_float(json::number_float_t, const json::string_t&) { return value(Kind::scalar); }
+  bool binary(json::binary_t&) { return value(Kind::scalar); }
+  bool string(json::string_t& v) {
+    if (depth_ == 3 && field_) {  // a member we read, as text
+      *field_ = std::move(v);
+      field_ = nullptr;
+      return true;
+    }
+    return value(Kind::scalar);
+  }
+  bool start_object(std::size_t) {
+    value(Kind::object);
+    ++depth_;
+    return true;
+  }
+  bool start_array(std::size_t) {
+    value(Kind::array);
+    ++depth_;
+    return true;
+  }
+  bool key(json::string_t& k) {
+    if (depth_ == 1 && root_object_) {
+      pending_ = k == "Orders" ? &orders : k == "Errors" ? &errors : nullptr;
+      // A repeated key counts with its last value, as in a document: forget the earlier one.
+      if (pending_) pending_->clear();
+    } else if (depth_ == 3 && in_entry_) {
+      Entry& e = list_->back();
+      field_ = k == "OrderID" ? &e.order_id : k == "Error" ? &e.error : k == "Message" ? &e.message : nullptr;
+    }
+    return true;
+  }
+  bool end_object() {
+    if (--depth_ == 2) in_entry_ = false;
+    return true;
+  }
+  bool end_array() {
+    if (--depth_ == 1) list_ = nullptr;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+
+ private:
+  enum class Kind { scalar, object, array };
+  // Every value but a string read into a member, at the depth it sits at (before a container
+  // is entered).
+  bool value(Kind kind) {
+    switch (depth_) {
+      case 0:
+        root_object_ = kind == Kind::object;
+        break;
+      case 1:  // a member of the top-level object: Orders/Errors count only as arrays
+        if (kind == Kind::array && pending_) list_ = pending_;
+        pending_ = nullptr;
+        break;
+      case 2:  // an element of Orders/Errors: an entry whatever its type (a non-object has no members)
+        if (list_) {
+          list_->emplace_back();
+          in_entry_ = kind == Kind::object;
+        }
+        break;
+      case 3:  // a member we read given a number, object or array reads as "" (json_string),
+               // replacing any earlier value of the same key
+        if (field_) field_->clear();
+        field_ = nullptr;
+        break;
+      default:
+        break;
+    }
+    return true;
+  }
+
+  int depth_ = 0;
+  bool root_object_ = false;
+  bool in_entry_ = false;                  // inside an object element of list_ (its members at depth 3)
+  std::vector<Entry>* pending_ = nullptr;  // the top-level key just read, if Orders/Errors
+  std::vector<Entry>* list_ = nullptr;     // the Orders/Errors array being read (depth >= 2)
+  std::string* field_ = nullptr;           // the entry member whose value comes next
+};
+}  // namespace
+
+PlaceAnswer read_place_answer(std::string_view body) {
+  PlaceAnswer out;
+  PlaceAnswerReader r;
+  try {
+    if (!json::sax_parse(body, &r)) return out;
+  } catch (const std::exception&) {
+    return out;  // as a failed parse (memory)
+  }
+  out.parsed = true;
+  // Errors first, then Orders, whatever their order in the text (as the document reader did).
+  for (auto& e : r.errors) {
+    const std::string& m = e.message.empty() ? e.error : e.message;
+    if (!out.errors.empty()) out.errors += "; ";
+    out.errors += m;
+  }
+  for (auto& o : r.orders) {
+    if (!o.error.empty()) {
+      if (!out.errors.empty()) out.errors += "; ";
+      out.errors += o.message.empty() ? o.error : o.message;
+    } else {
+      out.order_ids.push_back(std::move(o.order_id));
+    }
+  }
+  return out;
 }
 
 std::optional<Price> json_price(const json& obj, const char* key) {

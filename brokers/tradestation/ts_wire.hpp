@@ -23,6 +23,8 @@ class SymbolMap {
   SymbolMap() = default;
   explicit SymbolMap(std::map<std::string, std::string> to_broker);
   std::string to_broker(const std::string& backstop_symbol) const;
+  // As to_broker, without a copy: a view of the mapped symbol or of `backstop_symbol` itself.
+  std::string_view broker_view(const std::string& backstop_symbol) const;
   std::string to_backstop(const std::string& broker_symbol) const;
 
  private:
@@ -52,14 +54,59 @@ std::optional<Side> side_from_wire(std::string_view text);
 std::optional<OrderState> state_for_status(std::string_view code, std::int64_t filled, std::int64_t ordered);
 bool is_known_status(std::string_view code);
 
-// The OrderRequest object for one order (AccountID, Symbol, Quantity, OrderType, TradeAction,
-// TimeInForce{Duration}, LimitPrice/StopPrice, OrderConfirmID). Numbers are strings (api-notes
-// section 2).
-nlohmann::json order_request(const OrderSpec& spec, const std::string& account, const SymbolMap& symbols);
-// The PUT body for a replace: only the fields the order type uses.
-nlohmann::json replace_request(const OrderSpec& spec);
-// Decodes a request body as TradeStation reads it (preview() and the stop guard's lint).
+// Request bodies are written as JSON text directly (no nlohmann::json built and dumped: that was
+// a third of the adapter's own instructions per order, bench/PERFORMANCE.md). One writer makes an
+// order's object; the bracket and group bodies are composed from it, so an order reads the same
+// on the wire whichever way it is sent.
+//
+// AccountID, Symbol (as mapped) and OrderConfirmID must be printable ASCII (0x20-0x7E): broker
+// symbols, accounts and client order ids are, and a byte outside that range is refused here,
+// naming the field, rather than sent escaped into something else or as text the broker may read
+// differently. `"` and `\` are escaped.
+struct RequestBody {
+  std::string text;   // the JSON body; empty when `error` is set
+  std::string error;  // why the body cannot be written (names the order and the field)
+  bool ok() const { return error.empty(); }
+};
+
+// The OrderRequest object for one order: AccountID, Symbol, Quantity, OrderType, TradeAction,
+// TimeInForce{Duration}, LimitPrice/StopPrice, OrderConfirmID. Numbers are strings (api-notes
+// section 2). Members are written sorted by name, as nlohmann::json (a std::map) wrote them
+// before this was text: the bytes sent are unchanged.
+RequestBody order_request(const OrderSpec& spec, const std::string& account, const SymbolMap& symbols);
+// POST /orderexecution/orders for a bracket: the entry's object with
+// "OSOs":[{"Type":"BRK","Orders":[take profit, stop]}] ("Long Entry with Exit Bracket").
+RequestBody bracket_request(const BracketSpec& bracket, const std::string& account, const SymbolMap& symbols);
+// POST /orderexecution/ordergroups: {"Type": type, "Orders": [...]} (type OCO, BRK or NORMAL).
+RequestBody group_request(std::string_view type, const std::vector<OrderSpec>& orders, const std::string& account,
+                          const SymbolMap& symbols);
+// The PUT body for a replace: only the fields the order type uses (Quantity, LimitPrice,
+// StopPrice: numbers only, nothing to refuse).
+std::string replace_request(const OrderSpec& spec);
+// Decodes a request body as TradeStation reads it (preview() and the stop guard's lint). Off the
+// hot path: parse the text first (nlohmann::json::parse(order_request(...).text)).
 WireOrderView wire_view(const nlohmann::json& request);
+
+// The 200 answer to an order placement (POST orders or ordergroups), read without building a
+// document: {"Orders":[{"OrderID","Message","Error"?}],"Errors":[{"OrderID","Error","Message"}]}
+// (emulators/tradestation/SPEC_DEFECTS.md #1: the spec says array). Reads exactly what the
+// document reader it replaces read:
+//  - `parsed` false: not JSON (nlohmann's grammar, trailing text refused); nothing else is set;
+//  - `errors`: each Errors entry's Message (else Error, else ""), then each Orders entry with a
+//    non-empty Error as its Message (else that Error), joined by "; " (a leading empty text adds
+//    no separator);
+//  - `order_ids`: every other Orders entry's OrderID, in order ("" when it is not a string, or
+//    the entry is not an object);
+//  - only string members count (a number or object where a string belongs reads as ""), only
+//    Orders/Errors that are arrays of a top-level object count, and a repeated key counts with
+//    its last value, as in a parsed document.
+// Never throws.
+struct PlaceAnswer {
+  bool parsed = false;
+  std::vector<std::string> order_ids;
+  std::string errors;
+};
+PlaceAnswer read_place_answer(std::string_view body);
 
 // A JSON value that may be a string ("232.86") or a number: numbers are strings on this API, but
 // a read must not fail on a number.

@@ -287,7 +287,7 @@ TEST(TradeStationWire, PreviewReadsTheBodyAsTradeStationDoes) {
   o.limit_price = Price::parse("185");
   o.tif = TimeInForce::gtc;
   o.outside_rth = true;
-  const json body = ts::order_request(o, kAccount, symbols);
+  const json body = json::parse(ts::order_request(o, kAccount, symbols).text);
   EXPECT_EQ(body["Symbol"], "AAPL");
   EXPECT_EQ(body["StopPrice"], "185.5");
   EXPECT_EQ(body["TimeInForce"]["Duration"], "GCP");
@@ -692,6 +692,58 @@ TEST_F(AdapterTest, MissingRefreshTokenIsNotAuthenticatedAndSubmitFailsLocally) 
   EXPECT_NE(broker->health().detail.find("backstop auth tradestation"), std::string::npos);
   auto r = submit(spec("noauth", OrderType::market, Side::buy, 1));
   EXPECT_EQ(r.outcome, Outcome::failed_locally);
+}
+
+// Broker symbols, accounts and client order ids are ASCII: a byte outside printable ASCII fails
+// locally, naming the field, before anything is recorded or sent (it used to go out as UTF-8, or,
+// not being UTF-8, make nlohmann's dump() throw out of submit()).
+TEST_F(AdapterTest, NonAsciiFieldFailsLocallyNamingItAndSendsNothing) {
+  start_emulator();
+  auto o = adapter_options();
+  int order_requests = 0;
+  o.on_response = [&](const std::string&, const std::string& target, int, const auto&, const std::string&) {
+    if (target.find("/orderexecution/") != std::string::npos) ++order_requests;
+  };
+  make_broker(o);
+  quote("190");
+  const std::size_t logged = get("/__emulator/log")["requests"].size();
+  for (const std::string sym : {"AAPL\xc3\xa9", "AAPL\xff"}) {
+    auto s = spec("na-1", OrderType::limit, Side::buy, 1, "150");
+    s.symbol = sym;
+    std::optional<CommandResult> res;
+    ASSERT_NO_THROW(broker->submit(s, [&](CommandResult r) { res = std::move(r); }));
+    ASSERT_TRUE(res.has_value()) << "answered at once, without the network";
+    EXPECT_EQ(res->outcome, Outcome::failed_locally);
+    EXPECT_NE(res->message.find("order na-1: Symbol has a byte outside printable ASCII"), std::string::npos)
+        << res->message;
+    EXPECT_FALSE(broker->preview(s).has_value());
+  }
+  BracketSpec b;
+  b.entry = spec("na-e", OrderType::limit, Side::buy, 10, "189");
+  b.take_profit = spec("na-tp", OrderType::limit, Side::sell, 10, "200", {}, TimeInForce::gtc);
+  b.protective_stop = spec("na-sl\xe2\x82\xac", OrderType::stop, Side::sell, 10, {}, "180", TimeInForce::gtc);
+  std::optional<BracketResult> br;
+  broker->submit_bracket(b, [&](BracketResult r) { br = std::move(r); });
+  ASSERT_TRUE(br.has_value());
+  EXPECT_EQ(br->outcome, Outcome::failed_locally);
+  EXPECT_NE(br->message.find("OrderConfirmID has a byte outside printable ASCII"), std::string::npos) << br->message;
+  auto bad = spec("na-g2", OrderType::limit, Side::buy, 1, "171");
+  bad.symbol = "\x01";
+  std::optional<ts::GroupResult> g;
+  broker->submit_group("OCO", {spec("na-g1", OrderType::limit, Side::buy, 1, "170"), bad},
+                       [&](ts::GroupResult r) { g = std::move(r); });
+  ASSERT_TRUE(g.has_value());
+  EXPECT_EQ(g->outcome, Outcome::failed_locally);
+  EXPECT_NE(g->message.find("order na-g2: Symbol"), std::string::npos) << g->message;
+
+  run_for(100ms);
+  EXPECT_EQ(order_requests, 0);
+  EXPECT_EQ(get("/__emulator/log")["requests"].size(), logged);
+  // Nothing is waiting to be resolved as possibly live.
+  for (const char* coid : {"na-1", "na-e", "na-g1"}) EXPECT_EQ(query_coid(coid).outcome, Outcome::failed_locally) << coid;
+  // And the next ordinary order goes out.
+  EXPECT_EQ(submit(spec("na-ok", OrderType::limit, Side::buy, 1, "150")).outcome, Outcome::accepted);
+  EXPECT_EQ(order_requests, 1);
 }
 
 int free_port() {
