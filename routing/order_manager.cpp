@@ -286,11 +286,11 @@ void OrderManager::release(const std::string& coid, std::string_view why, Submit
   o.spec.stop_price.reset();
   // A protective exit now: for the session (a GTC market order is refused by some brokers).
   if (o.spec.type == OrderType::market) o.spec.tif = TimeInForce::day;
-  o.transition(OrderState::pre_sent, loop_.now(), why, release_transition_);
+  o.transition(OrderState::pre_sent, loop_.now(), why, transition_scratch_);
   // pre_sent again, now: a released order is stuck when its request does not leave soon after
   // the release, not after its creation (held_at keeps when it was placed).
   o.state_times[static_cast<std::size_t>(OrderState::pre_sent)] = loop_.now();
-  journal_.record_transition(release_transition_, o);
+  journal_.record_transition(transition_scratch_, o);
   notify(o);
   // The whole order again (its type changed), then sent once that is durable, as submit() does.
   journal_then_send(o, std::move(done), nullptr, /*released=*/true);
@@ -317,18 +317,33 @@ void OrderManager::send_journaled(std::uint32_t slot, std::uint32_t generation, 
     // As journaled at submit (nothing reaches an order before it is sent): only the state
     // changes, so the journal derives the row's update from the transition instead of this
     // thread copying the whole order.
-    const TransitionEvent ev = o.transition(OrderState::pending, loop_.now(), "sent to " + o.broker);
-    journal_.record_state_change(ev);
-    if (ev.applied) notify(o);
+    reason_scratch_.assign("sent to ").append(o.broker);
+    o.transition(OrderState::pending, loop_.now(), reason_scratch_, transition_scratch_);
+    journal_.record_state_change(transition_scratch_);
+    if (transition_scratch_.applied) notify(o);
   } else {
     apply_state(o, OrderState::pending, "sent to " + o.broker);
   }
-  b->submit(o.spec, [this, slot, generation](CommandResult r) {
-    InFlight* sent = in_flight(slot, generation);
-    if (!sent) return;
-    handle_submit_result(*sent->order, r);
-    answer(slot, r);
-  });
+  try {
+    b->submit(o.spec, [this, slot, generation](CommandResult r) {
+      InFlight* sent = in_flight(slot, generation);
+      if (!sent) return;
+      handle_submit_result(*sent->order, r);
+      answer(slot, r);
+    });
+  } catch (const std::exception& e) {
+    // An adapter that throws (a request it could not write, a bug) must not end the process
+    // with this order pending, nor take the loop's other work with it. Whether the request had
+    // already left is not known: unknown, resolved by client order id like any other (a broker
+    // that never had it says so, and the order fails then). A callback the adapter still makes
+    // later finds the slot answered and is ignored.
+    if (InFlight* sent = in_flight(slot, generation)) {
+      const CommandResult r = CommandResult::unknown_because(o.broker + " adapter threw while sending: " + e.what());
+      spdlog::error("order {}: {}", o.spec.client_order_id, r.message);
+      handle_submit_result(*sent->order, r);
+      answer(slot, r);
+    }
+  }
   prepare_capacity();  // the request has left: a good moment for the next orders' memory
 }
 

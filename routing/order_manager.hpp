@@ -261,8 +261,12 @@ class OrderManager {
   std::vector<FillListener> fill_listeners_;
   std::vector<OrderListener> trigger_listeners_;
   ReleaseObserver* release_observer_ = nullptr;
-  // release()'s transition, reused: its strings keep their capacity (no allocation per release).
-  TransitionEvent release_transition_;
+  // The transitions of the send path (release()'s held -> pre_sent, send_journaled()'s
+  // pre_sent -> pending) and the latter's reason, reused: their strings keep their capacity, so
+  // a client order id or a broker name longer than the small-string buffer costs no allocation
+  // per order. Each is journaled before any listener runs (which may send another order).
+  TransitionEvent transition_scratch_;
+  std::string reason_scratch_;
   std::size_t fills_recovered_by_query_ = 0;
   // Orders whose resolution by query gave up without an answer (the broker unreachable): resync
   // resolves them again once the broker answers.

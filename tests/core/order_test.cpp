@@ -38,6 +38,22 @@ TEST(OrderSpec, ValidationNamesTheField) {
   EXPECT_EQ(validate(o), "order A3: limit_price is not allowed on a market order");
 }
 
+// Client order ids go to the brokers inside JSON bodies: printable ASCII only, and an id that is
+// not is not repeated into the message (it goes to logs).
+TEST(OrderSpec, ClientOrderIdMustBePrintableAscii) {
+  OrderSpec o = market_order("AAPL", Side::buy, 1);
+  o.client_order_id = "ok id-1 ~!";
+  EXPECT_EQ(validate(o), "");
+  o.client_order_id = "caf\xc3\xa9";  // valid UTF-8, not ASCII
+  EXPECT_EQ(validate(o), "order (id not printable): client_order_id has a byte outside printable ASCII (0xC3 at offset 3)");
+  o.client_order_id = "bad\xff";  // not even UTF-8: nlohmann's dump() would throw on it
+  EXPECT_EQ(validate(o), "order (id not printable): client_order_id has a byte outside printable ASCII (0xFF at offset 3)");
+  o.client_order_id = std::string("nul\0x", 5);
+  EXPECT_EQ(validate(o), "order (id not printable): client_order_id has a byte outside printable ASCII (0x00 at offset 3)");
+  o.client_order_id = "tab\t";
+  EXPECT_NE(validate(o).find("(0x09 at offset 3)"), std::string::npos);
+}
+
 TEST(Bracket, ExitsMustProtectTheEntry) {
   auto b = long_bracket();
   EXPECT_EQ(validate(b), "");

@@ -174,6 +174,38 @@ TEST_F(OrderManagerTest, UnknownOutcomeTheBrokerNeverSawEndsFailedAfterRetries) 
   EXPECT_EQ(broker.received.size(), 1u);
 }
 
+// An adapter that throws from submit() (here before anything is sent, as a JSON writer refusing
+// a field would) neither ends the process nor leaves the order pending: unknown, resolved by client
+// order id, failed once the broker says it never had it; the next order goes out as usual.
+TEST_F(OrderManagerTest, AdapterThrowingFromSubmitIsAnUnknownOutcomeNotACrash) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManagerOptions opt;
+  opt.resolve_attempts = 3;
+  OrderManager om(loop, journal, ids_, opt);
+  ScriptedBroker broker(loop);
+  om.add_broker(broker);
+  broker.on_submit = [](const OrderSpec&) { throw std::runtime_error("[json.exception.type_error.316] invalid UTF-8"); };
+  std::optional<CommandResult> answer;
+  const auto coid = om.submit("scripted", limit_buy(), [&](const CommandResult& r) { answer = r; });
+  ASSERT_NO_THROW(settle(loop, clock));
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->outcome, Outcome::unknown);
+  EXPECT_EQ(answer->message, "scripted adapter threw while sending: [json.exception.type_error.316] invalid UTF-8");
+  ASSERT_NO_THROW(settle(loop, clock, 10s));
+  EXPECT_EQ(om.find(coid)->state, OrderState::failed) << "the broker never had it";
+  EXPECT_EQ(broker.queries, 3);
+  broker.on_submit = nullptr;
+  std::optional<CommandResult> next;
+  om.submit("scripted", limit_buy(), [&](const CommandResult& r) { next = r; });
+  settle(loop, clock);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->outcome, Outcome::accepted);
+  journal.flush();
+  EXPECT_EQ(journal.events("unknown_outcome").size(), 1u);
+}
+
 // An order submitted with an unknown outcome while its broker answers no query (`unknown`), so
 // its resolution gives up after `attempts` queries; `broker_has_it`: the request reached the
 // broker and only its reply was lost.
