@@ -7,6 +7,8 @@
 #include <charconv>
 #include <stdexcept>
 
+#include "core/utf8.hpp"
+
 namespace backstop {
 
 OrderManager::OrderManager(EventLoop& loop, Journal& journal, ClientOrderIdGenerator& ids,
@@ -326,6 +328,7 @@ void OrderManager::send_journaled(std::uint32_t slot, std::uint32_t generation, 
   }
   try {
     b->submit(o.spec, [this, slot, generation](CommandResult r) {
+      make_valid_utf8(r.message);  // adapter text may quote a raw HTTP body (core/utf8.hpp)
       InFlight* sent = in_flight(slot, generation);
       if (!sent) return;
       handle_submit_result(*sent->order, r);
@@ -338,7 +341,8 @@ void OrderManager::send_journaled(std::uint32_t slot, std::uint32_t generation, 
     // that never had it says so, and the order fails then). A callback the adapter still makes
     // later finds the slot answered and is ignored.
     if (InFlight* sent = in_flight(slot, generation)) {
-      const CommandResult r = CommandResult::unknown_because(o.broker + " adapter threw while sending: " + e.what());
+      CommandResult r = CommandResult::unknown_because(o.broker + " adapter threw while sending: " + e.what());
+      make_valid_utf8(r.message);
       spdlog::error("order {}: {}", o.spec.client_order_id, r.message);
       handle_submit_result(*sent->order, r);
       answer(slot, r);
@@ -402,6 +406,7 @@ BracketIds OrderManager::submit_bracket(const std::string& broker_name, BracketS
     journal_.defer_wake_to_task_end(loop_);  // as in send_journaled
     for (const auto& id : legs) apply_state(at(id), OrderState::pending, "bracket sent to " + broker_name);
     br->submit_bracket(b, [this, legs, finish](BracketResult r) {
+      make_valid_utf8(r.message);
       const std::vector<std::string> broker_ids = {r.entry_id, r.take_profit_id, r.stop_id};
       CommandResult leg_result{r.outcome, {}, r.message, 0};
       for (std::size_t i = 0; i < legs.size(); ++i) {
@@ -458,6 +463,7 @@ void OrderManager::resolve_unknown(const std::string& coid, int attempt, int not
     return;
   }
   b->query_by_client_id(coid, [this, coid, attempt, not_found, done](OrderQueryResult r) {
+    make_valid_utf8(r.message);
     OrderRecord& ord = at(coid);
     if (ord.state != OrderState::pending && ord.state != OrderState::pre_sent) {
       if (done) done(true);  // the stream answered meanwhile
@@ -516,6 +522,7 @@ void OrderManager::cancel(const std::string& coid, SubmitCallback done) {
   const OrderState before = o.state;
   apply_state(o, OrderState::pending_cancel, "cancel requested");
   b->cancel(o.broker_order_id, [this, coid, before, done](CommandResult r) {
+    make_valid_utf8(r.message);
     OrderRecord& ord = at(coid);
     if ((r.outcome == Outcome::failed_locally || r.outcome == Outcome::rejected) &&
         ord.state == OrderState::pending_cancel) {
@@ -556,6 +563,7 @@ void OrderManager::replace(const std::string& coid, const OrderSpec& updated, Su
     return;
   }
   broker(o.broker)->replace(o.broker_order_id, next, [this, coid, next, done](CommandResult r) {
+    make_valid_utf8(r.message);
     OrderRecord& ord = at(coid);
     if (r.outcome == Outcome::accepted) {
       ord.spec = next;
@@ -762,6 +770,7 @@ void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
         continue;
       }
       auto apply = [this, coid, finish_one](OrderQueryResult r) {
+        make_valid_utf8(r.message);
         if (r.outcome == Outcome::accepted && r.order) apply_broker_view(at(coid), *r.order, "recovery");
         finish_one(r.outcome == Outcome::accepted);
       };
@@ -865,6 +874,7 @@ void OrderManager::read_back(const std::string& coid, const std::string& why, st
   OrderRecord& o = at(coid);
   Broker* b = broker(o.broker);
   auto apply = [this, coid, why, then = std::move(then)](OrderQueryResult r) {
+    make_valid_utf8(r.message);
     if (r.outcome == Outcome::accepted && r.order) apply_broker_view(at(coid), *r.order, why);
     then();
   };

@@ -10,6 +10,7 @@
 
 #include "brokers/net/http_client.hpp"
 #include "brokers/net/websocket_client.hpp"
+#include "core/utf8.hpp"
 
 namespace backstop {
 
@@ -76,6 +77,8 @@ std::string short_body(const net::HttpResult& r) {
   if (!r.ok()) return r.error.message;
   std::string b = r.response->body.substr(0, 300);
   std::replace(b.begin(), b.end(), '\n', ' ');
+  // The gateway's (or a proxy's) raw body: the excerpt may cut a character or not be UTF-8 at all.
+  make_valid_utf8(b);
   return "HTTP " + std::to_string(r.response->status) + " " + b;
 }
 

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "core/utf8.hpp"
+
 namespace backstop::ibkr {
 
 using nlohmann::json;
@@ -323,7 +325,10 @@ SubmitAnswer parse_submit_answer(std::string_view body) {
         if (const json* st = field(el, "order_status")) a.order_status = json_text(*st);
     }
   }
-  if (a.kind != SubmitAnswer::Kind::placed) a.text = "unrecognised answer: " + std::string(body.substr(0, 200));
+  if (a.kind != SubmitAnswer::Kind::placed) {
+    a.text = "unrecognised answer: " + std::string(body.substr(0, 200));
+    make_valid_utf8(a.text);  // an excerpt of raw text (core/utf8.hpp)
+  }
   return a;
 }
 

@@ -606,5 +606,46 @@ TEST_F(IbkrAdapter, AuthStatusWithWrongJsonTypesIsNotAuthenticatedAndNoCrash) {
   serving.join();
 }
 
+// A gateway (or a proxy in front of it) answering with a body that is not UTF-8, here Latin-1
+// with a character cut by the adapter's 300-byte excerpt: the message carrying the excerpt must be
+// valid UTF-8, since it is written into JSON (journal events, the local API), whose writer throws
+// on anything else, on the loop's thread.
+TEST_F(IbkrAdapter, GatewayBodyThatIsNotUtf8ReachesMessagesAsValidText) {
+  httplib::Server gateway;
+  std::string page = "<html>Passerelle indisponible: d\xe9lai d\xe9pass\xe9</html>";
+  page += std::string(299 - page.size(), ' ') + "\xe2\x82\xac";  // the euro sign straddles byte 300
+  gateway.Post("/v1/api/iserver/auth/status", [&](const httplib::Request&, httplib::Response& res) {
+    res.status = 502;
+    res.set_content(page, "text/html");
+  });
+  const int port = gateway.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread serving([&] { gateway.listen_after_bind(); });
+
+  IbkrBrokerOptions o;
+  o.settings.base_url = "http://127.0.0.1:" + std::to_string(port) + "/v1/api";
+  o.symbols = {{"AAPL", "AAPL"}};
+  o.auth_poll_interval = 100ms;
+  o.request_timeout = 2s;
+  o.loop_io = &loop_io;
+  broker = std::make_unique<IbkrBroker>(std::move(o), loop);
+  broker->start();
+  std::optional<CommandResult> health;
+  broker->check_health([&](CommandResult c) { health = std::move(c); });
+  ASSERT_TRUE(run_until([&] { return health.has_value(); }, 5s));
+  EXPECT_EQ(health->outcome, Outcome::unknown);
+  EXPECT_NE(health->message.find("auth status: HTTP 502 <html>Passerelle indisponible: d?lai d?pass?</html>"),
+            std::string::npos)
+      << health->message;
+  EXPECT_NO_THROW((void)nlohmann::json(health->message).dump());
+  EXPECT_NO_THROW((void)nlohmann::json(broker->health().detail).dump());
+
+  broker->stop();
+  broker.reset();
+  run_for(50ms);
+  gateway.stop();
+  serving.join();
+}
+
 }  // namespace
 }  // namespace backstop

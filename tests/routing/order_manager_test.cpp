@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "brokers/sim/sim_broker.hpp"
 
 using namespace backstop;
@@ -204,6 +206,36 @@ TEST_F(OrderManagerTest, AdapterThrowingFromSubmitIsAnUnknownOutcomeNotACrash) {
   EXPECT_EQ(next->outcome, Outcome::accepted);
   journal.flush();
   EXPECT_EQ(journal.events("unknown_outcome").size(), 1u);
+}
+
+// A broker's message is outside text (an HTTP body excerpt, a proxy's Latin-1 error page, an
+// excerpt cut inside a UTF-8 character): bytes that are not valid UTF-8 must not make the journal
+// event written for it throw (nlohmann's dump()) out of the loop. Unknown and rejected, submit
+// and cancel.
+TEST_F(OrderManagerTest, BrokerMessageThatIsNotUtf8IsJournaledNotACrash) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManager om(loop, journal, ids_);
+  ScriptedBroker broker(loop);
+  om.add_broker(broker);
+  const std::string latin1 = "gateway answered HTTP 502 <h1>Erreur d\xe9lai</h1> \xe2\x82";  // cut inside a character
+  broker.next_result = CommandResult::unknown_because(latin1);
+  std::optional<CommandResult> unknown;
+  const auto a = om.submit("scripted", limit_buy(), [&](const CommandResult& r) { unknown = r; });
+  ASSERT_NO_THROW(settle(loop, clock));
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->outcome, Outcome::unknown);
+  broker.next_result = CommandResult::rejected_by_broker(latin1);
+  const auto b = om.submit("scripted", limit_buy());
+  ASSERT_NO_THROW(settle(loop, clock));
+  EXPECT_EQ(om.find(b)->state, OrderState::rejected);
+  journal.flush();
+  const auto events = journal.events("unknown_outcome");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].client_order_id, a);
+  const auto detail = nlohmann::json::parse(events[0].detail);
+  EXPECT_EQ(detail.at("message").get<std::string>().rfind("gateway answered HTTP 502 <h1>Erreur d", 0), 0u);
 }
 
 // An order submitted with an unknown outcome while its broker answers no query (`unknown`), so
