@@ -10,6 +10,7 @@
 #include <boost/beast/websocket/ssl.hpp>
 
 #include "brokers/net/detail/asio.hpp"
+#include "core/utf8.hpp"
 
 namespace backstop::net {
 
@@ -135,8 +136,10 @@ class Session final : public WsSession, public std::enable_shared_from_this<Sess
     if (ec) {
       if (ec == websocket::error::closed) {
         const auto& reason = ws_.reason();
-        return end(WebSocketClose::Reason::closed_by_server, static_cast<int>(reason.code),
-                   "close frame: " + std::string(reason.reason.c_str()));
+        // The peer's own bytes: valid UTF-8 before they reach a message (core/utf8.hpp).
+        std::string message = "close frame: " + std::string(reason.reason.c_str());
+        make_valid_utf8(message);
+        return end(WebSocketClose::Reason::closed_by_server, static_cast<int>(reason.code), std::move(message));
       }
       if (ec == beast::error::timeout) {
         return end(WebSocketClose::Reason::idle_timeout, 0,
