@@ -22,6 +22,7 @@
 #include "brokers/net/json_object_splitter.hpp"
 #include "brokers/tradestation/ts_wire.hpp"
 #include "fuzz/fuzz_support.hpp"
+#include "tests/support/ts_place_answer_reference.hpp"
 
 using nlohmann::json;
 using namespace backstop;
@@ -118,37 +119,9 @@ void builders(Rng& rng, const SymbolMap& symbols) {
   FUZZ_CHECK(order_type_from_wire(order_type_wire(s.type)) == s.type, "order type spelling");
 }
 
-// TradeStationBroker::place_result's 200 branch before read_place_answer, as the reference.
-PlaceAnswer document_place_answer(const std::string& body) {
-  PlaceAnswer out;
-  json j;
-  try {
-    j = json::parse(body);
-  } catch (const std::exception&) {
-    return out;
-  }
-  out.parsed = true;
-  if (j.is_object() && j.contains("Errors") && j["Errors"].is_array())
-    for (const auto& e : j["Errors"]) {
-      const std::string m = json_string(e, "Message").empty() ? json_string(e, "Error") : json_string(e, "Message");
-      out.errors += (out.errors.empty() ? "" : "; ") + m;
-    }
-  if (j.is_object() && j.contains("Orders") && j["Orders"].is_array())
-    for (const auto& o : j["Orders"]) {
-      const std::string e = json_string(o, "Error");
-      if (!e.empty()) {
-        const std::string m = json_string(o, "Message");
-        out.errors += (out.errors.empty() ? "" : "; ") + (m.empty() ? e : m);
-      } else {
-        out.order_ids.push_back(json_string(o, "OrderID"));
-      }
-    }
-  return out;
-}
-
 void place_answer(std::string_view body) {
   const PlaceAnswer a = read_place_answer(body);
-  const PlaceAnswer ref = document_place_answer(std::string(body));
+  const PlaceAnswer ref = reference::document_place_answer(std::string(body));
   FUZZ_CHECK(a.parsed == ref.parsed, "parsed %d, the document reader %d", a.parsed, ref.parsed);
   FUZZ_CHECK(a.order_ids == ref.order_ids, "%zu order ids, the document reader %zu", a.order_ids.size(),
              ref.order_ids.size());

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "brokers/tradestation/ts_wire.hpp"
+#include "tests/support/ts_place_answer_reference.hpp"
 
 using namespace backstop;
 namespace ts = backstop::tradestation;
@@ -60,36 +61,6 @@ json old_group(const std::string& type, const std::vector<OrderSpec>& orders, co
   json list = json::array();
   for (const auto& o : orders) list.push_back(old_order_request(o, kAccount, symbols));
   return json{{"Type", type}, {"Orders", list}};
-}
-
-// TradeStationBroker::place_result's 200 branch before read_place_answer.
-ts::PlaceAnswer old_place_answer(const std::string& body) {
-  ts::PlaceAnswer out;
-  json j;
-  try {
-    j = json::parse(body);
-  } catch (const std::exception&) {
-    return out;
-  }
-  out.parsed = true;
-  std::string errors;
-  if (j.is_object() && j.contains("Errors") && j["Errors"].is_array())
-    for (const auto& e : j["Errors"]) {
-      const std::string m = ts::json_string(e, "Message").empty() ? ts::json_string(e, "Error") : ts::json_string(e, "Message");
-      errors += (errors.empty() ? "" : "; ") + m;
-    }
-  if (j.is_object() && j.contains("Orders") && j["Orders"].is_array())
-    for (const auto& o : j["Orders"]) {
-      const std::string e = ts::json_string(o, "Error");
-      if (!e.empty()) {
-        const std::string m = ts::json_string(o, "Message");
-        errors += (errors.empty() ? "" : "; ") + (m.empty() ? e : m);
-      } else {
-        out.order_ids.push_back(ts::json_string(o, "OrderID"));
-      }
-    }
-  out.errors = errors;
-  return out;
 }
 
 // --- helpers ------------------------------------------------------------------------------------
@@ -333,7 +304,7 @@ void expect_answer(const std::string& body, bool parsed, std::vector<std::string
   EXPECT_EQ(a.order_ids, ids);
   EXPECT_EQ(a.errors, errors);
   // And exactly as the document reader read it.
-  const ts::PlaceAnswer ref = old_place_answer(body);
+  const ts::PlaceAnswer ref = ts::reference::document_place_answer(body);
   EXPECT_EQ(a.parsed, ref.parsed);
   EXPECT_EQ(a.order_ids, ref.order_ids);
   EXPECT_EQ(a.errors, ref.errors);
@@ -517,7 +488,7 @@ TEST(TsPlaceAnswer, MatchesTheDocumentReaderOnGeneratedAnswers) {
     if (pick(10) == 0) body.resize(static_cast<std::size_t>(pick(static_cast<int>(body.size()) + 1)));  // cut short
     if (pick(20) == 0) body += pick(2) ? " " : "x";
     const ts::PlaceAnswer a = ts::read_place_answer(body);
-    const ts::PlaceAnswer ref = old_place_answer(body);
+    const ts::PlaceAnswer ref = ts::reference::document_place_answer(body);
     ASSERT_EQ(a.parsed, ref.parsed) << body;
     ASSERT_EQ(a.order_ids, ref.order_ids) << body;
     ASSERT_EQ(a.errors, ref.errors) << body;
