@@ -231,10 +231,15 @@ void FaultProxy::answer_503(int client) {
     if (n <= 0) break;
     data.append(buf, static_cast<std::size_t>(n));
   }
-  static constexpr std::string_view kReply =
-      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n"
-      "Connection: close\r\n\r\nService Unavailable";
-  write_all(client, kReply.data(), kReply.size());
+  // A load balancer's own page, in Latin-1 as some still send (not UTF-8: "\xe9" alone): an
+  // adapter that quotes the body in a message must not pass those bytes on to a JSON writer,
+  // which throws on them (fuzz/README.md, finding 11).
+  static constexpr std::string_view kBody =
+      "<html><body><h1>503 Service indisponible</h1>D\xe9lai d'attente d\xe9pass\xe9.</body></html>";
+  const std::string reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html; charset=iso-8859-1\r\n"
+                            "Content-Length: " + std::to_string(kBody.size()) +
+                            "\r\nConnection: close\r\n\r\n" + std::string(kBody);
+  write_all(client, reply.data(), reply.size());
   ::shutdown(client, SHUT_WR);
   ::close(client);
 }
