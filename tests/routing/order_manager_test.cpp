@@ -210,8 +210,8 @@ TEST_F(OrderManagerTest, AdapterThrowingFromSubmitIsAnUnknownOutcomeNotACrash) {
 
 // A broker's message is outside text (an HTTP body excerpt, a proxy's Latin-1 error page, an
 // excerpt cut inside a UTF-8 character): bytes that are not valid UTF-8 must not make the journal
-// event written for it throw (nlohmann's dump()) out of the loop. Unknown and rejected, submit
-// and cancel.
+// event written for it throw (nlohmann's dump()) out of the loop: an unknown and a rejected
+// answer to a submit. (Cancel, replace and query answers pass through the same make_valid_utf8.)
 TEST_F(OrderManagerTest, BrokerMessageThatIsNotUtf8IsJournaledNotACrash) {
   ManualClock clock;
   EventLoop loop(clock);
