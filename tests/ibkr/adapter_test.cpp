@@ -42,6 +42,25 @@ class IbkrAdapter : public ::testing::Test {
     std::ofstream(cert_path) << emu->certificate_pem();
   }
 
+  // The adapter against a hand-written gateway on loopback (plain HTTP, BareGateway below) for
+  // answers the emulator never gives; it polls the auth status every 100 ms.
+  void start_adapter_on(int port) {
+    IbkrBrokerOptions o;
+    o.settings.base_url = "http://127.0.0.1:" + std::to_string(port) + "/v1/api";
+    o.symbols = {{"AAPL", "AAPL"}};
+    o.auth_poll_interval = 100ms;
+    o.request_timeout = 2s;
+    o.loop_io = &loop_io;
+    broker = std::make_unique<IbkrBroker>(std::move(o), loop);
+    broker->start();
+  }
+  // Stops the adapter before the gateway behind it goes.
+  void stop_adapter() {
+    broker->stop();
+    broker.reset();
+    run_for(50ms);
+  }
+
   IbkrBrokerOptions options() {
     IbkrBrokerOptions o;
     o.settings.base_url = emu->base_url() + "/v1/api";
@@ -564,32 +583,40 @@ TEST_F(IbkrAdapter, LiveOrderListRefusedWith429IsAskedAgainNotAnsweredUnknown) {
   EXPECT_EQ(q->order->client_order_id, cid);
 }
 
+// A hand-written gateway: routes are added to `server`, then start(); stopped and joined when it
+// goes (after the adapter: stop_adapter()).
+struct BareGateway {
+  httplib::Server server;
+  std::thread serving;
+  int port = 0;
+  bool start() {
+    port = server.bind_to_any_port("127.0.0.1");
+    if (port <= 0) return false;
+    serving = std::thread([this] { server.listen_after_bind(); });
+    return true;
+  }
+  ~BareGateway() {
+    server.stop();
+    if (serving.joinable()) serving.join();
+  }
+};
+
 // A gateway whose auth status has the right keys with the wrong JSON types ("authenticated":
 // "true", a number for "connected"). nlohmann's value(key, false) throws type_error on such a
 // field, and the exception left the loop's task: the process terminated (found by fuzz_ibkr_wire
 // on the ticket reader's twin). Now the adapter reads it as not authenticated and stays up.
 TEST_F(IbkrAdapter, AuthStatusWithWrongJsonTypesIsNotAuthenticatedAndNoCrash) {
-  httplib::Server gateway;
+  BareGateway gateway;
   int status_calls = 0;
-  gateway.Post("/v1/api/iserver/auth/status", [&](const httplib::Request&, httplib::Response& res) {
+  gateway.server.Post("/v1/api/iserver/auth/status", [&](const httplib::Request&, httplib::Response& res) {
     ++status_calls;
     res.set_content(R"({"authenticated":"true","connected":1,"competing":"no"})", "application/json");
   });
-  gateway.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  gateway.server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.status == 404) res.set_content("{}", "application/json"), res.status = 200;
   });
-  const int port = gateway.bind_to_any_port("127.0.0.1");
-  ASSERT_GT(port, 0);
-  std::thread serving([&] { gateway.listen_after_bind(); });
-
-  IbkrBrokerOptions o;
-  o.settings.base_url = "http://127.0.0.1:" + std::to_string(port) + "/v1/api";
-  o.symbols = {{"AAPL", "AAPL"}};
-  o.auth_poll_interval = 100ms;
-  o.request_timeout = 2s;
-  o.loop_io = &loop_io;
-  broker = std::make_unique<IbkrBroker>(std::move(o), loop);
-  broker->start();
+  ASSERT_TRUE(gateway.start());
+  start_adapter_on(gateway.port);
   EXPECT_TRUE(run_until([&] { return status_calls >= 2; }, 5s)) << "the adapter kept polling the auth status";
   EXPECT_NE(broker->health().connectivity, Connectivity::connected);
 
@@ -598,12 +625,7 @@ TEST_F(IbkrAdapter, AuthStatusWithWrongJsonTypesIsNotAuthenticatedAndNoCrash) {
   ASSERT_TRUE(run_until([&] { return health.has_value(); }, 5s));
   EXPECT_EQ(health->outcome, Outcome::unknown);
   EXPECT_NE(health->message.find("not authenticated"), std::string::npos) << health->message;
-
-  broker->stop();
-  broker.reset();
-  run_for(50ms);
-  gateway.stop();
-  serving.join();
+  stop_adapter();
 }
 
 // A gateway (or a proxy in front of it) answering with a body that is not UTF-8, here Latin-1
@@ -611,25 +633,15 @@ TEST_F(IbkrAdapter, AuthStatusWithWrongJsonTypesIsNotAuthenticatedAndNoCrash) {
 // valid UTF-8, since it is written into JSON (journal events, the local API), whose writer throws
 // on anything else, on the loop's thread.
 TEST_F(IbkrAdapter, GatewayBodyThatIsNotUtf8ReachesMessagesAsValidText) {
-  httplib::Server gateway;
+  BareGateway gateway;
   std::string page = "<html>Passerelle indisponible: d\xe9lai d\xe9pass\xe9</html>";
   page += std::string(299 - page.size(), ' ') + "\xe2\x82\xac";  // the euro sign straddles byte 300
-  gateway.Post("/v1/api/iserver/auth/status", [&](const httplib::Request&, httplib::Response& res) {
+  gateway.server.Post("/v1/api/iserver/auth/status", [&](const httplib::Request&, httplib::Response& res) {
     res.status = 502;
     res.set_content(page, "text/html");
   });
-  const int port = gateway.bind_to_any_port("127.0.0.1");
-  ASSERT_GT(port, 0);
-  std::thread serving([&] { gateway.listen_after_bind(); });
-
-  IbkrBrokerOptions o;
-  o.settings.base_url = "http://127.0.0.1:" + std::to_string(port) + "/v1/api";
-  o.symbols = {{"AAPL", "AAPL"}};
-  o.auth_poll_interval = 100ms;
-  o.request_timeout = 2s;
-  o.loop_io = &loop_io;
-  broker = std::make_unique<IbkrBroker>(std::move(o), loop);
-  broker->start();
+  ASSERT_TRUE(gateway.start());
+  start_adapter_on(gateway.port);
   std::optional<CommandResult> health;
   broker->check_health([&](CommandResult c) { health = std::move(c); });
   ASSERT_TRUE(run_until([&] { return health.has_value(); }, 5s));
@@ -639,12 +651,7 @@ TEST_F(IbkrAdapter, GatewayBodyThatIsNotUtf8ReachesMessagesAsValidText) {
       << health->message;
   EXPECT_NO_THROW((void)nlohmann::json(health->message).dump());
   EXPECT_NO_THROW((void)nlohmann::json(broker->health().detail).dump());
-
-  broker->stop();
-  broker.reset();
-  run_for(50ms);
-  gateway.stop();
-  serving.join();
+  stop_adapter();
 }
 
 }  // namespace
