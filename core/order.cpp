@@ -74,31 +74,32 @@ OrderSpec stop_order(std::string symbol, Side side, std::int64_t qty, Price stop
   return o;
 }
 
+std::string unprintable_ascii_problem(std::string_view field, std::string_view value) {
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c >= 0x20 && c <= 0x7e) continue;
+    char detail[96];
+    std::snprintf(detail, sizeof detail, " has a byte outside printable ASCII (0x%02X at offset %zu)",
+                  static_cast<unsigned>(c), i);
+    return std::string(field) + detail;
+  }
+  return {};
+}
+
+std::string order_name_for_messages(const OrderSpec& spec) {
+  if (spec.client_order_id.empty()) return "(no id)";
+  if (!unprintable_ascii_problem({}, spec.client_order_id).empty()) return "(id not printable)";
+  return spec.client_order_id;
+}
+
 std::string validate(const OrderSpec& o) {
   // Runs on every order's send path: the message (and its allocation) only when there is a problem.
-  // A client order id goes to every broker (IBKR cOID, TradeStation OrderConfirmID) inside JSON
-  // bodies, and answers are matched on it: printable ASCII only. Another byte would be refused or
-  // changed by the broker at best; invalid UTF-8 makes a JSON writer (nlohmann's dump()) throw on
-  // the loop's thread.
-  std::size_t unprintable = std::string::npos;
-  for (std::size_t i = 0; i < o.client_order_id.size() && unprintable == std::string::npos; ++i) {
-    const auto c = static_cast<unsigned char>(o.client_order_id[i]);
-    if (c < 0x20 || c > 0x7e) unprintable = i;
-  }
-  auto problem = [&o, unprintable](const std::string& what) {
-    const std::string who = o.client_order_id.empty()             ? std::string("(no id)")
-                            : unprintable != std::string::npos ? std::string("(id not printable)")
-                                                               : o.client_order_id;
-    return "order " + who + ": " + what;
-  };
+  auto problem = [&o](const std::string& what) { return "order " + order_name_for_messages(o) + ": " + what; };
   if (o.client_order_id.empty()) return problem("client_order_id is empty");
   if (o.client_order_id.size() > kMaxClientOrderIdLength) return problem("client_order_id is longer than 22 characters");
-  if (unprintable != std::string::npos) {
-    char detail[128];
-    std::snprintf(detail, sizeof detail, "client_order_id has a byte outside printable ASCII (0x%02X at offset %zu)",
-                  static_cast<unsigned>(static_cast<unsigned char>(o.client_order_id[unprintable])), unprintable);
-    return problem(detail);
-  }
+  // Sent to every broker (IBKR cOID, TradeStation OrderConfirmID) inside JSON bodies, and answers
+  // are matched on it.
+  if (auto why = unprintable_ascii_problem("client_order_id", o.client_order_id); !why.empty()) return problem(why);
   if (o.symbol.empty()) return problem("symbol is empty");
   if (o.quantity <= 0) return problem("quantity must be positive");
   const bool needs_limit = o.type == OrderType::limit || o.type == OrderType::stop_limit;

@@ -2,6 +2,7 @@
 // What a strategy asks for, independent of any broker's wire format.
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "core/clock.hpp"
 #include "core/price.hpp"
@@ -54,6 +55,15 @@ OrderSpec stop_order(std::string symbol, Side side, std::int64_t qty, Price stop
 struct BracketIds {
   std::string entry, take_profit, protective_stop;
 };
+
+// Client order ids, broker symbols and account ids are printable ASCII (0x20-0x7E) at every broker
+// Backstop speaks to; a value that is not would be refused or changed by the broker, and invalid
+// UTF-8 makes a JSON writer (nlohmann's dump()) throw. "" when `value` is printable, else
+// "<field> has a byte outside printable ASCII (0xNN at offset K)".
+std::string unprintable_ascii_problem(std::string_view field, std::string_view value);
+// How an order is named in a message: its client order id, or "(no id)" / "(id not printable)"
+// (an id outside printable ASCII is not repeated into logs).
+std::string order_name_for_messages(const OrderSpec& spec);
 
 // Checks the spec is complete and consistent; returns an empty string when it is, or the
 // first problem, naming the field ("order X: stop_price is required for a stop order").

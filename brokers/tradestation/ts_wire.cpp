@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <cstdio>
 #include <limits>
 
 #include "core/json_text.hpp"
@@ -147,27 +146,11 @@ std::optional<OrderState> state_for_status(std::string_view code, std::int64_t f
 }
 
 namespace {
-// The first byte of `v` outside printable ASCII (0x20-0x7E), or npos.
-std::size_t unprintable_at(std::string_view v) {
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    const auto c = static_cast<unsigned char>(v[i]);
-    if (c < 0x20 || c > 0x7e) return i;
-  }
-  return std::string_view::npos;
-}
-
 // "" when `value` may be sent as `field`, else why not (the body is then not written at all).
 std::string refuse_unprintable(const OrderSpec& spec, const char* field, std::string_view value) {
-  const std::size_t at = unprintable_at(value);
-  if (at == std::string_view::npos) return {};
-  char detail[96];
-  std::snprintf(detail, sizeof detail, " has a byte outside printable ASCII (0x%02X at offset %zu)",
-                static_cast<unsigned>(static_cast<unsigned char>(value[at])), at);
-  // The client order id is named only when it is itself printable (it goes into logs).
-  const std::string who = spec.client_order_id.empty() ? std::string("(no id)")
-                          : unprintable_at(spec.client_order_id) == std::string_view::npos ? spec.client_order_id
-                                                                                             : std::string("(id not printable)");
-  return "order " + who + ": " + field + detail +
+  const std::string why = unprintable_ascii_problem(field, value);
+  if (why.empty()) return {};
+  return "order " + order_name_for_messages(spec) + ": " + why +
          "; TradeStation symbols, account ids and order ids are ASCII: not sent";
 }
 

@@ -28,6 +28,7 @@
 #include "brokers/tradestation/ts_wire.hpp"
 #include "core/event_loop.hpp"
 #include "emulators/tradestation/tradestation_emulator.hpp"
+#include "tests/tradestation/test_order.hpp"
 
 namespace tse = backstop::tradestation_emulator;
 namespace ts = backstop::tradestation;
@@ -176,16 +177,7 @@ class AdapterTest : public ::testing::Test {
   static OrderSpec spec(std::string coid, OrderType type, Side side, std::int64_t qty,
                         std::optional<std::string> limit = {}, std::optional<std::string> stop = {},
                         TimeInForce tif = TimeInForce::day) {
-    OrderSpec o;
-    o.client_order_id = std::move(coid);
-    o.symbol = "AAPL.US";
-    o.side = side;
-    o.quantity = qty;
-    o.type = type;
-    if (limit) o.limit_price = Price::parse(*limit);
-    if (stop) o.stop_price = Price::parse(*stop);
-    o.tif = tif;
-    return o;
+    return ts::testing::test_order(std::move(coid), type, side, qty, std::move(limit), std::move(stop), tif);
   }
   std::vector<OrderEvent> events_of(const std::string& id, OrderEvent::Kind k) {
     std::vector<OrderEvent> out;

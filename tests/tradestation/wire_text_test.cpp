@@ -14,6 +14,7 @@
 
 #include "brokers/tradestation/ts_wire.hpp"
 #include "tests/support/ts_place_answer_reference.hpp"
+#include "tests/tradestation/test_order.hpp"
 
 using namespace backstop;
 namespace ts = backstop::tradestation;
@@ -65,20 +66,7 @@ json old_group(const std::string& type, const std::vector<OrderSpec>& orders, co
 
 // --- helpers ------------------------------------------------------------------------------------
 
-OrderSpec order(std::string coid, OrderType type, Side side, std::int64_t qty, std::optional<std::string> limit = {},
-                std::optional<std::string> stop = {}, TimeInForce tif = TimeInForce::day, bool outside_rth = false) {
-  OrderSpec o;
-  o.client_order_id = std::move(coid);
-  o.symbol = "AAPL.US";
-  o.side = side;
-  o.quantity = qty;
-  o.type = type;
-  if (limit) o.limit_price = Price::parse(*limit);
-  if (stop) o.stop_price = Price::parse(*stop);
-  o.tif = tif;
-  o.outside_rth = outside_rth;
-  return o;
-}
+using ts::testing::test_order;  // the tests' orders (test_order.hpp)
 
 const ts::SymbolMap& symbols() {
   static const ts::SymbolMap m(std::map<std::string, std::string>{{"AAPL.US", "AAPL"}, {"ES", "@ESZ26"}});
@@ -120,13 +108,13 @@ void expect_members(const json& j, const OrderSpec& o, const std::string& symbol
 
 TEST(TsRequestText, EveryOrderTypeReadsBackMemberForMember) {
   const std::vector<OrderSpec> orders = {
-      order("mkt", OrderType::market, Side::buy, 10),
-      order("lmt", OrderType::limit, Side::sell, 3, "190.05"),
-      order("stp", OrderType::stop, Side::sell, 100, {}, "185.5", TimeInForce::gtc),
-      order("stl", OrderType::stop_limit, Side::buy, 7, "200", "199.99", TimeInForce::gtc, true),
-      order("dayx", OrderType::limit, Side::buy, 1, "0.0001", {}, TimeInForce::day, true),
-      order("ioc", OrderType::limit, Side::buy, 1, "12", {}, TimeInForce::ioc),
-      order("fok", OrderType::market, Side::sell, 250000, {}, {}, TimeInForce::fok),
+      test_order("mkt", OrderType::market, Side::buy, 10),
+      test_order("lmt", OrderType::limit, Side::sell, 3, "190.05"),
+      test_order("stp", OrderType::stop, Side::sell, 100, {}, "185.5", TimeInForce::gtc),
+      test_order("stl", OrderType::stop_limit, Side::buy, 7, "200", "199.99", TimeInForce::gtc, true),
+      test_order("dayx", OrderType::limit, Side::buy, 1, "0.0001", {}, TimeInForce::day, true),
+      test_order("ioc", OrderType::limit, Side::buy, 1, "12", {}, TimeInForce::ioc),
+      test_order("fok", OrderType::market, Side::sell, 250000, {}, {}, TimeInForce::fok),
   };
   for (const auto& o : orders) {
     SCOPED_TRACE(o.client_order_id);
@@ -153,7 +141,7 @@ TEST(TsRequestText, SameBytesAsTheDocumentItReplaces) {
               ++n;
               const bool lim = type == OrderType::limit || type == OrderType::stop_limit;
               const bool stp = type == OrderType::stop || type == OrderType::stop_limit;
-              OrderSpec o = order(coid, type, side, 1 + n % 997, lim ? std::optional<std::string>("4512.25") : std::nullopt,
+              OrderSpec o = test_order(coid, type, side, 1 + n % 997, lim ? std::optional<std::string>("4512.25") : std::nullopt,
                                   stp ? std::optional<std::string>("-0.00000001") : std::nullopt, tif, rth);
               o.symbol = sym;
               const auto b = ts::order_request(o, kAccount, symbols());
@@ -165,9 +153,9 @@ TEST(TsRequestText, SameBytesAsTheDocumentItReplaces) {
 
 TEST(TsRequestText, BracketIsTheEntryWithOsoBrkOfBothExits) {
   BracketSpec b;
-  b.entry = order("br-e", OrderType::limit, Side::buy, 10, "190");
-  b.take_profit = order("br-tp", OrderType::limit, Side::sell, 10, "200", {}, TimeInForce::gtc);
-  b.protective_stop = order("br-sl", OrderType::stop, Side::sell, 10, {}, "180", TimeInForce::gtc, true);
+  b.entry = test_order("br-e", OrderType::limit, Side::buy, 10, "190");
+  b.take_profit = test_order("br-tp", OrderType::limit, Side::sell, 10, "200", {}, TimeInForce::gtc);
+  b.protective_stop = test_order("br-sl", OrderType::stop, Side::sell, 10, {}, "180", TimeInForce::gtc, true);
   const auto body = ts::bracket_request(b, kAccount, symbols());
   ASSERT_TRUE(body.ok()) << body.error;
   EXPECT_EQ(body.text, old_bracket(b, symbols()).dump());
@@ -187,9 +175,9 @@ TEST(TsRequestText, BracketIsTheEntryWithOsoBrkOfBothExits) {
 }
 
 TEST(TsRequestText, GroupIsTypeAndOrdersInRequestOrder) {
-  const std::vector<OrderSpec> orders = {order("g-a", OrderType::limit, Side::buy, 1, "170"),
-                                         order("g-b", OrderType::stop_limit, Side::buy, 1, "211", "210", TimeInForce::gtc),
-                                         order("g-c", OrderType::market, Side::sell, 2)};
+  const std::vector<OrderSpec> orders = {test_order("g-a", OrderType::limit, Side::buy, 1, "170"),
+                                         test_order("g-b", OrderType::stop_limit, Side::buy, 1, "211", "210", TimeInForce::gtc),
+                                         test_order("g-c", OrderType::market, Side::sell, 2)};
   for (const char* type : {"OCO", "BRK", "NORMAL"}) {
     const auto body = ts::group_request(type, orders, kAccount, symbols());
     ASSERT_TRUE(body.ok()) << body.error;
@@ -209,7 +197,7 @@ TEST(TsRequestText, GroupIsTypeAndOrdersInRequestOrder) {
 }
 
 TEST(TsRequestText, QuoteAndBackslashAreEscaped) {
-  OrderSpec o = order(R"(id"\x)", OrderType::limit, Side::buy, 1, "10");
+  OrderSpec o = test_order(R"(id"\x)", OrderType::limit, Side::buy, 1, "10");
   o.symbol = R"(A"B\C)";
   const auto b = ts::order_request(o, R"(ACC"\)", symbols());
   ASSERT_TRUE(b.ok()) << b.error;
@@ -239,7 +227,7 @@ TEST(TsRequestText, ByteOutsidePrintableAsciiIsRefusedNamingTheField) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.field + " " + c.symbol + " " + c.account);
-    OrderSpec o = order(c.coid, OrderType::limit, Side::buy, 1, "10");
+    OrderSpec o = test_order(c.coid, OrderType::limit, Side::buy, 1, "10");
     o.symbol = c.symbol;
     const auto b = ts::order_request(o, c.account, symbols());
     EXPECT_FALSE(b.ok());
@@ -251,7 +239,7 @@ TEST(TsRequestText, ByteOutsidePrintableAsciiIsRefusedNamingTheField) {
   }
   // The symbol is checked as sent: after the map.
   const ts::SymbolMap mapped(std::map<std::string, std::string>{{"ES", "@ES\xc2\xb7Z26"}});
-  OrderSpec es = order("c2", OrderType::market, Side::buy, 1);
+  OrderSpec es = test_order("c2", OrderType::market, Side::buy, 1);
   es.symbol = "ES";
   const auto b = ts::order_request(es, kAccount, mapped);
   EXPECT_FALSE(b.ok());
@@ -261,9 +249,9 @@ TEST(TsRequestText, ByteOutsidePrintableAsciiIsRefusedNamingTheField) {
 
 TEST(TsRequestText, BracketAndGroupRefuseWholeOnAnyBadLeg) {
   BracketSpec br;
-  br.entry = order("e", OrderType::limit, Side::buy, 1, "10");
-  br.take_profit = order("tp", OrderType::limit, Side::sell, 1, "11");
-  br.protective_stop = order("sl\xc3\xa9", OrderType::stop, Side::sell, 1, {}, "9");
+  br.entry = test_order("e", OrderType::limit, Side::buy, 1, "10");
+  br.take_profit = test_order("tp", OrderType::limit, Side::sell, 1, "11");
+  br.protective_stop = test_order("sl\xc3\xa9", OrderType::stop, Side::sell, 1, {}, "9");
   auto b = ts::bracket_request(br, kAccount, symbols());
   EXPECT_FALSE(b.ok());
   EXPECT_TRUE(b.text.empty());
@@ -274,8 +262,8 @@ TEST(TsRequestText, BracketAndGroupRefuseWholeOnAnyBadLeg) {
   EXPECT_FALSE(b.ok());
   EXPECT_NE(b.error.find("order e: Symbol"), std::string::npos) << b.error;
 
-  std::vector<OrderSpec> group = {order("a", OrderType::limit, Side::buy, 1, "10"),
-                                  order("b", OrderType::limit, Side::buy, 1, "10")};
+  std::vector<OrderSpec> group = {test_order("a", OrderType::limit, Side::buy, 1, "10"),
+                                  test_order("b", OrderType::limit, Side::buy, 1, "10")};
   group[1].symbol = "\x01";
   const auto g = ts::group_request("OCO", group, kAccount, symbols());
   EXPECT_FALSE(g.ok());
@@ -284,7 +272,7 @@ TEST(TsRequestText, BracketAndGroupRefuseWholeOnAnyBadLeg) {
 }
 
 TEST(TsRequestText, WireViewOfTheTextReadsTheSpec) {
-  const OrderSpec o = order("wv", OrderType::stop_limit, Side::sell, 5, "185", "185.5", TimeInForce::gtc, true);
+  const OrderSpec o = test_order("wv", OrderType::stop_limit, Side::sell, 5, "185", "185.5", TimeInForce::gtc, true);
   const WireOrderView v = ts::wire_view(json::parse(text_of(o)));
   EXPECT_EQ(v.stop_price, o.stop_price);
   EXPECT_EQ(v.limit_price, o.limit_price);
