@@ -192,6 +192,11 @@ bool Session::start() {
   orders_->recover([this, ready](std::size_t, std::size_t) {
     if (!stopped_) reconciler_->start([ready] { *ready = true; });
   });
+  // The journal is loaded (recover() reads it before its first query): held stops are watched
+  // from now on, through recovery, which can take tens of seconds at IBKR; a crossing is
+  // journaled and its exit sent by restore_from_journal() below (StopGuard::begin_recovery).
+  guard_->begin_recovery();
+  subscribe_quotes();
   wait_until([&] { return *ready; }, options_.recovery_timeout);
   if (!*ready && stop_requested()) return false;
   if (!*ready)
@@ -199,12 +204,20 @@ bool Session::start() {
                 std::to_string(to_ns(options_.recovery_timeout) / 1'000'000'000) + " s");
   router_->restore_pairs();
   // Crossings, ghosts and interrupted guard actions of the previous process, judged against the
-  // orders as recovery left them; before quotes flow, so no tick starts a new grace period first.
+  // orders as recovery left them; broker-held stops were not watched during recovery, so no tick
+  // has started a new grace period for one first.
   guard_->restore_from_journal();
   monitor_->start();
+  for (auto& r : runners_) r->start();
+  started_ = true;
+  return true;
+}
+
+void Session::subscribe_quotes() {
   // Every broker's quotes feed the router (reference prices) and the guard (which filters by
-  // source); each strategy takes quotes only from the broker its route currently sends to, so
-  // it never sees one market twice.
+  // source), from the start of recovery; strategies and other listeners only once the session has
+  // started, each strategy only from the broker its route currently sends to, so it never sees
+  // one market twice.
   std::set<std::string> symbols;
   for (const auto& inst : config_.instruments) symbols.insert(inst.symbol);
   for (auto& b : brokers_) {
@@ -212,14 +225,12 @@ bool Session::start() {
     b->broker().subscribe_quotes({symbols.begin(), symbols.end()}, [this, name](const Quote& q) {
       router_->on_quote(q);
       guard_->on_quote(q);
+      if (!started_) return;  // nothing may send before recovery has finished
       for (std::size_t i = 0; i < runners_.size(); ++i)
         if (router_->current_broker(strategies_[i]->name()) == name) runners_[i]->on_quote(q);
       for (auto& l : quote_listeners_) l(q);
     });
   }
-  for (auto& r : runners_) r->start();
-  started_ = true;
-  return true;
 }
 
 void Session::wind_down() {

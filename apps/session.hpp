@@ -92,6 +92,8 @@ class Session {
   // they cannot. The loop's thread is placed before the journal is opened, its writer after.
   void place_loop_thread();
   void place_journal_writer();
+  // Quotes of every configured instrument from every broker, from the start of recovery on.
+  void subscribe_quotes();
   // Runs the loop until `done`, the timeout, or options().stop_requested.
   void wait_until(const std::function<bool()>& done, Duration timeout);
   bool stop_requested() const;

@@ -104,6 +104,9 @@ void StopGuard::on_order(const OrderRecord& o) {
       watchdog_.unwatch(coid);
     return;
   }
+  // Broker-held stops are taken up by restore_from_journal(), which knows their crossings before
+  // the restart (begin_recovery).
+  if (recovering_) return;
   auto [it, inserted] = stops_.try_emplace(coid);
   StopRecord& rec = it->second;
   if (inserted) {
@@ -289,7 +292,10 @@ void StopGuard::on_quote(const Quote& q) {
   crossed.swap(scratch_);
   for (const auto& c : crossed) {
     if (const OrderRecord* o = orders_.find(c.stop.client_order_id); o && o->state == OrderState::held) {
-      fire_local(c);
+      if (recovering_)
+        note_crossed_during_recovery(c);
+      else
+        fire_local(c);
       continue;
     }
     journal_.record_event({q.at, c.stop.broker, "stop_crossed", c.stop.client_order_id,
@@ -447,7 +453,34 @@ void StopGuard::guard_flatten(std::size_t index, int attempt) {
   }), ghost_broker);
 }
 
-void StopGuard::fire_local(const CrossedStop& c) {
+void StopGuard::begin_recovery() {
+  if (recovering_ || journal_restored_) return;
+  recovering_ = true;
+  std::size_t held = 0;
+  for (const OrderRecord* o : orders_.orders()) {
+    if (o->state != OrderState::held) continue;
+    ++held;
+    watch_held(*o);
+  }
+  if (held > 0) spdlog::info("stop guard: {} held stop(s) watched while recovery runs", held);
+}
+
+void StopGuard::note_crossed_during_recovery(const CrossedStop& c) {
+  const std::string& coid = c.stop.client_order_id;
+  watchdog_.unwatch(coid);  // already out of the book (a held stop crossed leaves it); once is enough
+  journal_.record_event({loop_.now(), c.stop.broker, "local_stop_crossed_during_recovery", coid,
+                         nlohmann::json{{"stop_price", c.stop.stop_price.to_string()},
+                                        {"crossing_price", c.crossing_price.to_string()},
+                                        {"crossed_at", format_timestamp(c.crossed_at)},
+                                        {"source", c.source}}
+                             .dump()});
+  spdlog::error("LOCAL STOP {} at {}: {} {} {} stop {} crossed at {} ({}) while start-up recovery runs; its exit "
+                "is sent as soon as recovery has resolved the journal's open orders",
+                coid, c.stop.broker, to_string(c.stop.side), c.stop.quantity, c.stop.symbol,
+                c.stop.stop_price.to_string(), c.crossing_price.to_string(), c.source);
+}
+
+void StopGuard::fire_local(const CrossedStop& c, bool during_recovery) {
   // Nothing on this path allocates once warm (bench/watchdog_bench.cpp counts): the texts are
   // written into members reused per release, the journal copies views into its reused slots, and
   // the exit's answer reaches release_answered() without a callback built per release. `c` is
@@ -460,14 +493,15 @@ void StopGuard::fire_local(const CrossedStop& c) {
   const std::string stop_text = c.stop.stop_price.to_string();
   const std::string crossing_text = c.crossing_price.to_string();
   // Journaled before the order is sent again: the journal shows why it left.
-  journal_.record_event(loop_.now(), o->broker, "local_stop_fired", coid,
-                        JsonObjectText(fired_detail_)
-                            .add("stop_price", stop_text)
-                            .add("crossing_price", crossing_text)
-                            .add("source", c.source)
-                            .add("order_type", o->spec.type == OrderType::stop_limit ? "limit" : "market")
-                            .close());
+  JsonObjectText detail(fired_detail_);
+  detail.add("stop_price", stop_text)
+      .add("crossing_price", crossing_text)
+      .add("source", c.source)
+      .add("order_type", o->spec.type == OrderType::stop_limit ? "limit" : "market");
+  if (during_recovery) detail.add("crossed_during_recovery_at", format_timestamp(c.crossed_at));
+  journal_.record_event(loop_.now(), o->broker, "local_stop_fired", coid, detail.close());
   fired_reason_.assign("local stop ").append(stop_text).append(" triggered at ").append(crossing_text);
+  if (during_recovery) fired_reason_.append(" during start-up recovery, at ").append(format_timestamp(c.crossed_at));
   // `o` is not used after the release: it adds an order, which may move the records.
   orders_.release(coid, fired_reason_);
   // Logged once the exit is queued, not before: formatting a log line is not on the way to the order.
@@ -530,6 +564,7 @@ bool flattens(ProtectionPolicy p) { return p == ProtectionPolicy::guard || p == 
 void StopGuard::restore_from_journal() {
   if (journal_restored_) return;  // twice would act on interrupted ghosts twice
   journal_restored_ = true;
+  recovering_ = false;
 
   // What the journal says about each stop, in journal order.
   struct Trail {
@@ -540,13 +575,16 @@ void StopGuard::restore_from_journal() {
     std::string flatten_intent;           // "guard_flatten_order": the flatten order's id
     bool stalled = false;                 // "guard_stalled": gave up, alerted
     bool mirror_fired = false;            // its mirror filled and stood in for it
+    // A held stop crossed while a start-up recovery ran (begin_recovery), not yet released.
+    std::optional<JournalEvent> crossed_during_recovery;
   };
   std::map<std::string, Trail> trails;
   std::vector<std::string> ghost_order;  // declaration order
   std::vector<JournalEvent> mirror_events;  // for restore_mirrors(): then is_mirror() knows them
   for (const auto& ev : journal_.events_of_kinds({"stop_crossed", "stop_triggered", "ghost_stop", "guard_flatten_order",
                                                   "guard_action", "guard_stalled", "mirror_placed", "mirror_removed",
-                                                  "mirror_fired", "mirror_double_fill_restored"})) {
+                                                  "mirror_fired", "mirror_double_fill_restored",
+                                                  "local_stop_crossed_during_recovery"})) {
     if (ev.kind.rfind("mirror_", 0) == 0) {
       if (ev.kind == "mirror_fired")
         if (auto j = event_detail(ev)) trails[text_field(*j, "primary")].mirror_fired = true;
@@ -570,6 +608,8 @@ void StopGuard::restore_from_journal() {
       t.action = ev;
     } else if (ev.kind == "guard_stalled") {
       t.stalled = true;
+    } else if (ev.kind == "local_stop_crossed_during_recovery") {
+      t.crossed_during_recovery = ev;
     }
   }
 
@@ -741,12 +781,39 @@ void StopGuard::restore_from_journal() {
     if (!stops_.count(coid) && !is_mirror(coid)) ++adopted;
     on_order(*o);  // idempotent for stops it already knows (restored ghosts stay unwatched)
   }
-  // ---- held stops (protection `local`): watched again; the first quote through one sends it.
-  std::size_t held = 0;
+  // ---- held stops (protection `local`): one crossed while recovery ran (here or in a process
+  // killed before its restore) is released now; the others are watched again, and the first
+  // quote through one sends it. Still held means not released since: a release moves it on.
+  std::size_t held = 0, released_after_recovery = 0;
+  std::vector<CrossedStop> crossed_during_recovery;
   for (const OrderRecord* o : orders_.orders()) {
     if (o->state != OrderState::held) continue;
     ++held;
+    const auto t = trails.find(o->spec.client_order_id);
+    const auto j = t != trails.end() && t->second.crossed_during_recovery
+                       ? event_detail(*t->second.crossed_during_recovery)
+                       : std::nullopt;
+    // Replaced since at another price: that crossing was of a stop that no longer exists.
+    if (j && o->spec.stop_price && price_field(*j, "stop_price") == o->spec.stop_price) {
+      CrossedStop c;
+      c.stop = {o->spec.client_order_id, o->broker, o->spec.symbol, o->spec.side, *o->spec.stop_price,
+                o->remaining_quantity(), /*held=*/true};
+      c.crossed_at = t->second.crossed_during_recovery->at;
+      try {
+        c.crossed_at = parse_timestamp(text_field(*j, "crossed_at"));
+      } catch (const std::exception&) {
+      }
+      c.crossing_price = price_field(*j, "crossing_price").value_or(*o->spec.stop_price);
+      c.source = text_field(*j, "source");
+      crossed_during_recovery.push_back(std::move(c));
+      continue;
+    }
     on_order(*o);
+  }
+  // Released after the loop: a release adds an order, which may move the records listed above.
+  for (const auto& c : crossed_during_recovery) {
+    ++released_after_recovery;
+    fire_local(c, /*during_recovery=*/true);
   }
   const std::size_t exits_resent = resend_lost_local_exits();
   // A primary that ended while the process was down is not among the working orders: its
@@ -774,14 +841,17 @@ void StopGuard::restore_from_journal() {
                                         {"ghosts_needing_attention", ghosts_live},
                                         {"actions_resumed", resumed},
                                         {"stops_taken_over", adopted},
-                                        {"held_stops_watched", held},
+                                        {"held_stops_watched", held - released_after_recovery},
+                                        {"held_stops_crossed_during_recovery", released_after_recovery},
                                         {"local_exits_resent", exits_resent},
                                         {"mirrors_restored", mirrors_live}}
                              .dump()});
   spdlog::info(
       "stop guard restored from the journal: {} crossing(s), {} ghost(s) ({} resumed), {} stop(s) taken over, "
-      "{} held stop(s) watched, {} lost local exit(s) judged, {} live mirror(s)",
-      crossings, ghosts_.size(), resumed, adopted, held, exits_resent, mirrors_live);
+      "{} held stop(s) watched, {} held stop(s) crossed during recovery released, {} lost local exit(s) judged, "
+      "{} live mirror(s)",
+      crossings, ghosts_.size(), resumed, adopted, held - released_after_recovery, released_after_recovery,
+      exits_resent, mirrors_live);
 }
 
 std::size_t StopGuard::resend_lost_local_exits() {
@@ -950,7 +1020,9 @@ std::string StopGuard::mirror_need(const OrderRecord& p) const {
 }
 
 void StopGuard::evaluate_mirror(const std::string& primary) {
-  if (is_mirror(primary)) return;
+  // Nothing is placed or removed while recovery runs: restore_from_journal() first learns which
+  // mirrors exist, then judges every primary (begin_recovery).
+  if (recovering_ || is_mirror(primary)) return;
   const OrderRecord* p = orders_.find(primary);
   if (!p || !p->spec.is_stop() || policy_of(p->spec) != ProtectionPolicy::mirror) return;
   if (auto am = active_mirror_.find(primary); am != active_mirror_.end()) {

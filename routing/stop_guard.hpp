@@ -121,6 +121,21 @@ class StopGuard : private OrderManager::ReleaseObserver {
   // is journaled ("local_stop_fired") before the order is. A held order cancelled or replaced is
   // unwatched or watched at its new price.
 
+  // Start-up, once, right after OrderManager::recover() has loaded the journal (its queries may
+  // still be out) and before quotes flow; restore_from_journal() ends it. Recovery can take tens
+  // of seconds (IBKR's paced queries, then reconciliation), and a held stop (protection `local`)
+  // has no broker stop behind it: unwatched, price could go through it and back with nobody the
+  // wiser. So held stops are watched from here on. But nothing new is sent before recovery has
+  // resolved the journal's open orders (DESIGN.md: an exit released now could double one whose
+  // outcome is still unknown), so a held stop crossed now is journaled
+  // ("local_stop_crossed_during_recovery"), alerted, and released by restore_from_journal(),
+  // even when price has come back since: a broker's stop would have triggered. A process killed
+  // before that leaves the event to the next one, which releases the stop the same way.
+  // Until restore_from_journal() the guard sends and cancels nothing (mirrors wait too), and
+  // broker-held stops are taken up there (their brokers hold them meanwhile, and the restore
+  // knows their crossings of before the restart, which a fresh watch would forget).
+  void begin_recovery();
+
   // Start-up, once, after OrderManager::recover(). A killed process
   // leaves in the journal what it had seen of its stops but not finished; this takes it up again:
   //  - a crossing ("stop_crossed") of a stop that has not filled, been reported triggered, or been
@@ -137,6 +152,8 @@ class StopGuard : private OrderManager::ReleaseObserver {
   //    undone twice. Under another policy than `mirror` now, live mirrors are cancelled;
   //  - every other recovered working stop is watched and verified again, and every held one
   //    watched (recovery loads orders without notifying anyone);
+  //  - a held stop crossed while recovery ran ("local_stop_crossed_during_recovery", this
+  //    process's or a killed one's) and still held at that price: released now, once;
   //  - a held stop released ("local_stop_fired") whose order never reached the broker (the kill
   //    came between the durable release and the send; recovery found no such order there and
   //    failed it): its exit is sent again once, under a new id (resend_lost_local_exits).
@@ -187,8 +204,12 @@ class StopGuard : private OrderManager::ReleaseObserver {
   void schedule_expiry();
   void declare_ghost(const CrossedStop& c);
   void guard_flatten(std::size_t ghost_index, int attempt);
-  // A held order's stop was crossed: release it.
-  void fire_local(const CrossedStop& c);
+  // A held order's stop was crossed: release it. `during_recovery`: the crossing was seen while
+  // recovery ran (begin_recovery) and is released only now; said in the journal and the reason.
+  void fire_local(const CrossedStop& c, bool during_recovery = false);
+  // begin_recovery() to restore_from_journal(): a held stop crossed is journaled and alerted,
+  // not released.
+  void note_crossed_during_recovery(const CrossedStop& c);
   // A local stop's exit order was answered, released (fire_local, told through
   // release_answered) or sent again after a restart (resend_lost_local_exits, through the
   // callback of resent_exit_answer): when the order failed, nothing else will send it, so the
@@ -233,6 +254,7 @@ class StopGuard : private OrderManager::ReleaseObserver {
   Timestamp expiry_at_ = 0;
   bool reverify_scheduled_ = false;
   bool journal_restored_ = false;          // restore_from_journal() ran
+  bool recovering_ = false;                // begin_recovery() ran, restore_from_journal() not yet
   std::set<std::string> down_brokers_;
   std::vector<MirrorStop> mirrors_;                      // every mirror ever placed
   std::map<std::string, std::size_t> active_mirror_;     // primary coid -> index of its live mirror

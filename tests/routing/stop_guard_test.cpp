@@ -660,6 +660,16 @@ struct Process {
     guard.restore_from_journal();
     feed_quotes();
   }
+  // Start-up as Session::start does it since held stops are watched through recovery: recovery
+  // begins (the journal is loaded at once), the guard watches held stops and quotes flow while it
+  // runs; restore_from_journal() (the caller's) ends it.
+  void start_recovery_with_quotes() {
+    bool recovered = false;
+    orders.recover([&recovered](std::size_t, std::size_t) { recovered = true; });
+    guard.begin_recovery();
+    feed_quotes();
+    ASSERT_TRUE(run_until([&] { return recovered; }));
+  }
   void run_for(Duration d) { loop.run_until(loop.now() + d.count()); }
   // Runs in small steps until `done` (at most `limit`); true if it happened.
   bool run_until(const std::function<bool()>& done, Duration limit = 60s) {
@@ -742,6 +752,101 @@ TEST(StopGuardRestart, HeldStopIsHeldAgainAfterAKillAndSentOnce) {
   const auto restored = p.journal.events("stop_guard_restored");
   ASSERT_EQ(restored.size(), 1u);
   EXPECT_EQ(nlohmann::json::parse(restored[0].detail).at("held_stops_watched"), 1);
+}
+
+namespace {
+
+// Process A under `local`: long 100 with a held sell stop at 99.50, killed while the market is still
+// at 100.00. Returns the stop's id.
+std::string hold_then_kill(Market& m) {
+  Process p(m, "A", ProtectionPolicy::local);
+  p.feed_quotes();
+  p.run_for(200ms);
+  p.orders.submit("sim", market_order("AAPL", Side::buy, 100));
+  p.run_for(300ms);
+  const std::string stop = p.orders.hold("sim", stop_order("AAPL", Side::sell, 100, Price::parse("99.50")));
+  p.run_for(500ms);
+  EXPECT_EQ(p.orders.position("sim", "AAPL"), 100);
+  EXPECT_EQ(p.orders.find(stop)->state, OrderState::held);
+  return stop;
+}
+
+// 30 ticks at 100.00, down through a 99.50 stop to 99.40, back up to 100.50 and staying there.
+void through_the_stop_and_back(Market& m) {
+  m.append(std::vector<std::string>(30, "100.00"));
+  m.append(prices(99.99, 99.40, -0.01));
+  m.append(prices(99.41, 100.50, 0.01));
+  m.append(std::vector<std::string>(2000, "100.50"));
+}
+
+}  // namespace
+
+// The start-up gap: a restarted process resolves the journal's open orders before it sends anything
+// (at IBKR, paced queries and a reconciliation: tens of seconds). A held stop has no broker stop
+// behind it, so it is watched through that time; crossed then, its exit must wait for the end of
+// recovery, and is sent then even though price has come back above the stop, as a broker's stop
+// would have triggered.
+TEST(StopGuardRestart, HeldStopCrossedWhileRecoveryRunsIsSentWhenItEndsEvenIfPriceCameBack) {
+  Market m(FaultProfile{});
+  through_the_stop_and_back(m);
+  const std::string stop = hold_then_kill(m);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  Process p(m, "B", ProtectionPolicy::local);
+  p.start_recovery_with_quotes();
+  ASSERT_TRUE(p.run_until([&] { return p.journaled("local_stop_crossed_during_recovery") == 1; }));
+  // Still recovering (the guard's restore has not run): the market goes back above the stop.
+  ASSERT_TRUE(p.run_until([&] { return m.next_tick > 30 + 60 + 110 + 10; }));
+  EXPECT_EQ(p.orders.find(stop)->state, OrderState::held) << "nothing is sent while recovery runs";
+  EXPECT_EQ(m.market_sells(), 0);
+  EXPECT_EQ(p.journaled("local_stop_crossed_during_recovery"), 1u) << "journaled once, not per tick";
+  const auto crossing = nlohmann::json::parse(p.journal.events("local_stop_crossed_during_recovery")[0].detail);
+  EXPECT_EQ(crossing.at("stop_price"), "99.5");
+  EXPECT_EQ(crossing.at("crossing_price"), "99.5");
+
+  p.guard.restore_from_journal();
+  ASSERT_TRUE(p.run_until([&] { return p.orders.find(stop)->state == OrderState::filled; }));
+  EXPECT_EQ(m.market_sells(), 1);
+  EXPECT_EQ(m.venue.orders().back().client_order_id, stop) << "the held order itself, under its own id";
+  EXPECT_EQ(m.venue_position(), 0);
+  const auto fired = p.journal.events("local_stop_fired");
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_TRUE(nlohmann::json::parse(fired[0].detail).contains("crossed_during_recovery_at")) << fired[0].detail;
+  const auto restored = p.journal.events("stop_guard_restored");
+  ASSERT_EQ(restored.size(), 1u);
+  const auto summary = nlohmann::json::parse(restored[0].detail);
+  EXPECT_EQ(summary.at("held_stops_crossed_during_recovery"), 1);
+  EXPECT_EQ(summary.at("held_stops_watched"), 0);
+  p.run_for(5s);
+  EXPECT_EQ(m.market_sells(), 1) << "sent once";
+}
+
+// The same crossing, but the process is killed before its recovery ends: the journaled crossing
+// hands the release to the next process, which sends it once although the market is back above it.
+TEST(StopGuardRestart, HeldStopCrossedDuringAnInterruptedRecoveryIsSentByTheNextProcessOnce) {
+  Market m(FaultProfile{});
+  through_the_stop_and_back(m);
+  const std::string stop = hold_then_kill(m);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  {
+    Process p(m, "B", ProtectionPolicy::local);
+    p.start_recovery_with_quotes();
+    ASSERT_TRUE(p.run_until([&] { return p.journaled("local_stop_crossed_during_recovery") == 1; }));
+    ASSERT_TRUE(p.run_until([&] { return m.next_tick > 30 + 60 + 110 + 10; }));
+    EXPECT_EQ(m.market_sells(), 0);
+  }  // killed before the guard's restore
+  {
+    Process p(m, "C", ProtectionPolicy::local);
+    p.start_after_restart();
+    ASSERT_TRUE(p.run_until([&] { return p.orders.find(stop)->state == OrderState::filled; }));
+    EXPECT_EQ(m.market_sells(), 1);
+    EXPECT_EQ(m.venue_position(), 0);
+    EXPECT_EQ(p.journaled("local_stop_fired"), 1u);
+  }
+  Process p(m, "D", ProtectionPolicy::local);
+  p.start_after_restart();
+  p.run_for(3s);
+  EXPECT_EQ(m.market_sells(), 1) << "never a second exit";
+  EXPECT_EQ(p.journaled("local_stop_fired"), 1u);
 }
 
 namespace {
