@@ -199,9 +199,16 @@ bool Session::start() {
   subscribe_quotes();
   wait_until([&] { return *ready; }, options_.recovery_timeout);
   if (!*ready && stop_requested()) return false;
-  if (!*ready)
+  if (!*ready) {
+    std::string unprotected;
+    for (const auto& coid : guard_->crossed_during_recovery()) unprotected += (unprotected.empty() ? "" : ", ") + coid;
     throw Error("start-up recovery and reconciliation did not finish within " +
-                std::to_string(to_ns(options_.recovery_timeout) / 1'000'000'000) + " s");
+                std::to_string(to_ns(options_.recovery_timeout) / 1'000'000'000) + " s" +
+                (unprotected.empty() ? std::string()
+                                     : "; held stop(s) " + unprotected +
+                                           " were crossed meanwhile and NOT sent: their positions are unprotected "
+                                           "(the next start sends them once recovery ends)"));
+  }
   router_->restore_pairs();
   // Crossings, ghosts and interrupted guard actions of the previous process, judged against the
   // orders as recovery left them; broker-held stops were not watched during recovery, so no tick
@@ -237,6 +244,10 @@ void Session::wind_down() {
   for (auto& r : runners_) r->stop();
   run_for(config_.protection.ghost_grace + std::chrono::milliseconds(500));
   for (const OrderRecord* o : orders_->working_orders()) orders_->cancel(o->spec.client_order_id);
+  // Held stops (protection `local`) work too, at Backstop: left held after the flatten below, the
+  // next run would watch them and send an exit for a position no longer there.
+  for (const OrderRecord* o : orders_->orders())
+    if (o->state == OrderState::held) orders_->cancel(o->spec.client_order_id);
   run_for(std::chrono::milliseconds(300));
   orders_->resync();
   run_for(std::chrono::milliseconds(300));

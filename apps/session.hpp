@@ -59,8 +59,8 @@ class Session {
   // options().stop_requested said so before it was done: nothing new has been sent, what
   // recovery resolved is journaled, and the session is to be stopped.
   bool start();
-  // Stops the strategies, lets the guard finish what it started, cancels working orders,
-  // flattens what is open, and reads everything back.
+  // Stops the strategies, lets the guard finish what it started, cancels working and held
+  // orders, flattens what is open, and reads everything back.
   void wind_down();
   // Stops brokers, checks and reconciliation; flushes the journal.
   void stop();

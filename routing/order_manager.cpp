@@ -736,6 +736,7 @@ void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
   std::vector<std::string> open;
   std::size_t held = 0;
   for (const OrderRecord* o : order_sequence_) {
+    if (!o->is_terminal()) open_when_recovered_.insert(o->spec.client_order_id);
     if (o->state == OrderState::held)
       ++held;  // at no broker: nothing to resolve; the stop guard watches it again
     else if (!o->is_terminal())

@@ -144,6 +144,12 @@ class OrderManager {
   void on_triggered(OrderListener l) { trigger_listeners_.push_back(std::move(l)); }
   // Fills that only a query found (the stream lost them), since start.
   std::size_t fills_recovered_by_query() const { return fills_recovered_by_query_; }
+  // recover(): was this order open (not terminal, held included) in the journal as loaded, i.e.
+  // when the previous process ended? It may have ended since, while Backstop was down; a
+  // strategy taking up its orders must hear of that (StrategyRunner, Strategy::on_resume).
+  bool open_when_recovered(const std::string& client_order_id) const {
+    return open_when_recovered_.count(client_order_id) != 0;
+  }
   void on_fill(FillListener l) { fill_listeners_.push_back(std::move(l)); }
 
   // Applies a fill from any source (stream, query, reconciliation): deduplicated by execution id.
@@ -268,6 +274,7 @@ class OrderManager {
   TransitionEvent transition_scratch_;
   std::string reason_scratch_;
   std::size_t fills_recovered_by_query_ = 0;
+  std::set<std::string> open_when_recovered_;
   // Orders whose resolution by query gave up without an answer (the broker unreachable): resync
   // resolves them again once the broker answers.
   std::set<std::string> resolution_abandoned_;

@@ -468,6 +468,7 @@ void StopGuard::begin_recovery() {
 void StopGuard::note_crossed_during_recovery(const CrossedStop& c) {
   const std::string& coid = c.stop.client_order_id;
   watchdog_.unwatch(coid);  // already out of the book (a held stop crossed leaves it); once is enough
+  crossed_during_recovery_.push_back(coid);
   journal_.record_event({loop_.now(), c.stop.broker, "local_stop_crossed_during_recovery", coid,
                          nlohmann::json{{"stop_price", c.stop.stop_price.to_string()},
                                         {"crossing_price", c.crossing_price.to_string()},
@@ -565,6 +566,7 @@ void StopGuard::restore_from_journal() {
   if (journal_restored_) return;  // twice would act on interrupted ghosts twice
   journal_restored_ = true;
   recovering_ = false;
+  crossed_during_recovery_.clear();  // released below, from the journal's record of them
 
   // What the journal says about each stop, in journal order.
   struct Trail {

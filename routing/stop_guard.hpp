@@ -135,6 +135,9 @@ class StopGuard : private OrderManager::ReleaseObserver {
   // broker-held stops are taken up there (their brokers hold them meanwhile, and the restore
   // knows their crossings of before the restart, which a fresh watch would forget).
   void begin_recovery();
+  // Held stops crossed since begin_recovery() and not yet released (restore_from_journal()
+  // releases them): what a start-up that gives up before then must tell its operator.
+  const std::vector<std::string>& crossed_during_recovery() const { return crossed_during_recovery_; }
 
   // Start-up, once, after OrderManager::recover(). A killed process
   // leaves in the journal what it had seen of its stops but not finished; this takes it up again:
@@ -255,6 +258,7 @@ class StopGuard : private OrderManager::ReleaseObserver {
   bool reverify_scheduled_ = false;
   bool journal_restored_ = false;          // restore_from_journal() ran
   bool recovering_ = false;                // begin_recovery() ran, restore_from_journal() not yet
+  std::vector<std::string> crossed_during_recovery_;
   std::set<std::string> down_brokers_;
   std::vector<MirrorStop> mirrors_;                      // every mirror ever placed
   std::map<std::string, std::size_t> active_mirror_;     // primary coid -> index of its live mirror

@@ -32,11 +32,13 @@ class Strategy {
  public:
   virtual ~Strategy() = default;
   virtual const std::string& name() const = 0;
-  // After a restart, before on_start: the orders this strategy sent in an earlier run that are
-  // still open, as recovery left them (resolved against the broker), oldest first. A strategy
-  // that keeps order ids in memory takes them up here, so that it does not send a second entry
-  // or leave an exit without its one-cancels-other partner. Not called when none is open.
-  virtual void on_resume(StrategyContext&, const std::vector<const OrderRecord*>& /*open_orders*/) {}
+  // After a restart, before on_start: the orders this strategy sent in an earlier run that were
+  // open when that run ended, as recovery left them (resolved against the broker: some filled or
+  // ended while Backstop was down, and no update told the strategy so), and any open now; oldest
+  // first. A strategy that keeps order ids in memory takes them up here, so that it does not send
+  // a second entry, leave a filled entry without its exits, or leave an exit without its
+  // one-cancels-other partner. Not called when there are none.
+  virtual void on_resume(StrategyContext&, const std::vector<const OrderRecord*>& /*orders*/) {}
   virtual void on_start(StrategyContext&) {}
   virtual void on_quote(StrategyContext&, const Quote&) {}
   virtual void on_bar(StrategyContext&, const Bar&) {}

@@ -32,20 +32,29 @@ void StrategyRunner::adopt_recovered_orders() {
   // the OrderManager before strategies start) are this strategy's again: mine() knows them by
   // the name, and their brokers count in its position. Without this a restarted strategy would
   // read a flat position over a position it holds, and open a second one.
-  std::size_t all = 0;
-  std::vector<const OrderRecord*> open;
+  // Handed to on_resume: the orders open when the earlier run ended, as recovery left them (an
+  // entry that filled while Backstop was down needs its exits; an exit that filled, its partner
+  // cancelled), and any open now (an exit the stop guard sent again for this route).
+  std::size_t all = 0, ended = 0;
+  std::vector<const OrderRecord*> resumed;
   for (const OrderRecord* o : router_.orders().orders()) {  // in the order they were created
     if (!mine(*o)) continue;
     ++all;
-    if (!o->is_terminal()) open.push_back(o);
     brokers_.insert(o->broker);
+    if (!o->is_terminal()) {
+      resumed.push_back(o);
+    } else if (router_.orders().open_when_recovered(o->spec.client_order_id)) {
+      resumed.push_back(o);
+      ++ended;
+    }
   }
   if (all == 0) return;
   std::string at;
   for (const auto& b : brokers_) at += (at.empty() ? "" : ", ") + b;
-  spdlog::info("strategy {}: {} orders of an earlier run are its own again ({} still open; brokers: {})",
-               strategy_.name(), all, open.size(), at);
-  if (!open.empty()) strategy_.on_resume(*this, open);
+  spdlog::info("strategy {}: {} orders of an earlier run are its own again ({} still open, {} ended while Backstop "
+               "was down; brokers: {})",
+               strategy_.name(), all, resumed.size() - ended, ended, at);
+  if (!resumed.empty()) strategy_.on_resume(*this, resumed);
 }
 
 void StrategyRunner::stop() {

@@ -17,8 +17,8 @@ class StrategyRunner final : public StrategyContext {
   // `route_name` is the strategy's name in the config (the key of its route).
   StrategyRunner(Strategy& strategy, Router& router, EventLoop& loop, std::string route_name);
 
-  // Takes back the orders this route sent in an earlier run (recovered from the journal; the
-  // open ones are handed to on_resume), then calls on_start.
+  // Takes back the orders this route sent in an earlier run (recovered from the journal; those
+  // open when it ended, and those open now, are handed to on_resume), then calls on_start.
   void start();
   void stop();   // calls on_stop; later events no longer reach the strategy
   // Market data, fanned out by the host (which also feeds the stop guard and the router).

@@ -17,12 +17,13 @@ bool BracketBreakout::bracket_done(StrategyContext& ctx) const {
   return e->is_terminal() && e->filled_quantity == 0;
 }
 
-void BracketBreakout::on_resume(StrategyContext& ctx, const std::vector<const OrderRecord*>& open_orders) {
+void BracketBreakout::on_resume(StrategyContext& ctx, const std::vector<const OrderRecord*>& orders) {
   // An earlier run's bracket still open (its entry working, or its exits after the entry
   // filled): followed as if this run had sent it, so no second bracket goes out beside it and
-  // an entry past its timeout is cancelled. Exits name their entry as parent.
-  for (const OrderRecord* o : open_orders) {
-    if (o->spec.symbol != p_.symbol) continue;
+  // an entry past its timeout is cancelled. Exits name their entry as parent. Legs that ended
+  // while Backstop was down need nothing: the broker ties a bracket's exits together itself.
+  for (const OrderRecord* o : orders) {
+    if (o->spec.symbol != p_.symbol || o->is_terminal()) continue;
     const std::string& coid = o->spec.client_order_id;
     const std::string& parent = o->spec.parent_client_order_id;
     if (parent.empty()) {

@@ -25,7 +25,7 @@ class BracketBreakout final : public Strategy {
   explicit BracketBreakout(BracketBreakoutParams p, std::string name = "bracket_breakout")
       : p_(std::move(p)), name_(std::move(name)) {}
   const std::string& name() const override { return name_; }
-  void on_resume(StrategyContext& ctx, const std::vector<const OrderRecord*>& open_orders) override;
+  void on_resume(StrategyContext& ctx, const std::vector<const OrderRecord*>& orders) override;
   void on_quote(StrategyContext& ctx, const Quote& q) override;
   void on_order_update(StrategyContext& ctx, const OrderRecord& o) override;
 

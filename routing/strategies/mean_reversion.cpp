@@ -42,11 +42,12 @@ void MeanReversion::on_order_update(StrategyContext& ctx, const OrderRecord& o) 
   }
 }
 
-void MeanReversion::on_resume(StrategyContext&, const std::vector<const OrderRecord*>& open_orders) {
+void MeanReversion::on_resume(StrategyContext& ctx, const std::vector<const OrderRecord*>& orders) {
   // An earlier run's trade: an entry not yet answered, or the two exits of a filled one. Taken
   // up so that the exit left when the other fills is cancelled (the one-cancels-other this
   // strategy keeps itself), and no second entry goes out while one is in flight.
-  for (const OrderRecord* o : open_orders) {
+  std::vector<const OrderRecord*> ended;
+  for (const OrderRecord* o : orders) {
     if (o->spec.symbol != p_.symbol) continue;
     if (o->spec.is_stop())
       stop_ = o->spec.client_order_id;
@@ -54,7 +55,13 @@ void MeanReversion::on_resume(StrategyContext&, const std::vector<const OrderRec
       target_ = o->spec.client_order_id;
     else
       entry_ = o->spec.client_order_id;
+    if (o->is_terminal()) ended.push_back(o);
   }
+  // What ended while Backstop was down, no update told this strategy: handled now as the update
+  // would have been. An entry that filled gets its exits (else its position would have no stop),
+  // an exit that filled has its partner cancelled (a stop left after the target filled would
+  // open a position the other way), and a trade that is over frees the strategy for the next.
+  for (const OrderRecord* o : ended) on_order_update(ctx, *o);
 }
 
 void MeanReversion::on_quote(StrategyContext& ctx, const Quote& q) {

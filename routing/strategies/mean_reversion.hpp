@@ -24,7 +24,7 @@ class MeanReversion final : public Strategy {
   explicit MeanReversion(MeanReversionParams p, std::string name = "mean_reversion")
       : p_(std::move(p)), name_(std::move(name)) {}
   const std::string& name() const override { return name_; }
-  void on_resume(StrategyContext& ctx, const std::vector<const OrderRecord*>& open_orders) override;
+  void on_resume(StrategyContext& ctx, const std::vector<const OrderRecord*>& orders) override;
   void on_quote(StrategyContext& ctx, const Quote& q) override;
   void on_order_update(StrategyContext& ctx, const OrderRecord& o) override;
 

@@ -305,20 +305,29 @@ json make_config(const RunRecord& rec, std::uint16_t ib_proxy, std::uint16_t ts_
           {"refresh_token_file", (dir / "ts.refresh_token").string()},
           // The loader's minimum (TradeStation heart-beats every 5 s; the emulator here every 1 s).
           {"stream_inactivity_timeout_s", 10}};
-  json route{{"strategy", "breakout"}, {"brokers", rec.route}, {"mode", to_string(rec.mode)}};
+  const char* strategy = rec.local_stops ? "fade" : "breakout";
+  json route{{"strategy", strategy}, {"brokers", rec.route}, {"mode", to_string(rec.mode)}};
+  // Short lookback, tight bracket: a bracket every few seconds and stops that get crossed.
+  json breakout{{"name", strategy},
+                {"kind", "bracket_breakout"},
+                {"instrument", "AAPL"},
+                {"quantity", 10},
+                {"params", {{"lookback_ticks", 10}, {"stop_ticks", 6}, {"target_ticks", 14}}},
+                {"protection", "guard"}};
+  // Fades a 3-tick stretch from a 10-quote average; the market's drift regimes run through its
+  // 6-tick stops often, and those stops are held by Backstop.
+  json fade{{"name", strategy},
+            {"kind", "mean_reversion"},
+            {"instrument", "AAPL"},
+            {"quantity", 10},
+            {"params", {{"lookback_ticks", 10}, {"entry_distance_ticks", 3}, {"stop_ticks", 6}, {"cooldown_ms", 500}}},
+            {"protection", "local"}};
   if (rec.mode == Mode::failover) route["return_to_primary"] = true;
   return json{
       {"journal", {{"path", (dir / "journal.db").string()}}},
       {"brokers", {ib, ts}},
       {"instruments", {{{"symbol", "AAPL"}, {"asset_class", "stock"}, {"tick_size", "0.01"}, {"exchange", "SMART"}}}},
-      // Short lookback, tight bracket: a bracket every few seconds and stops that get crossed.
-      {"strategies",
-       {{{"name", "breakout"},
-         {"kind", "bracket_breakout"},
-         {"instrument", "AAPL"},
-         {"quantity", 10},
-         {"params", {{"lookback_ticks", 10}, {"stop_ticks", 6}, {"target_ticks", 14}}},
-         {"protection", "guard"}}}},
+      {"strategies", json::array({rec.local_stops ? fade : breakout})},
       {"routes", {route}},
       {"health",
        {{"failure_threshold", 3},
@@ -409,6 +418,7 @@ RunRecord run_chaos(const RunSettings& settings) {
   static const char* kProfiles[] = {"none", "demo", "lossy_stream", "chaos"};
   rec.base_profile = kProfiles[uniform(0, 3)];
   rec.ghost_grace_ms = 1000;
+  rec.local_stops = settings.seed % 3 == 0;  // not drawn: the other seeds' draws stay as they were
 
   // ---- emulators, each its own process so it keeps its record while the router dies
   Emulator ts{"ts", {bs, "emulate", "tradestation", "--tick-ms", "0", "--heartbeat-ms", "1000", "--faults",
@@ -829,6 +839,9 @@ RunRecord run_chaos(const RunSettings& settings) {
     Journal j(journal, JournalMode::read_only);
     for (const auto& e : j.events("ghost_stop")) rec.ghost_events.push_back({e.client_order_id, e.at});
     for (const auto& e : j.events("stop_crossed")) rec.crossed_events.push_back({e.client_order_id, e.at});
+    for (const auto& e : j.events_of_kinds({"local_stop_fired", "local_stop_crossed_during_recovery",
+                                            "local_stop_resent", "local_stop_release_failed"}))
+      rec.local_events[e.kind].push_back({e.client_order_id, e.at});
   } catch (const std::exception& e) {
     rec.orders_error += std::string(" journal events unreadable: ") + e.what();
   }

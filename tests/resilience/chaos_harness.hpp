@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -103,6 +104,10 @@ struct RunRecord {
   std::vector<RouterLife> routers;
   std::vector<QuotePoint> quotes;
   std::int64_t ghost_grace_ms = 0;
+  // Every third seed: protection `local` (a mean-reversion strategy whose stops Backstop holds and
+  // sends as market orders when price goes through them); the others: a bracket breakout under
+  // `guard` (broker stops, ghost stops caught and flattened).
+  bool local_stops = false;
   nlohmann::json ts_log, ib_log;  // GET /__emulator/log
   std::optional<std::int64_t> ts_position, ib_position;  // AAPL, by each emulator's own query
   std::string position_error;
@@ -113,6 +118,10 @@ struct RunRecord {
   std::vector<std::pair<std::string, Nanos>> ghost_events;
   // Journal events of kind "stop_crossed": Backstop itself saw price go through the stop.
   std::vector<std::pair<std::string, Nanos>> crossed_events;
+  // Journal events of the `local` policy: held stops released ("local_stop_fired"), crossed while
+  // a restarted router's recovery ran ("local_stop_crossed_during_recovery"), sent again after a
+  // kill between release and send ("local_stop_resent"), refused ("local_stop_release_failed").
+  std::map<std::string, std::vector<std::pair<std::string, Nanos>>> local_events;
   std::string setup_error;  // the run could not be carried out (not an invariant finding)
 };
 

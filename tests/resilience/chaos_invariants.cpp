@@ -217,6 +217,10 @@ Verdict check_invariants(const RunRecord& run) {
                                              state, rel(ts_of(times, "created_at"), origin)));
       continue;
     }
+    if (state == "held")
+      violation("local_stops", fmt::format("{} at {} is still held by Backstop after --flatten-on-exit: the next run "
+                                           "would send its exit for a position that is gone",
+                                           coid, broker));
     if (!reached) continue;
     ++sent;
     if (broker != "ts" && broker != "ib") {
@@ -383,6 +387,23 @@ Verdict check_invariants(const RunRecord& run) {
       violation("processes", fmt::format("final `backstop run --flatten-on-exit` ended \"{}\": {}", r.how, r.last_stderr));
   }
 
+  // ---- local_stops: a held stop crossed while a restarted router's recovery ran is released by
+  // that router once recovery ends, or by the next one; the final run always gets that far.
+  const auto local = [&](const char* kind) -> const std::vector<std::pair<std::string, Nanos>>& {
+    static const std::vector<std::pair<std::string, Nanos>> none;
+    auto it = run.local_events.find(kind);
+    return it == run.local_events.end() ? none : it->second;
+  };
+  for (const auto& [coid, at] : local("local_stop_crossed_during_recovery")) {
+    bool released = false;
+    for (const auto& [fired, fired_at] : local("local_stop_fired")) released |= fired == coid && fired_at >= at;
+    if (!released)
+      violation("local_stops", fmt::format("held stop {} crossed during recovery at {} was never released", coid,
+                                           rel(at, origin)));
+  }
+  for (const auto& [coid, at] : local("local_stop_release_failed"))
+    v.notes.push_back(fmt::format("local stop {}'s exit was refused at {} (alerted as unprotected)", coid, rel(at, origin)));
+
   // ---- summary
   std::map<std::string, int> kinds;
   for (const auto& e : run.episodes) ++kinds[e.broker.empty() ? e.kind : e.kind + "@" + e.broker];
@@ -397,11 +418,17 @@ Verdict check_invariants(const RunRecord& run) {
       ++with_order;
       if (e.detail.rfind("mid-order, answer dropped", 0) == 0) ++answer_dropped;
     }
-  v.summary = fmt::format("{} route [{},{}], profile {}, {} routers, {} orders ({} sent; ts placed {}, ib placed {}), "
+  const std::string protection =
+      run.local_stops ? fmt::format("protection local (stops fired {}, {} of them crossed during recovery; resent {})",
+                                    local("local_stop_fired").size(), local("local_stop_crossed_during_recovery").size(),
+                                    local("local_stop_resent").size())
+                      : std::string("protection guard");
+  v.summary = fmt::format("{} route [{},{}], {}, profile {}, {} routers, {} orders ({} sent; ts placed {}, ib placed {}), "
                           "ghosts crossed {} (watchable-and-missed {}, declared {}), positions ts {} ib {}, "
                           "emulator kills {} ({} with an order request in flight, {} of them with its answer "
                           "dropped); episodes: {}",
-                          to_string(run.mode), run.route.at(0), run.route.at(1), run.base_profile, run.routers.size(),
+                          to_string(run.mode), run.route.at(0), run.route.at(1), protection, run.base_profile,
+                          run.routers.size(),
                           orders.size(), sent, ts.placed.size(), ib.placed.size(), crossed, watchable, caught,
                           run.ts_position ? std::to_string(*run.ts_position) : "?",
                           run.ib_position ? std::to_string(*run.ib_position) : "?", emulator_kills, with_order,

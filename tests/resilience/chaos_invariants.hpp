@@ -27,6 +27,9 @@
 //                      chain from pre_sent that the lifecycle table allows and ends in its state;
 //                      fills add up to its filled quantity.
 //   processes          no router died by a signal the driver did not send; the final run exits 0.
+//   local_stops        (protection `local` runs) every held stop crossed while a restarted router's
+//                      recovery ran ("local_stop_crossed_during_recovery") is released afterwards
+//                      ("local_stop_fired"); no order is left held after --flatten-on-exit.
 #include <string>
 #include <vector>
 

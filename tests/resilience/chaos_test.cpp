@@ -1,6 +1,7 @@
 // Chaos resilience (issue 8). Each seeded run starts the TradeStation and IBKR emulators as
 // their own processes, puts a FaultProxy in front of each, and runs `backstop run` with a
-// bracket-breakout strategy routed over both (failover on odd seeds, dual on even seeds) while
+// bracket-breakout strategy under `guard` (every third seed: a mean-reversion strategy whose stops
+// Backstop holds, under `local`) routed over both (failover on odd seeds, dual on even seeds) while
 // the driver SIGKILLs and restarts the router on the same journal, takes broker endpoints
 // dead / stalled / 503, stalls streams, drops fill frames, loses order replies, and injects ghost
 // stops, 429 storms, IBKR session timeouts, IBKR gateway restarts (its socket dead, its sessions

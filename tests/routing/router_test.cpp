@@ -555,6 +555,32 @@ TEST(RouterRestart, StrategyOwnsItsOrdersAgainAfterARestart) {
   for (const auto& coid : strategy.updates) EXPECT_EQ(p.orders.find(coid)->spec.strategy, "s") << coid;
 }
 
+// An order open when the earlier run ended that ended while Backstop was down (here: killed before
+// its request left, so recovery finds the broker never had it) is handed to on_resume too, as
+// recovery left it: no update will ever tell the strategy it ended.
+TEST(RouterRestart, OrderThatEndedWhileDownIsHandedToOnResumeAsRecoveryLeftIt) {
+  Venues v;
+  std::string lost, done;
+  {
+    RouterProcess p(v, route({"a"}), "R");
+    Following strategy;
+    StrategyRunner runner(strategy, p.router, p.loop, "s");
+    runner.start();
+    done = runner.submit(market_order("AAPL", Side::buy, 5));
+    p.run_for(1s);
+    ASSERT_EQ(p.orders.find(done)->state, OrderState::filled);
+    lost = runner.submit(limit_order("AAPL", Side::buy, 3, Price::parse("99.00")));
+  }  // killed before the loop ran again: journaled, never sent
+  RouterProcess p(v, route({"a"}), "S");
+  Following strategy;
+  StrategyRunner runner(strategy, p.router, p.loop, "s");
+  p.recover();
+  ASSERT_EQ(p.orders.find(lost)->state, OrderState::failed) << "the broker never had it";
+  runner.start();
+  EXPECT_EQ(strategy.resumed, std::vector<std::string>{lost})
+      << "the order open at the end, now failed; not the one that had filled before";
+}
+
 // A dual route's open order still takes its twin along on a cancel after a restart; the
 // restarted strategy follows the first broker only, as before the restart.
 TEST(RouterRestart, DualPairOfAnOpenOrderIsRestored) {

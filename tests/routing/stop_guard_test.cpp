@@ -802,8 +802,10 @@ TEST(StopGuardRestart, HeldStopCrossedWhileRecoveryRunsIsSentWhenItEndsEvenIfPri
   const auto crossing = nlohmann::json::parse(p.journal.events("local_stop_crossed_during_recovery")[0].detail);
   EXPECT_EQ(crossing.at("stop_price"), "99.5");
   EXPECT_EQ(crossing.at("crossing_price"), "99.5");
+  EXPECT_EQ(p.guard.crossed_during_recovery(), std::vector<std::string>{stop}) << "for a start-up that gives up";
 
   p.guard.restore_from_journal();
+  EXPECT_TRUE(p.guard.crossed_during_recovery().empty());
   ASSERT_TRUE(p.run_until([&] { return p.orders.find(stop)->state == OrderState::filled; }));
   EXPECT_EQ(m.market_sells(), 1);
   EXPECT_EQ(m.venue.orders().back().client_order_id, stop) << "the held order itself, under its own id";

@@ -138,6 +138,66 @@ TEST(MeanReversionResume, EntryOfAnEarlierRunFillingBeforeAnyAverageGetsItsExits
   EXPECT_EQ(ctx.submitted[1].limit_price, Price::parse("99.56")) << "fill + 6 ticks";
 }
 
+// The earlier run ended with its entry working; the entry filled while Backstop was down, so no
+// update told the strategy. Handed the filled entry at resume, it sends the exits at once: without
+// them the position would have no stop at all.
+TEST(MeanReversionResume, EntryThatFilledWhileBackstopWasDownGetsItsExitsAtResume) {
+  RecordingContext ctx;
+  ctx.position_ = 10;
+  OrderRecord& entry = ctx.add(with_id(market_order("AAPL", Side::buy, 10), "OLD-ENTRY"), OrderState::filled);
+  entry.filled_quantity = 10;
+  entry.average_fill_price = Price::parse("99.50");
+  MeanReversion s(mean_reversion_params());
+  s.on_resume(ctx, {&entry});
+  ASSERT_EQ(ctx.submitted.size(), 2u);
+  EXPECT_EQ(ctx.submitted[0].type, OrderType::stop);
+  EXPECT_EQ(ctx.submitted[0].side, Side::sell);
+  EXPECT_EQ(ctx.submitted[0].stop_price, Price::parse("99.42"));
+  EXPECT_EQ(ctx.submitted[1].type, OrderType::limit);
+  // One trade at a time: the quotes that follow send no second entry.
+  for (int i = 0; i < 10; ++i) s.on_quote(ctx, quote(i < 5 ? "100.00" : "98.00", i < 5 ? "100.02" : "98.02", i + 1));
+  EXPECT_EQ(ctx.submitted.size(), 2u);
+}
+
+// The target filled while Backstop was down; the stop, held by Backstop (`local`), is still held.
+// At resume the strategy cancels it: sent later, when price crossed it, it would open a short.
+TEST(MeanReversionResume, TargetThatFilledWhileBackstopWasDownHasItsHeldStopCancelledAtResume) {
+  RecordingContext ctx;
+  ctx.position_ = 0;
+  const OrderRecord& stop =
+      ctx.add(with_id(stop_order("AAPL", Side::sell, 10, Price::parse("99.92")), "HELD-STOP"), OrderState::held);
+  OrderRecord& target =
+      ctx.add(with_id(limit_order("AAPL", Side::sell, 10, Price::parse("100.00")), "TARGET"), OrderState::filled);
+  target.filled_quantity = 10;
+  MeanReversion s(mean_reversion_params());
+  s.on_resume(ctx, {&stop, &target});
+  EXPECT_EQ(ctx.cancelled, std::vector<std::string>{"HELD-STOP"});
+  EXPECT_TRUE(ctx.submitted.empty());
+}
+
+// A bracket whose legs all ended while Backstop was down (the broker ties them together itself)
+// leaves the strategy free: the next breakout sends a new bracket.
+TEST(BracketBreakoutResume, BracketThatEndedWhileBackstopWasDownLeavesTheStrategyFree) {
+  RecordingContext ctx;
+  OrderSpec entry = with_id(limit_order("AAPL", Side::buy, 5, Price::parse("100.01")), "OLD-E");
+  OrderSpec tp = with_id(limit_order("AAPL", Side::sell, 5, Price::parse("100.11")), "OLD-TP");
+  OrderSpec sl = with_id(stop_order("AAPL", Side::sell, 5, Price::parse("99.93")), "OLD-SL");
+  tp.parent_client_order_id = sl.parent_client_order_id = "OLD-E";
+  const OrderRecord& e = ctx.add(entry, OrderState::filled);
+  const OrderRecord& t = ctx.add(tp, OrderState::cancelled);
+  const OrderRecord& l = ctx.add(sl, OrderState::filled);
+  BracketBreakoutParams p;
+  p.symbol = "AAPL";
+  p.lookback = 3;
+  BracketBreakout s(p);
+  s.on_resume(ctx, {&e, &t, &l});
+  ctx.now_ = 60'000'000'000;
+  for (int i = 0; i < 5; ++i) s.on_quote(ctx, quote("100.00", "100.02", ctx.now_ + i));
+  s.on_quote(ctx, quote("100.50", "100.52", ctx.now_ + 10));  // a breakout
+  EXPECT_EQ(ctx.brackets, 1);
+  EXPECT_TRUE(ctx.cancelled.empty());
+}
+
 // An earlier run's bracket whose entry still works: no second bracket beside it, and the entry,
 // long past its timeout, is cancelled at the first quote.
 TEST(BracketBreakoutResume, WorkingEntryOfAnEarlierRunIsFollowedAndTimedOut) {
