@@ -681,6 +681,18 @@ struct Process {
     return true;
   }
   std::size_t journaled(const std::string& kind) { return journal.events(kind).size(); }
+  // Under `local`, with quotes flowing: long 100 with a held sell stop at 99.50. Returns its id.
+  std::string long_with_held_stop() {
+    feed_quotes();
+    run_for(200ms);
+    orders.submit("sim", market_order("AAPL", Side::buy, 100));
+    run_for(300ms);
+    const std::string stop = orders.hold("sim", stop_order("AAPL", Side::sell, 100, Price::parse("99.50")));
+    run_for(500ms);
+    EXPECT_EQ(orders.position("sim", "AAPL"), 100);
+    EXPECT_EQ(orders.find(stop)->state, OrderState::held);
+    return stop;
+  }
 
   EventLoop loop;
   Journal journal;
@@ -731,14 +743,9 @@ TEST(StopGuardRestart, HeldStopIsHeldAgainAfterAKillAndSentOnce) {
   std::string stop;
   {
     Process p(m, "A", ProtectionPolicy::local);
-    p.feed_quotes();
-    p.run_for(200ms);
-    p.orders.submit("sim", market_order("AAPL", Side::buy, 100));
-    p.run_for(300ms);
-    stop = p.orders.hold("sim", stop_order("AAPL", Side::sell, 100, Price::parse("99.50")));
-    p.run_for(500ms);
-    ASSERT_EQ(p.orders.find(stop)->state, OrderState::held);
+    stop = p.long_with_held_stop();
   }  // killed before the market gets to the stop
+  ASSERT_FALSE(::testing::Test::HasFailure());
   Process p(m, "B", ProtectionPolicy::local);
   p.start_after_restart();
   ASSERT_NE(p.orders.find(stop), nullptr);
@@ -760,15 +767,7 @@ namespace {
 // at 100.00. Returns the stop's id.
 std::string hold_then_kill(Market& m) {
   Process p(m, "A", ProtectionPolicy::local);
-  p.feed_quotes();
-  p.run_for(200ms);
-  p.orders.submit("sim", market_order("AAPL", Side::buy, 100));
-  p.run_for(300ms);
-  const std::string stop = p.orders.hold("sim", stop_order("AAPL", Side::sell, 100, Price::parse("99.50")));
-  p.run_for(500ms);
-  EXPECT_EQ(p.orders.position("sim", "AAPL"), 100);
-  EXPECT_EQ(p.orders.find(stop)->state, OrderState::held);
-  return stop;
+  return p.long_with_held_stop();
 }
 
 // 30 ticks at 100.00, down through a 99.50 stop to 99.40, back up to 100.50 and staying there.
@@ -777,6 +776,14 @@ void through_the_stop_and_back(Market& m) {
   m.append(prices(99.99, 99.40, -0.01));
   m.append(prices(99.41, 100.50, 0.01));
   m.append(std::vector<std::string>(2000, "100.50"));
+}
+
+// A restarted process whose recovery is still running (its guard not yet restored) while the
+// market goes through the held stop and back above it (through_the_stop_and_back's ticks).
+void cross_while_recovering(Process& p, Market& m) {
+  p.start_recovery_with_quotes();
+  ASSERT_TRUE(p.run_until([&] { return p.journaled("local_stop_crossed_during_recovery") == 1; }));
+  ASSERT_TRUE(p.run_until([&] { return m.next_tick > 30 + 60 + 110 + 10; }));
 }
 
 }  // namespace
@@ -792,10 +799,8 @@ TEST(StopGuardRestart, HeldStopCrossedWhileRecoveryRunsIsSentWhenItEndsEvenIfPri
   const std::string stop = hold_then_kill(m);
   ASSERT_FALSE(::testing::Test::HasFailure());
   Process p(m, "B", ProtectionPolicy::local);
-  p.start_recovery_with_quotes();
-  ASSERT_TRUE(p.run_until([&] { return p.journaled("local_stop_crossed_during_recovery") == 1; }));
-  // Still recovering (the guard's restore has not run): the market goes back above the stop.
-  ASSERT_TRUE(p.run_until([&] { return m.next_tick > 30 + 60 + 110 + 10; }));
+  cross_while_recovering(p, m);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   EXPECT_EQ(p.orders.find(stop)->state, OrderState::held) << "nothing is sent while recovery runs";
   EXPECT_EQ(m.market_sells(), 0);
   EXPECT_EQ(p.journaled("local_stop_crossed_during_recovery"), 1u) << "journaled once, not per tick";
@@ -831,9 +836,8 @@ TEST(StopGuardRestart, HeldStopCrossedDuringAnInterruptedRecoveryIsSentByTheNext
   ASSERT_FALSE(::testing::Test::HasFailure());
   {
     Process p(m, "B", ProtectionPolicy::local);
-    p.start_recovery_with_quotes();
-    ASSERT_TRUE(p.run_until([&] { return p.journaled("local_stop_crossed_during_recovery") == 1; }));
-    ASSERT_TRUE(p.run_until([&] { return m.next_tick > 30 + 60 + 110 + 10; }));
+    cross_while_recovering(p, m);
+    ASSERT_FALSE(::testing::Test::HasFailure());
     EXPECT_EQ(m.market_sells(), 0);
   }  // killed before the guard's restore
   {
@@ -859,14 +863,7 @@ namespace {
 // request never left. Returns the stop's id.
 std::string release_then_kill_before_send(Market& m) {
   Process p(m, "A", ProtectionPolicy::local);
-  p.feed_quotes();
-  p.run_for(200ms);
-  p.orders.submit("sim", market_order("AAPL", Side::buy, 100));
-  p.run_for(300ms);
-  const std::string stop = p.orders.hold("sim", stop_order("AAPL", Side::sell, 100, Price::parse("99.50")));
-  p.run_for(500ms);
-  EXPECT_EQ(p.orders.position("sim", "AAPL"), 100);
-  EXPECT_EQ(p.orders.find(stop)->state, OrderState::held);
+  const std::string stop = p.long_with_held_stop();
   Quote q;
   q.symbol = "AAPL";
   q.last = Price::parse("99.40");
