@@ -177,14 +177,11 @@ void OrderManager::answer(std::uint32_t slot, const CommandResult& r) {
   const OrderRecord& o = *f.order;
   SubmitCallback done = std::move(f.done);
   SubmitObserver* observer = f.observer;
-  const bool released = f.released;
   f.order = nullptr;
   f.done = nullptr;
   f.observer = nullptr;
-  f.released = false;
   free_in_flight_.push_back(slot);
   if (observer) observer->submit_answered(o.broker, o.time_of(OrderState::pre_sent), r);
-  if (released && release_observer_) release_observer_->release_answered(o, r);
   if (done) done(r);
 }
 
@@ -213,10 +210,8 @@ std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec,
   return rec->spec.client_order_id;
 }
 
-void OrderManager::journal_then_send(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer,
-                                     bool released) {
+void OrderManager::journal_then_send(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer) {
   const std::uint32_t slot = start_in_flight(order, std::move(done), observer);
-  in_flight_[slot].released = released;
   const std::uint32_t generation = in_flight_[slot].generation;
   // Durable before send: the request leaves from send_journaled, after the commit. The commit
   // completes on the journal's thread; the continuation runs on the loop. The external-work mark
@@ -295,7 +290,7 @@ void OrderManager::release(const std::string& coid, std::string_view why, Submit
   journal_.record_transition(transition_scratch_, o);
   notify(o);
   // The whole order again (its type changed), then sent once that is durable, as submit() does.
-  journal_then_send(o, std::move(done), nullptr, /*released=*/true);
+  journal_then_send(o, std::move(done), nullptr);
 }
 
 void OrderManager::send_journaled(std::uint32_t slot, std::uint32_t generation, const std::string& journal_error) {

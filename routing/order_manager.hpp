@@ -51,23 +51,6 @@ class OrderManager {
     virtual ~SubmitObserver() = default;
   };
 
-  // Told the outcome of every released held order's request (release()), after the order has
-  // taken it and before release()'s own callback. Registered once by its owner (the StopGuard,
-  // which must know when a triggered local stop's exit failed), instead of a callback per
-  // release: a callback that names its stop and checks its owner is alive does not fit
-  // std::function's inline storage, and allocating for it is on the tick-to-order path.
-  class ReleaseObserver {
-   public:
-    virtual void release_answered(const OrderRecord& order, const CommandResult& result) = 0;
-    virtual ~ReleaseObserver() = default;
-  };
-  // One observer at a time. Its owner unregisters it (forget_release_observer) before it is
-  // destroyed; an answer that comes later finds none.
-  void set_release_observer(ReleaseObserver* observer) { release_observer_ = observer; }
-  void forget_release_observer(const ReleaseObserver* observer) {
-    if (release_observer_ == observer) release_observer_ = nullptr;
-  }
-
   OrderManager(EventLoop& loop, Journal& journal, ClientOrderIdGenerator& ids,
                OrderManagerOptions options = {});
   // Waits for the journal to finish the commits this manager is waiting on: their callbacks run
@@ -102,8 +85,8 @@ class OrderManager {
   // id, as a market order (a stop-limit as a limit order at its limit price), so that its fills,
   // its strategy and the journal follow one order. held -> pre_sent, journaled, then sent exactly
   // like submit(). `why` is journaled with the transition. Fails (done: failed_locally) when the
-  // order is not held.
-  // The release observer (set_release_observer) is told the outcome too.
+  // order is not held. An exit that ends unfilled shows in the order's updates (on_order_update),
+  // whether its answer said so or a later resolution did.
   void release(const std::string& client_order_id, std::string_view why, SubmitCallback done = {});
   // Hands out a client order id from the same sequence as submit() does.
   std::string next_client_order_id() { return ids_.next(); }
@@ -166,7 +149,6 @@ class OrderManager {
     OrderRecord* order = nullptr;
     SubmitCallback done;
     SubmitObserver* observer = nullptr;
-    bool released = false;  // sent by release(): the release observer is told its outcome
     std::uint32_t generation = 0;
   };
   // Client order id -> record. Ids of the manager's own generator ("<prefix>-<n>", n already
@@ -228,8 +210,7 @@ class OrderManager {
   std::uint32_t start_in_flight(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer);
   InFlight* in_flight(std::uint32_t slot, std::uint32_t generation);
   // Journals the order as it is now, then sends it from send_journaled (submit and release).
-  // `released`: sent by release() (InFlight::released).
-  void journal_then_send(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer, bool released = false);
+  void journal_then_send(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer);
   // After the order's journal commit, on the loop: send it (or fail it locally).
   void send_journaled(std::uint32_t slot, std::uint32_t generation, const std::string& journal_error);
   // Frees the slot, then tells its observer and callback.
@@ -266,7 +247,6 @@ class OrderManager {
   std::vector<OrderListener> order_listeners_;
   std::vector<FillListener> fill_listeners_;
   std::vector<OrderListener> trigger_listeners_;
-  ReleaseObserver* release_observer_ = nullptr;
   // The transitions of the send path (release()'s held -> pre_sent, send_journaled()'s
   // pre_sent -> pending) and the latter's reason, reused: their strings keep their capacity, so
   // a client order id or a broker name longer than the small-string buffer costs no allocation

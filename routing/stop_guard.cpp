@@ -40,10 +40,9 @@ StopGuard::StopGuard(EventLoop& loop, OrderManager& orders, Journal& journal, St
   if (any_policy_is(ProtectionPolicy::mirror))
     orders_.on_fill(while_alive([this](const Fill&, const OrderRecord&) { evaluate_all_mirrors(); }));
   scratch_.reserve(64);
-  orders_.set_release_observer(this);
 }
 
-StopGuard::~StopGuard() { orders_.forget_release_observer(this); }
+StopGuard::~StopGuard() = default;
 
 ProtectionPolicy StopGuard::policy_of(const OrderSpec& stop) const {
   auto it = settings_.strategy_policies.find(stop.strategy);
@@ -93,7 +92,17 @@ bool StopGuard::protecting(const OrderRecord& stop) const {
 
 void StopGuard::on_order(const OrderRecord& o) {
   const std::string& coid = o.spec.client_order_id;
-  if (!o.spec.is_stop()) return;  // a released held stop is a market (or limit) order from then on
+  if (!o.spec.is_stop()) {  // a released held stop is a market (or limit) order from then on
+    // A local stop's exit that ended unfilled: the released stop itself (held once, no longer a
+    // stop), or one sent again.
+    if ((o.state == OrderState::failed || o.state == OrderState::rejected) && o.filled_quantity == 0) {
+      if (o.time_of(OrderState::held) != 0)
+        local_exit_failed(o, coid, 0);
+      else if (auto it = local_exits_.find(coid); it != local_exits_.end())
+        local_exit_failed(o, it->second.stop, it->second.attempt);
+    }
+    return;
+  }
   if (o.time_of(OrderState::held) != 0) {
     // Protection `local`: no broker holds it, so there is nothing to verify or mirror; watched
     // here from the moment it is held (again at its new price after a replace) until it is
@@ -484,8 +493,8 @@ void StopGuard::note_crossed_during_recovery(const CrossedStop& c) {
 void StopGuard::fire_local(const CrossedStop& c, bool during_recovery) {
   // Nothing on this path allocates once warm (bench/watchdog_bench.cpp counts): the texts are
   // written into members reused per release, the journal copies views into its reused slots, and
-  // the exit's answer reaches release_answered() without a callback built per release. `c` is
-  // the caller's, and outlives this call (a re-entrant tick fills another buffer).
+  // no callback is built for the exit's answer (a failure reaches on_order as an order update).
+  // `c` is the caller's, and outlives this call (a re-entrant tick fills another buffer).
   const std::string& coid = c.stop.client_order_id;
   const OrderRecord* o = orders_.find(coid);
   if (!o || o->state != OrderState::held) return;
@@ -511,22 +520,68 @@ void StopGuard::fire_local(const CrossedStop& c, bool during_recovery) {
                  to_string(r->spec.side), r->spec.quantity, r->spec.symbol, stop_text, crossing_text, c.source);
 }
 
-void StopGuard::release_answered(const OrderRecord& order, const CommandResult& r) {
-  alert_if_local_exit_failed(order.spec.client_order_id, order.broker, /*resent=*/false, r);
+Duration StopGuard::retry_delay(int attempt) {
+  return std::chrono::seconds(1LL << std::min(attempt, 3));
 }
 
-OrderManager::SubmitCallback StopGuard::resent_exit_answer(const std::string& stop, const std::string& broker) {
-  return while_alive([this, stop, broker](const CommandResult& r) { alert_if_local_exit_failed(stop, broker, true, r); });
+void StopGuard::local_exit_failed(const OrderRecord& exit, const std::string& stop, int attempt) {
+  if (!failed_exits_.insert(exit.spec.client_order_id).second) return;
+  const bool will_retry = attempt < kMaxLocalExitRetries;
+  const Duration delay = retry_delay(attempt);
+  const std::string what = attempt == 0 ? "exit" : "exit sent again (" + exit.spec.client_order_id + ")";
+  spdlog::error("LOCAL STOP {} at {} triggered but its {} was {}: {}; the position it protected is NOT protected; {}",
+                stop, exit.broker, what, to_string(exit.state), exit.last_message,
+                will_retry ? fmt::format("sending it again in {} ms (attempt {} of {})", to_ns(delay) / 1'000'000,
+                                         attempt + 1, kMaxLocalExitRetries)
+                           : fmt::format("gave up after {} attempts", kMaxLocalExitRetries));
+  nlohmann::json detail{{"outcome", to_string(exit.state)},
+                        {"message", exit.last_message},
+                        {"order", exit.spec.client_order_id},
+                        {"attempt", attempt},
+                        {"will_retry", will_retry}};
+  if (will_retry) detail["retry_in_ms"] = to_ns(delay) / 1'000'000;
+  journal_.record_event({loop_.now(), exit.broker, "local_stop_release_failed", stop, detail.dump()});
+  if (!will_retry) return;
+  loop_.call_after(delay, while_alive([this, stop, attempt] {
+    // Not while a start-up recovery runs (nothing new is sent then): the restore resumes it from
+    // the journal's "will_retry".
+    if (recovering_) return;
+    send_local_exit_again(stop, attempt + 1, "retry after the exit failed");
+  }));
 }
 
-void StopGuard::alert_if_local_exit_failed(const std::string& stop, const std::string& broker, bool resent,
-                                           const CommandResult& r) {
-  if (r.outcome != Outcome::failed_locally && r.outcome != Outcome::rejected) return;
-  spdlog::error("LOCAL STOP {} at {} triggered but its {} was {}: {}; the position it protected is NOT protected",
-                stop, broker, resent ? "exit sent again after a restart" : "order", to_string(r.outcome), r.message);
-  nlohmann::json detail{{"outcome", to_string(r.outcome)}, {"message", r.message}};
-  if (resent) detail["resent"] = true;
-  journal_.record_event({loop_.now(), broker, "local_stop_release_failed", stop, detail.dump()});
+void StopGuard::send_local_exit_again(const std::string& stop, int attempt, const std::string& why) {
+  int& sent = exit_attempts_sent_[stop];
+  if (attempt <= sent) return;
+  sent = attempt;
+  const OrderRecord* o = orders_.find(stop);
+  if (!o) return;
+  const std::int64_t position = orders_.position(o->broker, o->spec.symbol);
+  const std::int64_t qty = std::min(o->spec.quantity, exposure_for_exit(o->spec.side, position));
+  // The exit as released (market, or limit for a stop-limit), its strategy kept so that the
+  // route still owns it; not part of a bracket any more (its siblings are judged on their own).
+  OrderSpec exit = o->spec;
+  exit.client_order_id = qty > 0 ? orders_.next_client_order_id() : std::string();
+  exit.quantity = qty;
+  exit.parent_client_order_id.clear();
+  exit.oco_group.clear();
+  const std::string detail = qty > 0 ? why + "; sending " + std::to_string(qty) + " as " + exit.client_order_id
+                                     : why + "; no exposure left at " + o->broker + ": nothing to send";
+  journal_.record_event({loop_.now(), o->broker, "local_stop_resent", stop,
+                         nlohmann::json{{"order", exit.client_order_id},
+                                        {"quantity", qty},
+                                        {"position_before", position},
+                                        {"attempt", attempt},
+                                        {"detail", detail}}
+                             .dump()});
+  const std::string broker = o->broker;  // a copy: submit() adds an order, which may move *o
+  if (qty <= 0) {
+    spdlog::info("local stop {} at {}: {}", stop, broker, detail);
+    return;
+  }
+  spdlog::warn("local stop {} at {}: {}", stop, broker, detail);
+  local_exits_[exit.client_order_id] = {stop, attempt};
+  orders_.submit(broker, std::move(exit));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -861,50 +916,49 @@ std::size_t StopGuard::resend_lost_local_exits() {
   // request leaves. A kill after those commits and before the send leaves the order pre_sent in
   // the journal; recovery asks the broker for it by client order id, and when the broker never
   // had it, fails it. Nothing else would send that exit: the position the stop protected is
-  // open with no stop at all. Each such exit is sent once more, under a new id (the old one is
-  // failed for good), with "local_stop_resent" journaled before the order, so a later restart
-  // finds the event and never sends a third. An order whose outcome is still unknown (pending
-  // at a broker that did not answer) is not resent: it may be working.
-  std::map<std::string, int> fired;  // stop -> 1 fired, 2 already resent or its failure alerted
+  // open with no stop at all. The same holds for an exit sent again ("local_stop_resent") and
+  // for a retry that was due when the process died ("local_stop_release_failed" with
+  // will_retry). Each is sent now, once (the journal's attempts say which one is next). An exit
+  // whose outcome is still unknown (pending at a broker that did not answer) is not resent: it
+  // may be working.
+  struct ExitTrail {
+    int attempt = 0;
+    std::string latest;          // the exit order of that attempt ("" = nothing was sent)
+    bool retry_due = false;      // its failure was journaled with another attempt to follow
+    bool over = false;           // given up, or nothing left to send
+  };
+  std::map<std::string, ExitTrail> trails;
   for (const auto& ev : journal_.events_of_kinds({"local_stop_fired", "local_stop_resent", "local_stop_release_failed"})) {
-    int& f = fired[ev.client_order_id];
-    f = ev.kind == "local_stop_fired" ? std::max(f, 1) : 2;
+    ExitTrail& t = trails[ev.client_order_id];
+    if (ev.kind == "local_stop_fired") {
+      t = ExitTrail{0, ev.client_order_id, false, false};
+      continue;
+    }
+    const auto j = event_detail(ev);
+    if (!j) continue;
+    if (ev.kind == "local_stop_resent") {
+      t.latest = text_field(*j, "order");
+      t.attempt = j->contains("attempt") && (*j)["attempt"].is_number_integer() ? (*j)["attempt"].get<int>() : t.attempt + 1;
+      t.retry_due = false;
+      t.over = t.latest.empty();
+    } else {  // local_stop_release_failed; journals before retries existed say nothing of one
+      t.retry_due = j->value("will_retry", false);
+      t.over = !t.retry_due;
+    }
   }
   std::size_t judged = 0;
-  for (const auto& [coid, f] : fired) {
-    if (f != 1) continue;
-    const OrderRecord* o = orders_.find(coid);
+  for (const auto& [stop, t] : trails) {
+    if (t.over || t.latest.empty()) continue;
+    if (t.retry_due) {
+      ++judged;
+      send_local_exit_again(stop, t.attempt + 1, "a retry was due when the process stopped");
+      continue;
+    }
+    const OrderRecord* o = orders_.find(t.latest);
     if (!o || o->state != OrderState::failed || !o->broker_order_id.empty() || o->filled_quantity != 0) continue;
     ++judged;
-    const std::int64_t position = orders_.position(o->broker, o->spec.symbol);
-    const std::int64_t qty = std::min(o->spec.quantity, exposure_for_exit(o->spec.side, position));
-    // The exit as released (market, or limit for a stop-limit), its strategy kept so that the
-    // route still owns it; not part of a bracket any more (its siblings are judged on their own).
-    OrderSpec exit = o->spec;
-    exit.client_order_id = qty > 0 ? orders_.next_client_order_id() : std::string();
-    exit.quantity = qty;
-    exit.parent_client_order_id.clear();
-    exit.oco_group.clear();
-    const std::string why = o->last_message;
-    const std::string detail =
-        qty > 0 ? "released before a restart but never sent (" + why + "); sending " + std::to_string(qty) +
-                      " as " + exit.client_order_id
-                : "released before a restart but never sent (" + why + "); no exposure left at " + o->broker +
-                      ": nothing to send";
-    journal_.record_event({loop_.now(), o->broker, "local_stop_resent", coid,
-                           nlohmann::json{{"order", exit.client_order_id},
-                                          {"quantity", qty},
-                                          {"position_before", position},
-                                          {"failed_because", why},
-                                          {"detail", detail}}
-                               .dump()});
-    if (qty > 0) {
-      spdlog::warn("local stop {} at {}: {}", coid, o->broker, detail);
-      const std::string broker = o->broker;  // a copy: submit() adds an order, which may move *o
-      orders_.submit(broker, std::move(exit), resent_exit_answer(coid, broker));
-    } else {
-      spdlog::info("local stop {} at {}: {}", coid, o->broker, detail);
-    }
+    send_local_exit_again(stop, t.attempt + 1,
+                          "released before a restart but never sent (" + o->last_message + ")");
   }
   return judged;
 }

@@ -97,13 +97,13 @@ struct GhostStop {
   std::string flatten_order;   // the market order sent by `guard`, if any
 };
 
-class StopGuard : private OrderManager::ReleaseObserver {
+class StopGuard {
  public:
   using GhostListener = std::function<void(const GhostStop&)>;
 
   StopGuard(EventLoop& loop, OrderManager& orders, Journal& journal, StopGuardSettings settings,
             std::map<std::string, Instrument> instruments);
-  ~StopGuard() override;
+  ~StopGuard();
   StopGuard(const StopGuard&) = delete;
   StopGuard& operator=(const StopGuard&) = delete;
 
@@ -213,15 +213,19 @@ class StopGuard : private OrderManager::ReleaseObserver {
   // begin_recovery() to restore_from_journal(): a held stop crossed is journaled and alerted,
   // not released.
   void note_crossed_during_recovery(const CrossedStop& c);
-  // A local stop's exit order was answered, released (fire_local, told through
-  // release_answered) or sent again after a restart (resend_lost_local_exits, through the
-  // callback of resent_exit_answer): when the order failed, nothing else will send it, so the
-  // position it protected is unprotected: logged as an error and journaled
-  // ("local_stop_release_failed", which also keeps a later restart from sending it again).
-  void alert_if_local_exit_failed(const std::string& stop, const std::string& broker, bool resent,
-                                  const CommandResult& r);
-  void release_answered(const OrderRecord& order, const CommandResult& r) override;
-  OrderManager::SubmitCallback resent_exit_answer(const std::string& stop, const std::string& broker);
+  // A local stop's exit (the released stop itself, attempt 0, or one sent again) ended without
+  // a fill: refused by the broker, failed before it left, or an unknown outcome the broker then
+  // proved it never had. The position the stop protected has no protection at all, so it is
+  // logged as an error, journaled ("local_stop_release_failed", naming the attempt and whether
+  // another follows), and sent again after retry_delay(attempt), for the exposure left, up to
+  // kMaxLocalExitRetries times. Seen through order updates (on_order), so an outcome decided
+  // late is caught too. Once per exit.
+  void local_exit_failed(const OrderRecord& exit, const std::string& stop, int attempt);
+  static Duration retry_delay(int attempt);  // 1, 2, 4, 8, 8 s
+  // Sends a stop's exit again (attempt >= 1) for the exposure left at its broker, under a new
+  // id, journaling "local_stop_resent" first; nothing when there is no exposure left. Each
+  // attempt goes out at most once (a retry timer and a restart's resume may both ask for it).
+  void send_local_exit_again(const std::string& stop, int attempt, const std::string& why);
   void schedule_reverify();
   // Mirror policy: brings the mirror of one primary stop in line with what it needs now.
   void evaluate_mirror(const std::string& primary);
@@ -233,8 +237,10 @@ class StopGuard : private OrderManager::ReleaseObserver {
   // restore_from_journal(): rebuilds mirrors_ from the mirror events, in journal order; returns
   // how many restored mirrors still work at their broker.
   std::size_t restore_mirrors(const std::vector<JournalEvent>& events);
-  // restore_from_journal(): the exits of released held stops that never left the process, sent
-  // again (at most the exposure left at that broker); returns how many were judged.
+  // restore_from_journal(): each released held stop's latest exit that never left the process
+  // (failed without a broker id: the kill came between its durable record and its send), or
+  // whose retry was due when the process died, sent again (at most the exposure left at that
+  // broker); returns how many were judged.
   std::size_t resend_lost_local_exits();
 
   EventLoop& loop_;
@@ -259,6 +265,14 @@ class StopGuard : private OrderManager::ReleaseObserver {
   bool journal_restored_ = false;          // restore_from_journal() ran
   bool recovering_ = false;                // begin_recovery() ran, restore_from_journal() not yet
   std::vector<std::string> crossed_during_recovery_;
+  static constexpr int kMaxLocalExitRetries = 5;
+  struct LocalExit {
+    std::string stop;
+    int attempt = 0;
+  };
+  std::map<std::string, LocalExit> local_exits_;   // exit sent again -> its stop and attempt
+  std::set<std::string> failed_exits_;             // exits whose failure was handled
+  std::map<std::string, int> exit_attempts_sent_;  // stop -> the latest attempt sent again
   std::set<std::string> down_brokers_;
   std::vector<MirrorStop> mirrors_;                      // every mirror ever placed
   std::map<std::string, std::size_t> active_mirror_;     // primary coid -> index of its live mirror

@@ -369,9 +369,10 @@ Quote through_quote(const char* price) {
 }
 }  // namespace
 
-// A held stop fired whose exit the broker refuses: nothing else will send it, so the position
-// is unprotected: journaled ("local_stop_release_failed", which a restart also reads) and logged
-// as an error. Told through the manager's release observer, for released orders only.
+// A held stop fired whose exit the broker refuses: the position is unprotected, so it is
+// journaled ("local_stop_release_failed", which a restart also reads) and logged as an error,
+// for released orders only; the retry that follows finds nothing to sell here (the buy was
+// refused too) and sends nothing.
 TEST(StopGuard, HeldStopWhoseExitIsRefusedIsJournaledAsUnprotected) {
   SimSession s(FaultProfile{}, {"100.00"});
   RefusingBroker refuser(s.loop);
@@ -395,7 +396,14 @@ TEST(StopGuard, HeldStopWhoseExitIsRefusedIsJournaledAsUnprotected) {
   const auto detail = nlohmann::json::parse(failed[0].detail);
   EXPECT_EQ(detail.at("outcome"), "rejected");
   EXPECT_EQ(detail.at("message"), "no market for this order");
-  EXPECT_FALSE(detail.contains("resent"));
+  EXPECT_EQ(detail.at("attempt"), 0);
+  EXPECT_EQ(detail.at("will_retry"), true);
+  s.run_for(2s);
+  EXPECT_EQ(refuser.submits, 2) << "no exposure: the retry sends nothing";
+  s.journal.flush();
+  const auto resent = s.journal.events("local_stop_resent");
+  ASSERT_EQ(resent.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(resent[0].detail).at("quantity"), 0);
   const auto fired = s.journal.events("local_stop_fired");
   ASSERT_EQ(fired.size(), 1u);
   EXPECT_EQ(nlohmann::json::parse(fired[0].detail),
@@ -407,9 +415,9 @@ TEST(StopGuard, HeldStopWhoseExitIsRefusedIsJournaledAsUnprotected) {
   EXPECT_EQ(transitions[1].reason, "local stop 99.5 triggered at 99.4");
 }
 
-// The guard unregisters its release observer when it is destroyed: an exit answered after that
-// reaches nobody. Under the sanitizer run this fails on a guard that does not unregister (a call
-// into freed memory); in a plain build it may pass by luck.
+// An exit answered after the guard is destroyed reaches nobody: the guard hears of exits through
+// order updates, whose listener it leaves wrapped to die with it. Under the sanitizer run a
+// listener that outlived it would be a call into freed memory.
 TEST(StopGuard, ExitAnsweredAfterTheGuardIsDestroyedReachesNobody) {
   SimSession s(FaultProfile{}, {"100.00"});
   RefusingBroker refuser(s.loop);
@@ -429,6 +437,80 @@ TEST(StopGuard, ExitAnsweredAfterTheGuardIsDestroyedReachesNobody) {
   EXPECT_EQ(s.orders.find(stop)->state, OrderState::rejected);
   s.journal.flush();
   EXPECT_TRUE(s.journal.events("local_stop_release_failed").empty());
+}
+
+namespace {
+
+FaultProfile refusing_everything() {
+  FaultProfile p;
+  p.reject_rate = 1.0;
+  return p;
+}
+
+// Long 10 at the simulated venue under `local`, with a held sell stop at 99.50 fired by a tick
+// through it while the venue refuses every order. Returns the stop's id.
+std::string held_stop_fired_into_refusals(SimSession& s, StopGuard& guard) {
+  s.sim.start();
+  s.run_for(200ms);
+  s.orders.submit("sim", market_order("AAPL", Side::buy, 10));
+  s.run_for(1s);
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 10);
+  const auto stop = s.orders.hold("sim", stop_order("AAPL", Side::sell, 10, Price::parse("99.50")));
+  s.run_for(500ms);
+  s.faults.set_profile(refusing_everything());
+  s.loop.post([&] { guard.on_quote(through_quote("99.40")); });
+  s.run_for(100ms);
+  EXPECT_EQ(s.orders.find(stop)->state, OrderState::rejected);
+  return stop;
+}
+
+}  // namespace
+
+// The exit of a fired local stop is refused (a venue rejecting for a while, say): the position
+// stays unprotected only until a retry gets out. Each retry is a new order for the exposure left,
+// journaled before it is sent, and the first that fills ends it.
+TEST(StopGuard, RefusedLocalExitIsSentAgainUntilThePositionIsOut) {
+  SimSession s(FaultProfile{}, {"100.00"});
+  StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
+  const std::string stop = held_stop_fired_into_refusals(s, guard);
+  s.run_for(1500ms);  // the first retry (1 s after), refused as well
+  s.faults.set_profile(FaultProfile{});
+  s.run_for(5s);  // the second (2 s after that) fills
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 0);
+  EXPECT_EQ(s.venue.positions().empty() ? 0 : s.venue.positions()[0].quantity, 0);
+  s.journal.flush();
+  const auto failed = s.journal.events("local_stop_release_failed");
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(failed[0].detail).at("order"), stop);
+  EXPECT_EQ(nlohmann::json::parse(failed[1].detail).at("attempt"), 1);
+  const auto resent = s.journal.events("local_stop_resent");
+  ASSERT_EQ(resent.size(), 2u);
+  const auto last = nlohmann::json::parse(resent[1].detail);
+  EXPECT_EQ(last.at("attempt"), 2);
+  EXPECT_EQ(last.at("quantity"), 10);
+  EXPECT_EQ(s.orders.find(last.at("order").get<std::string>())->state, OrderState::filled);
+  s.run_for(30s);
+  EXPECT_EQ(s.journal.events("local_stop_resent").size(), 2u) << "nothing after the position is out";
+}
+
+// A venue that refuses every exit: five retries, 1, 2, 4, 8 and 8 s apart, then the guard gives
+// up and says so (the position is left to a human).
+TEST(StopGuard, LocalExitRetriesGiveUpAfterFiveAttempts) {
+  SimSession s(FaultProfile{}, {"100.00"});
+  StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
+  held_stop_fired_into_refusals(s, guard);
+  s.run_for(60s);
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 10);
+  s.journal.flush();
+  const auto failed = s.journal.events("local_stop_release_failed");
+  ASSERT_EQ(failed.size(), 6u);
+  EXPECT_EQ(nlohmann::json::parse(failed[4].detail).at("will_retry"), true);
+  const auto last = nlohmann::json::parse(failed[5].detail);
+  EXPECT_EQ(last.at("attempt"), 5);
+  EXPECT_EQ(last.at("will_retry"), false);
+  EXPECT_EQ(s.journal.events("local_stop_resent").size(), 5u);
+  EXPECT_GE(failed[5].at - failed[0].at, to_ns(23s)) << "1 + 2 + 4 + 8 + 8 s";
+  EXPECT_LE(failed[5].at - failed[0].at, to_ns(24s));
 }
 
 TEST(StopGuard, ReadBackThatDiffersInOneFieldIsAMismatchNamingIt) {
@@ -952,6 +1034,44 @@ TEST(StopGuardRestart, HeldStopReleasedButKilledBeforeSendIsNotSentWhenFlatAlrea
 
 // (a) The chaos test's case: the crossing is journaled, the process is killed inside the grace
 // period, and the restarted guard declares the ghost at the original crossed_at + grace.
+// The exit of a fired local stop was refused and the process died before its retry: the journal
+// says a retry was due ("will_retry"), and the restarted guard sends it, once.
+TEST(StopGuardRestart, LocalExitRetryDueWhenTheProcessDiedIsSentByTheNextProcess) {
+  Market m(FaultProfile{});
+  m.append(std::vector<std::string>(400, "100.00"));
+  std::string stop;
+  {
+    Process p(m, "A", ProtectionPolicy::local);
+    stop = p.long_with_held_stop();
+    FaultProfile refuse;
+    refuse.reject_rate = 1.0;
+    m.faults.set_profile(refuse);
+    Quote q;
+    q.symbol = "AAPL";
+    q.last = q.bid = q.ask = Price::parse("99.40");
+    q.at = p.loop.now();
+    q.source = "script";
+    p.loop.post([&] { p.guard.on_quote(q); });
+    p.run_for(200ms);
+    ASSERT_EQ(p.orders.find(stop)->state, OrderState::rejected);
+    ASSERT_EQ(p.journaled("local_stop_release_failed"), 1u);
+    ASSERT_EQ(p.journaled("local_stop_resent"), 0u) << "killed before the retry";
+  }
+  m.faults.set_profile(FaultProfile{});
+  Process p(m, "B", ProtectionPolicy::local);
+  p.start_after_restart();
+  const auto resent = p.journal.events("local_stop_resent");
+  ASSERT_EQ(resent.size(), 1u);
+  const auto d = nlohmann::json::parse(resent[0].detail);
+  EXPECT_EQ(d.at("attempt"), 1);
+  const std::string exit = d.at("order").get<std::string>();
+  ASSERT_TRUE(p.run_until([&] { return p.orders.find(exit)->state == OrderState::filled; }));
+  EXPECT_EQ(m.venue_position(), 0);
+  p.run_for(20s);
+  EXPECT_EQ(m.market_sells(), 2) << "the refused exit and one retry: the restored one, not also a timer of the dead "
+                                    "process's";
+}
+
 TEST(StopGuardRestart, CrossingJournaledBeforeAKillIsDeclaredAtItsOriginalDeadline) {
   Market m(ghosts_only());
   flat_then_down(m);
