@@ -941,6 +941,8 @@ std::size_t StopGuard::resend_lost_local_exits() {
       t.attempt = j->contains("attempt") && (*j)["attempt"].is_number_integer() ? (*j)["attempt"].get<int>() : t.attempt + 1;
       t.retry_due = false;
       t.over = t.latest.empty();
+      // Known again as this stop's exit: should it fail from now on, on_order sends the next.
+      if (!t.over) local_exits_[t.latest] = {ev.client_order_id, t.attempt};
     } else {  // local_stop_release_failed; journals before retries existed say nothing of one
       t.retry_due = j->value("will_retry", false);
       t.over = !t.retry_due;
@@ -954,11 +956,14 @@ std::size_t StopGuard::resend_lost_local_exits() {
       send_local_exit_again(stop, t.attempt + 1, "a retry was due when the process stopped");
       continue;
     }
+    // The latest exit ended unfilled and no failure of it was journaled: it failed in the kill
+    // window (recovery found the broker never had it), or while nobody was there to hear it.
     const OrderRecord* o = orders_.find(t.latest);
-    if (!o || o->state != OrderState::failed || !o->broker_order_id.empty() || o->filled_quantity != 0) continue;
+    if (!o || o->filled_quantity != 0 || (o->state != OrderState::failed && o->state != OrderState::rejected)) continue;
     ++judged;
     send_local_exit_again(stop, t.attempt + 1,
-                          "released before a restart but never sent (" + o->last_message + ")");
+                          "its exit " + t.latest + " ended " + to_string(o->state) + " before a restart (" +
+                              o->last_message + ")");
   }
   return judged;
 }
