@@ -526,14 +526,17 @@ Duration StopGuard::retry_delay(int attempt) {
 
 void StopGuard::local_exit_failed(const OrderRecord& exit, const std::string& stop, int attempt) {
   if (!failed_exits_.insert(exit.spec.client_order_id).second) return;
-  const bool will_retry = attempt < kMaxLocalExitRetries;
+  const OrderRecord* fired = orders_.find(stop);
+  const Timestamp fired_at = fired ? fired->time_of(OrderState::pre_sent) : 0;  // its release
+  const bool never_reached_broker = exit.state == OrderState::failed;
+  const bool will_retry = attempt < kMaxLocalExitRetries ||
+                          (never_reached_broker && loop_.now() - fired_at < kLocalExitRetryWindow.count());
   const Duration delay = retry_delay(attempt);
   const std::string what = attempt == 0 ? "exit" : "exit sent again (" + exit.spec.client_order_id + ")";
   spdlog::error("LOCAL STOP {} at {} triggered but its {} was {}: {}; the position it protected is NOT protected; {}",
                 stop, exit.broker, what, to_string(exit.state), exit.last_message,
-                will_retry ? fmt::format("sending it again in {} ms (attempt {} of {})", to_ns(delay) / 1'000'000,
-                                         attempt + 1, kMaxLocalExitRetries)
-                           : fmt::format("gave up after {} attempts", kMaxLocalExitRetries));
+                will_retry ? fmt::format("sending it again in {} ms (attempt {})", to_ns(delay) / 1'000'000, attempt + 1)
+                           : fmt::format("gave up after {} attempts", attempt + 1));
   nlohmann::json detail{{"outcome", to_string(exit.state)},
                         {"message", exit.last_message},
                         {"order", exit.spec.client_order_id},

@@ -218,8 +218,11 @@ class StopGuard {
   // proved it never had. The position the stop protected has no protection at all, so it is
   // logged as an error, journaled ("local_stop_release_failed", naming the attempt and whether
   // another follows), and sent again after retry_delay(attempt), for the exposure left, up to
-  // kMaxLocalExitRetries times. Seen through order updates (on_order), so an outcome decided
-  // late is caught too. Once per exit.
+  // kMaxLocalExitRetries times; beyond that only an exit that never reached the broker (failed,
+  // not rejected: the broker unreachable, say) is sent again, every 8 s, until
+  // kLocalExitRetryWindow has passed since the stop fired: repeating a request the broker never
+  // saw costs nothing, and an outage often outlasts five quick tries. Seen through order updates
+  // (on_order), so an outcome decided late is caught too. Once per exit.
   void local_exit_failed(const OrderRecord& exit, const std::string& stop, int attempt);
   static Duration retry_delay(int attempt);  // 1, 2, 4, 8, 8 s
   // Sends a stop's exit again (attempt >= 1) for the exposure left at its broker, under a new
@@ -266,6 +269,7 @@ class StopGuard {
   bool recovering_ = false;                // begin_recovery() ran, restore_from_journal() not yet
   std::vector<std::string> crossed_during_recovery_;
   static constexpr int kMaxLocalExitRetries = 5;
+  static constexpr Duration kLocalExitRetryWindow{std::chrono::minutes(10)};
   struct LocalExit {
     std::string stop;
     int attempt = 0;

@@ -513,6 +513,34 @@ TEST(StopGuard, LocalExitRetriesGiveUpAfterFiveAttempts) {
   EXPECT_LE(failed[5].at - failed[0].at, to_ns(24s));
 }
 
+// The broker is unreachable when the stop fires, for longer than five quick retries: an exit that
+// never reached it is sent again every 8 s (it cannot double anything), and the first one after
+// the link is back gets the position out.
+TEST(StopGuard, LocalExitIsSentAgainUntilAnUnreachableBrokerIsBack) {
+  SimSession s(FaultProfile{}, {"100.00"});
+  StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
+  s.sim.start();
+  s.run_for(200ms);
+  s.orders.submit("sim", market_order("AAPL", Side::buy, 10));
+  s.run_for(1s);
+  ASSERT_EQ(s.orders.position("sim", "AAPL"), 10);
+  const auto stop = s.orders.hold("sim", stop_order("AAPL", Side::sell, 10, Price::parse("99.50")));
+  s.run_for(500ms);
+  s.sim.set_link_up(false);
+  s.loop.post([&] { guard.on_quote(through_quote("99.40")); });
+  s.run_for(60s);
+  EXPECT_EQ(s.orders.find(stop)->state, OrderState::failed) << "never left: not connected";
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 10);
+  s.journal.flush();
+  const auto failed = s.journal.events("local_stop_release_failed");
+  ASSERT_GT(failed.size(), 6u) << "more than five tries while the broker stays away";
+  EXPECT_EQ(nlohmann::json::parse(failed.back().detail).at("will_retry"), true);
+  s.sim.set_link_up(true);
+  s.run_for(10s);
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 0);
+  EXPECT_EQ(s.venue.positions().empty() ? 0 : s.venue.positions()[0].quantity, 0);
+}
+
 TEST(StopGuard, ReadBackThatDiffersInOneFieldIsAMismatchNamingIt) {
   LiarSession l([](BrokerOrder& b) { b.stop_price = Price::parse("95.00"); }, false);
   StopGuard guard(l.s.loop, l.s.orders, l.s.journal, settings(ProtectionPolicy::verify), {{"AAPL", l.s.instrument}});
