@@ -120,8 +120,10 @@ struct RunRecord {
   std::vector<std::pair<std::string, Nanos>> crossed_events;
   // Journal events of the `local` policy: held stops released ("local_stop_fired"), crossed while
   // a restarted router's recovery ran ("local_stop_crossed_during_recovery"), sent again after a
-  // kill between release and send ("local_stop_resent"), refused ("local_stop_release_failed").
+  // kill between release and send or after an exit failed ("local_stop_resent"), an exit that ended
+  // unfilled ("local_stop_release_failed"), and of those the ones after which the guard gave up.
   std::map<std::string, std::vector<std::pair<std::string, Nanos>>> local_events;
+  std::vector<std::pair<std::string, Nanos>> local_exits_given_up;
   std::string setup_error;  // the run could not be carried out (not an invariant finding)
 };
 

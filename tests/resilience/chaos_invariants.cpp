@@ -401,8 +401,11 @@ Verdict check_invariants(const RunRecord& run) {
       violation("local_stops", fmt::format("held stop {} crossed during recovery at {} was never released", coid,
                                            rel(at, origin)));
   }
+  // An exit that ended unfilled is sent again; giving up leaves a position unprotected.
   for (const auto& [coid, at] : local("local_stop_release_failed"))
-    v.notes.push_back(fmt::format("local stop {}'s exit was refused at {} (alerted as unprotected)", coid, rel(at, origin)));
+    v.notes.push_back(fmt::format("local stop {}'s exit ended unfilled at {} (alerted, sent again)", coid, rel(at, origin)));
+  for (const auto& [coid, at] : run.local_exits_given_up)
+    violation("local_stops", fmt::format("local stop {}: the guard gave up sending its exit at {}", coid, rel(at, origin)));
 
   // ---- summary
   std::map<std::string, int> kinds;

@@ -29,7 +29,8 @@
 //   processes          no router died by a signal the driver did not send; the final run exits 0.
 //   local_stops        (protection `local` runs) every held stop crossed while a restarted router's
 //                      recovery ran ("local_stop_crossed_during_recovery") is released afterwards
-//                      ("local_stop_fired"); no order is left held after --flatten-on-exit.
+//                      ("local_stop_fired"); no order is left held after --flatten-on-exit; the
+//                      guard never gives up sending an exit that ended unfilled.
 #include <string>
 #include <vector>
 
