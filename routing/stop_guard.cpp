@@ -871,7 +871,25 @@ void StopGuard::restore_from_journal() {
     on_order(*o);
   }
   // Released after the loop: a release adds an order, which may move the records listed above.
+  // Unless the position it protected closed while Backstop was down (its target filled, say):
+  // sent now, on a crossing nobody could act on, it would open a position the other way.
+  std::size_t not_sent_flat = 0;
   for (const auto& c : crossed_during_recovery) {
+    const std::int64_t position = orders_.position(c.stop.broker, c.stop.symbol);
+    if (exposure_for_exit(c.stop.side, position) <= 0) {
+      ++not_sent_flat;
+      const std::string why = "crossed at " + c.crossing_price.to_string() + " during start-up recovery, but no " +
+                              "position is left at " + c.stop.broker + " for it to close (position " +
+                              std::to_string(position) + "): cancelled, not sent";
+      journal_.record_event({loop_.now(), c.stop.broker, "local_stop_not_sent", c.stop.client_order_id,
+                             nlohmann::json{{"crossed_at", format_timestamp(c.crossed_at)},
+                                            {"position", position},
+                                            {"detail", why}}
+                                 .dump()});
+      spdlog::warn("local stop {} at {}: {}", c.stop.client_order_id, c.stop.broker, why);
+      orders_.cancel(c.stop.client_order_id);  // held: cancelled at once
+      continue;
+    }
     ++released_after_recovery;
     fire_local(c, /*during_recovery=*/true);
   }
@@ -901,8 +919,9 @@ void StopGuard::restore_from_journal() {
                                         {"ghosts_needing_attention", ghosts_live},
                                         {"actions_resumed", resumed},
                                         {"stops_taken_over", adopted},
-                                        {"held_stops_watched", held - released_after_recovery},
+                                        {"held_stops_watched", held - released_after_recovery - not_sent_flat},
                                         {"held_stops_crossed_during_recovery", released_after_recovery},
+                                        {"held_stops_crossed_with_no_position", not_sent_flat},
                                         {"local_exits_resent", exits_resent},
                                         {"mirrors_restored", mirrors_live}}
                              .dump()});
@@ -910,7 +929,7 @@ void StopGuard::restore_from_journal() {
       "stop guard restored from the journal: {} crossing(s), {} ghost(s) ({} resumed), {} stop(s) taken over, "
       "{} held stop(s) watched, {} held stop(s) crossed during recovery released, {} lost local exit(s) judged, "
       "{} live mirror(s)",
-      crossings, ghosts_.size(), resumed, adopted, held - released_after_recovery, released_after_recovery,
+      crossings, ghosts_.size(), resumed, adopted, held - released_after_recovery - not_sent_flat, released_after_recovery,
       exits_resent, mirrors_live);
 }
 

@@ -156,7 +156,9 @@ class StopGuard {
   //  - every other recovered working stop is watched and verified again, and every held one
   //    watched (recovery loads orders without notifying anyone);
   //  - a held stop crossed while recovery ran ("local_stop_crossed_during_recovery", this
-  //    process's or a killed one's) and still held at that price: released now, once;
+  //    process's or a killed one's) and still held at that price: released now, once; or, when
+  //    the position it protected closed while Backstop was down, cancelled ("local_stop_not_sent"):
+  //    sent, it would open a position the other way;
   //  - a held stop released ("local_stop_fired") whose order never reached the broker (the kill
   //    came between the durable release and the send; recovery found no such order there and
   //    failed it): its exit is sent again once, under a new id (resend_lost_local_exits).

@@ -840,7 +840,8 @@ RunRecord run_chaos(const RunSettings& settings) {
     for (const auto& e : j.events("ghost_stop")) rec.ghost_events.push_back({e.client_order_id, e.at});
     for (const auto& e : j.events("stop_crossed")) rec.crossed_events.push_back({e.client_order_id, e.at});
     for (const auto& e : j.events_of_kinds({"local_stop_fired", "local_stop_crossed_during_recovery",
-                                            "local_stop_resent", "local_stop_release_failed"})) {
+                                            "local_stop_not_sent", "local_stop_resent",
+                                            "local_stop_release_failed"})) {
       rec.local_events[e.kind].push_back({e.client_order_id, e.at});
       if (e.kind != "local_stop_release_failed") continue;
       const json detail = json::parse(e.detail, nullptr, false);

@@ -397,6 +397,8 @@ Verdict check_invariants(const RunRecord& run) {
   for (const auto& [coid, at] : local("local_stop_crossed_during_recovery")) {
     bool released = false;
     for (const auto& [fired, fired_at] : local("local_stop_fired")) released |= fired == coid && fired_at >= at;
+    // Or cancelled, its position gone while Backstop was down.
+    for (const auto& [gone, gone_at] : local("local_stop_not_sent")) released |= gone == coid && gone_at >= at;
     if (!released)
       violation("local_stops", fmt::format("held stop {} crossed during recovery at {} was never released", coid,
                                            rel(at, origin)));

@@ -967,6 +967,39 @@ TEST(StopGuardRestart, HeldStopCrossedDuringAnInterruptedRecoveryIsSentByTheNext
 
 namespace {
 
+// The position a held stop protected closes while Backstop is down (its target, a limit order at
+// the broker, fills), and price then goes through the stop during the restart's recovery: sending
+// the stop's exit now would open a short on a crossing nobody could act on. It is cancelled, and
+// journaled as not sent.
+TEST(StopGuardRestart, HeldStopCrossedDuringRecoveryWithItsPositionGoneIsCancelledNotSent) {
+  Market m(FaultProfile{});
+  m.append(std::vector<std::string>(30, "100.00"));
+  m.append(prices(100.01, 100.10, 0.01));   // the target at 100.05 fills
+  m.append(prices(100.09, 99.40, -0.01));   // then through the stop at 99.50
+  m.append(std::vector<std::string>(400, "99.40"));
+  std::string stop, target;
+  {
+    Process p(m, "A", ProtectionPolicy::local);
+    stop = p.long_with_held_stop();
+    target = p.orders.submit("sim", limit_order("AAPL", Side::sell, 100, Price::parse("100.05")));
+    p.run_for(300ms);
+    ASSERT_EQ(p.orders.find(target)->state, OrderState::submitted);
+  }  // killed with the target working and the stop held
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  Process p(m, "B", ProtectionPolicy::local);
+  p.start_recovery_with_quotes();
+  ASSERT_TRUE(p.run_until([&] { return p.journaled("local_stop_crossed_during_recovery") == 1; }));
+  ASSERT_EQ(p.orders.find(target)->state, OrderState::filled);
+  ASSERT_EQ(p.orders.position("sim", "AAPL"), 0);
+  p.guard.restore_from_journal();
+  p.run_for(2s);
+  EXPECT_EQ(p.orders.find(stop)->state, OrderState::cancelled);
+  EXPECT_EQ(m.market_sells(), 0) << "no exit sent for a position that is gone";
+  EXPECT_EQ(m.venue_position(), 0);
+  EXPECT_EQ(p.journaled("local_stop_fired"), 0u);
+  EXPECT_EQ(p.journaled("local_stop_not_sent"), 1u);
+}
+
 // Process A under `local`: long 100 with a held sell stop at 99.50, released by a quote through it
 // (handed to the guard directly, outside the loop) and killed before the loop runs again: the
 // release and the order as it goes out are committed (the journal commits what was queued), the
