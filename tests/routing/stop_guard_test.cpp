@@ -873,19 +873,20 @@ TEST(StopGuardRestart, HeldStopIsHeldAgainAfterAKillAndSentOnce) {
 
 namespace {
 
-// Process A under `local`: long 100 with a held sell stop at 99.50, killed while the market is still
-// at 100.00. Returns the stop's id.
-std::string hold_then_kill(Market& m) {
-  Process p(m, "A", ProtectionPolicy::local);
-  return p.long_with_held_stop();
-}
-
 // 30 ticks at 100.00, down through a 99.50 stop to 99.40, back up to 100.50 and staying there.
 void through_the_stop_and_back(Market& m) {
   m.append(std::vector<std::string>(30, "100.00"));
   m.append(prices(99.99, 99.40, -0.01));
   m.append(prices(99.41, 100.50, 0.01));
   m.append(std::vector<std::string>(2000, "100.50"));
+}
+
+// The market as through_the_stop_and_back() has it; process A under `local` long 100 with a held
+// sell stop at 99.50, killed while the market is still at 100.00. Returns the stop's id.
+std::string held_stop_killed_before_a_dip_and_back(Market& m) {
+  through_the_stop_and_back(m);
+  Process p(m, "A", ProtectionPolicy::local);
+  return p.long_with_held_stop();
 }
 
 // A restarted process whose recovery is still running (its guard not yet restored) while the
@@ -905,8 +906,7 @@ void cross_while_recovering(Process& p, Market& m) {
 // would have triggered.
 TEST(StopGuardRestart, HeldStopCrossedWhileRecoveryRunsIsSentWhenItEndsEvenIfPriceCameBack) {
   Market m(FaultProfile{});
-  through_the_stop_and_back(m);
-  const std::string stop = hold_then_kill(m);
+  const std::string stop = held_stop_killed_before_a_dip_and_back(m);
   ASSERT_FALSE(::testing::Test::HasFailure());
   Process p(m, "B", ProtectionPolicy::local);
   cross_while_recovering(p, m);
@@ -941,8 +941,7 @@ TEST(StopGuardRestart, HeldStopCrossedWhileRecoveryRunsIsSentWhenItEndsEvenIfPri
 // hands the release to the next process, which sends it once although the market is back above it.
 TEST(StopGuardRestart, HeldStopCrossedDuringAnInterruptedRecoveryIsSentByTheNextProcessOnce) {
   Market m(FaultProfile{});
-  through_the_stop_and_back(m);
-  const std::string stop = hold_then_kill(m);
+  const std::string stop = held_stop_killed_before_a_dip_and_back(m);
   ASSERT_FALSE(::testing::Test::HasFailure());
   {
     Process p(m, "B", ProtectionPolicy::local);
