@@ -447,9 +447,8 @@ FaultProfile refusing_everything() {
   return p;
 }
 
-// Long 10 at the simulated venue under `local`, with a held sell stop at 99.50 fired by a tick
-// through it while the venue refuses every order. Returns the stop's id.
-std::string held_stop_fired_into_refusals(SimSession& s, StopGuard& guard) {
+// Long 10 at the simulated venue, with a held sell stop at 99.50. Returns the stop's id.
+std::string sim_long_with_held_stop(SimSession& s) {
   s.sim.start();
   s.run_for(200ms);
   s.orders.submit("sim", market_order("AAPL", Side::buy, 10));
@@ -457,6 +456,13 @@ std::string held_stop_fired_into_refusals(SimSession& s, StopGuard& guard) {
   EXPECT_EQ(s.orders.position("sim", "AAPL"), 10);
   const auto stop = s.orders.hold("sim", stop_order("AAPL", Side::sell, 10, Price::parse("99.50")));
   s.run_for(500ms);
+  return stop;
+}
+
+// The same, under `local`, with the stop fired by a tick through it while the venue refuses every
+// order. Returns the stop's id.
+std::string held_stop_fired_into_refusals(SimSession& s, StopGuard& guard) {
+  const auto stop = sim_long_with_held_stop(s);
   s.faults.set_profile(refusing_everything());
   s.loop.post([&] { guard.on_quote(through_quote("99.40")); });
   s.run_for(100ms);
@@ -519,13 +525,8 @@ TEST(StopGuard, LocalExitRetriesGiveUpAfterFiveAttempts) {
 TEST(StopGuard, LocalExitIsSentAgainUntilAnUnreachableBrokerIsBack) {
   SimSession s(FaultProfile{}, {"100.00"});
   StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::local), {{"AAPL", s.instrument}});
-  s.sim.start();
-  s.run_for(200ms);
-  s.orders.submit("sim", market_order("AAPL", Side::buy, 10));
-  s.run_for(1s);
-  ASSERT_EQ(s.orders.position("sim", "AAPL"), 10);
-  const auto stop = s.orders.hold("sim", stop_order("AAPL", Side::sell, 10, Price::parse("99.50")));
-  s.run_for(500ms);
+  const auto stop = sim_long_with_held_stop(s);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   s.sim.set_link_up(false);
   s.loop.post([&] { guard.on_quote(through_quote("99.40")); });
   s.run_for(60s);
