@@ -135,8 +135,8 @@ class StopGuard {
   // broker-held stops are taken up there (their brokers hold them meanwhile, and the restore
   // knows their crossings of before the restart, which a fresh watch would forget).
   void begin_recovery();
-  // Held stops crossed since begin_recovery() and not yet released (restore_from_journal()
-  // releases them): what a start-up that gives up before then must tell its operator.
+  // Held stops crossed since begin_recovery() and not yet sent (restore_from_journal() decides
+  // them): what a start-up that gives up before then must tell its operator.
   const std::vector<std::string>& crossed_during_recovery() const { return crossed_during_recovery_; }
 
   // Start-up, once, after OrderManager::recover(). A killed process
@@ -242,10 +242,10 @@ class StopGuard {
   // restore_from_journal(): rebuilds mirrors_ from the mirror events, in journal order; returns
   // how many restored mirrors still work at their broker.
   std::size_t restore_mirrors(const std::vector<JournalEvent>& events);
-  // restore_from_journal(): each released held stop's latest exit that never left the process
-  // (failed without a broker id: the kill came between its durable record and its send), or
-  // whose retry was due when the process died, sent again (at most the exposure left at that
-  // broker); returns how many were judged.
+  // restore_from_journal(): each released held stop's latest exit that ended unfilled with no
+  // failure journaled (mostly: the kill came between its durable record and its send, and
+  // recovery found the broker never had it), or whose retry was due when the process died, sent
+  // again (at most the exposure left at that broker); returns how many were judged.
   std::size_t resend_lost_local_exits();
 
   EventLoop& loop_;
