@@ -33,22 +33,22 @@ HealthState BrokerHealth::derived_state(const Entry& e) const {
   return HealthState::up;
 }
 
-void BrokerHealth::set(const std::string& broker, Entry& e, Circuit c, HealthState s, const std::string& reason) {
+void BrokerHealth::set(const std::string& broker, Entry& e, Circuit c, HealthState s, std::string_view reason) {
   const HealthState before = e.state;
   const Circuit circuit_before = e.circuit;
   e.circuit = c;
   e.state = s;
   if (before == s && circuit_before == c) return;
-  const HealthChange change{broker, before, s, c, loop_.now(), reason};
+  const HealthChange change{broker, before, s, c, loop_.now(), std::string(reason)};
   spdlog::warn("broker {}: {} -> {} (circuit {}): {}", broker, to_string(before), to_string(s), to_string(c), reason);
   journal_.record_event({change.at, broker, "health_change", {},
                          nlohmann::json{{"from", to_string(before)}, {"to", to_string(s)},
-                                        {"circuit", to_string(c)}, {"reason", reason}}
+                                        {"circuit", to_string(c)}, {"reason", change.reason}}
                              .dump()});
   for (auto& l : listeners_) l(change);
 }
 
-void BrokerHealth::open(const std::string& broker, Entry& e, const std::string& reason) {
+void BrokerHealth::open(const std::string& broker, Entry& e, std::string_view reason) {
   e.opened_at = loop_.now();
   e.probes_in_flight = e.probe_successes = 0;
   set(broker, e, Circuit::open, HealthState::down, reason);

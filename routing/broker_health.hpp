@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/event_loop.hpp"
@@ -65,6 +66,19 @@ class BrokerHealth {
   // Will the router send a new order here? Only with the circuit closed: half-open brokers are
   // probed by health checks, not by orders.
   bool takes_orders(const std::string& broker) const { return circuit(broker) == Circuit::closed; }
+  // The same question about one broker, its entry found once. Entries are never removed, so a
+  // view stays valid for the BrokerHealth's life: the router keeps one per broker of its routes
+  // and asks it for every order, where a lookup by name was most of the question's cost.
+  class View {
+   public:
+    bool takes_orders() const { return *circuit_ == Circuit::closed; }
+
+   private:
+    friend class BrokerHealth;
+    explicit View(const Circuit& circuit) : circuit_(&circuit) {}
+    const Circuit* circuit_;
+  };
+  View view(const std::string& broker) { return View(entry(broker).circuit); }
   // Brokers seen so far.
   std::vector<std::string> brokers() const;
   HealthState state(const std::string& broker) const;
@@ -85,8 +99,10 @@ class BrokerHealth {
     bool stream_down = false;
   };
   Entry& entry(const std::string& broker) { return brokers_[broker]; }
-  void set(const std::string& broker, Entry& e, Circuit c, HealthState s, const std::string& reason);
-  void open(const std::string& broker, Entry& e, const std::string& reason);
+  // `reason` is copied only when something changed: most answers change nothing, and the path of
+  // every order's answer should not build a string for nothing.
+  void set(const std::string& broker, Entry& e, Circuit c, HealthState s, std::string_view reason);
+  void open(const std::string& broker, Entry& e, std::string_view reason);
   HealthState derived_state(const Entry& e) const;
 
   EventLoop& loop_;

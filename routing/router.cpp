@@ -32,9 +32,17 @@ void Router::add_route(const RouteConfig& route) {
   if (route.brokers.empty()) throw ConfigError("route of strategy " + route.strategy + ": no broker");
   if (route.mode == RouteMode::dual && route.brokers.size() != 2)
     throw ConfigError("route of strategy " + route.strategy + ": dual mode needs exactly two brokers");
-  for (const auto& b : route.brokers)
+  std::vector<BrokerLane*> lanes;
+  for (const auto& b : route.brokers) {
     if (!orders_.broker(b)) throw ConfigError("route of strategy " + route.strategy + ": no broker named " + b);
-  routes_[route.strategy] = RouteState{route, 0};
+    auto it = lanes_.find(b);
+    if (it == lanes_.end()) {
+      it = lanes_.emplace(b, BrokerLane{nullptr, {}, health_.view(b)}).first;
+      it->second.name = &it->first;
+    }
+    lanes.push_back(&it->second);
+  }
+  routes_[route.strategy] = RouteState{route, std::move(lanes)};
 }
 
 void Router::hold_stops(const std::string& strategy) { state(strategy).hold_stops = true; }
@@ -76,14 +84,14 @@ std::string Router::why_none(const RouteState& r) const {
   return "no broker of the route takes orders: " + why;
 }
 
-const std::string* Router::choose_broker(RouteState& r, const std::string& strategy) {
+Router::BrokerLane* Router::choose_broker(RouteState& r, const std::string& strategy) {
   const auto& brokers = r.config.brokers;
   const std::size_t n = brokers.size();
   // Back to the primary when allowed; otherwise stay where the route is until that broker fails.
   const std::size_t start = r.config.return_to_primary ? 0 : r.active;
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t idx = (start + i) % n;
-    if (!health_.takes_orders(brokers[idx])) continue;
+    if (!r.lanes[idx]->health.takes_orders()) continue;
     if (idx != r.active) {
       RouteSwitch sw{strategy, brokers[r.active], brokers[idx], loop_.now(),
                      idx < r.active ? "primary healthy again" : brokers[r.active] + " does not take orders"};
@@ -95,13 +103,13 @@ const std::string* Router::choose_broker(RouteState& r, const std::string& strat
       switches_.push_back(std::move(sw));
       r.active = idx;
     }
-    return &brokers[idx];
+    return r.lanes[idx];
   }
   return nullptr;
 }
 
 std::optional<std::string> Router::choose(const std::string& strategy) {
-  if (const std::string* b = choose_broker(state(strategy), strategy)) return *b;
+  if (const BrokerLane* lane = choose_broker(state(strategy), strategy)) return *lane->name;
   return std::nullopt;
 }
 
@@ -132,8 +140,7 @@ std::string Router::check(const std::string& broker, const OrderSpec& spec) cons
   return {};
 }
 
-bool Router::take_budget(const std::string& broker) {
-  Budget& b = budgets_[broker];
+bool Router::take_budget(Budget& b) {
   const double rate = risk_.max_orders_per_second;
   const double capacity = std::max(1.0, rate);
   const Timestamp now = loop_.now();
@@ -155,10 +162,9 @@ std::string Router::rate_refusal(const std::string& broker) const {
                      broker);
 }
 
-std::string Router::refusal(const std::string& broker, const OrderSpec& spec) {
-  if (auto why = check(broker, spec); !why.empty()) return why;
-  if (!take_budget(broker))
-    return rate_refusal(broker);
+std::string Router::refusal(BrokerLane& lane, const OrderSpec& spec) {
+  if (auto why = check(*lane.name, spec); !why.empty()) return why;
+  if (!take_budget(lane.budget)) return rate_refusal(*lane.name);
   return {};
 }
 
@@ -194,23 +200,25 @@ void Router::submit_answered(const std::string& broker, Timestamp sent_at, const
   }
 }
 
-std::string Router::send_one(const std::string& broker, OrderSpec&& spec, SubmitCallback&& done, bool hold) {
+std::string Router::send_one(BrokerLane& lane, OrderSpec&& spec, SubmitCallback&& done, bool hold) {
+  const std::string& broker = *lane.name;
   if (hold) {
     // Held, not sent: the same limits as an order (it will be one when it triggers), but no
     // request to the broker now, so no rate budget.
     if (auto why = check(broker, spec); !why.empty()) return refuse(broker, std::move(spec), why, done);
     return orders_.hold(broker, std::move(spec), std::move(done));
   }
-  if (auto why = refusal(broker, spec); !why.empty()) return refuse(broker, std::move(spec), why, done);
+  if (auto why = refusal(lane, spec); !why.empty()) return refuse(broker, std::move(spec), why, done);
   return orders_.submit(broker, std::move(spec), std::move(done), this);
 }
 
-BracketIds Router::send_bracket(const std::string& broker, BracketSpec b, SubmitCallback done) {
+BracketIds Router::send_bracket(BrokerLane& lane, BracketSpec b, SubmitCallback done) {
+  const std::string& broker = *lane.name;
   std::string why;
   for (const OrderSpec* leg : {&b.entry, &b.take_profit, &b.protective_stop})
     if (why.empty()) why = check(broker, *leg);
   // One bracket is one request at either broker (TradeStation ordergroups, IBKR parent+children).
-  if (why.empty() && !take_budget(broker))
+  if (why.empty() && !take_budget(lane.budget))
     why = rate_refusal(broker);
   if (!why.empty()) return refuse_bracket(broker, b, why, done);  // legs' ids: given by submit_bracket
   return orders_.submit_bracket(broker, std::move(b), std::move(done), this);
@@ -254,19 +262,19 @@ std::string Router::submit(const std::string& strategy, OrderSpec spec, SubmitCa
   spec.strategy = strategy;  // journaled with the order: the strategy owns it after a restart
   const bool hold = r.hold_stops && spec.is_stop();
   if (r.config.mode == RouteMode::dual) {
-    const std::string& first = r.config.brokers[0];
-    const std::string& second = r.config.brokers[1];
+    BrokerLane& first = *r.lanes[0];
+    BrokerLane& second = *r.lanes[1];
     OrderSpec twin = spec;
     twin.client_order_id = orders_.next_client_order_id();
     // Journaled before either order: the pair is on record even if we stop between the two sends.
-    record_pair(strategy, {{first, spec.client_order_id}, {second, twin.client_order_id}});
+    record_pair(strategy, {{*first.name, spec.client_order_id}, {*second.name, twin.client_order_id}});
     const std::string coid = send_one(first, std::move(spec), std::move(done), hold);
     send_one(second, std::move(twin), {}, hold);
     return coid;
   }
-  const std::string* broker = choose_broker(r, strategy);
-  if (!broker) return refuse(r.config.brokers[r.active], std::move(spec), why_none(r), done);
-  return send_one(*broker, std::move(spec), std::move(done), hold);
+  BrokerLane* lane = choose_broker(r, strategy);
+  if (!lane) return refuse(r.config.brokers[r.active], std::move(spec), why_none(r), done);
+  return send_one(*lane, std::move(spec), std::move(done), hold);
 }
 
 BracketIds Router::submit_bracket(const std::string& strategy, BracketSpec bracket, SubmitCallback done) {
@@ -290,15 +298,13 @@ BracketIds Router::submit_bracket(const std::string& strategy, BracketSpec brack
     record_pair(strategy, {{first, bracket.take_profit.client_order_id}, {second, twin.take_profit.client_order_id}});
     record_pair(strategy,
                 {{first, bracket.protective_stop.client_order_id}, {second, twin.protective_stop.client_order_id}});
-    BracketIds ids = send_bracket(first, std::move(bracket), std::move(done));
-    send_bracket(second, std::move(twin), {});
+    BracketIds ids = send_bracket(*r.lanes[0], std::move(bracket), std::move(done));
+    send_bracket(*r.lanes[1], std::move(twin), {});
     return ids;
   }
-  const std::string* broker = choose_broker(r, strategy);
-  if (!broker) {
-    return refuse_bracket(r.config.brokers[r.active], bracket, why_none(r), done);
-  }
-  return send_bracket(*broker, std::move(bracket), std::move(done));
+  BrokerLane* lane = choose_broker(r, strategy);
+  if (!lane) return refuse_bracket(r.config.brokers[r.active], bracket, why_none(r), done);
+  return send_bracket(*lane, std::move(bracket), std::move(done));
 }
 
 void Router::cancel(const std::string& coid, SubmitCallback done) {

@@ -86,22 +86,29 @@ class Router : private OrderManager::SubmitObserver {
   const std::map<std::string, Instrument>& instruments() const { return instruments_; }
 
  private:
-  struct RouteState {
-    RouteConfig config;
-    std::size_t active = 0;  // index into config.brokers
-    bool hold_stops = false;  // protection `local`
-  };
   // Per-broker token bucket for order requests.
   struct Budget {
     double tokens = 0;
     Timestamp refilled_at = 0;
     bool started = false;
   };
+  // What the router keeps per broker, found once when a route names it (not by name per order).
+  struct BrokerLane {
+    const std::string* name;  // the key of lanes_
+    Budget budget;
+    BrokerHealth::View health;
+  };
+  struct RouteState {
+    RouteConfig config;
+    std::vector<BrokerLane*> lanes;  // one per config.brokers, same order
+    std::size_t active = 0;  // index into config.brokers
+    bool hold_stops = false;  // protection `local`
+  };
   RouteState& state(const std::string& strategy);
-  // choose() without copying the name: the broker's name in the route's config.
-  const std::string* choose_broker(RouteState& r, const std::string& strategy);
-  bool take_budget(const std::string& broker);
-  std::string refusal(const std::string& broker, const OrderSpec& spec);
+  // choose() without copying the name: the lane of the broker the order goes to.
+  BrokerLane* choose_broker(RouteState& r, const std::string& strategy);
+  bool take_budget(Budget& b);
+  std::string refusal(BrokerLane& lane, const OrderSpec& spec);
   std::string rate_refusal(const std::string& broker) const;
   std::string refuse(const std::string& broker, OrderSpec spec, const std::string& why, const SubmitCallback& done);
   // A refused bracket: its three legs recorded as refused, counted as one refused request.
@@ -111,8 +118,8 @@ class Router : private OrderManager::SubmitObserver {
   // the OrderManager for each order this router sends, before the strategy's own callback.
   void submit_answered(const std::string& broker, Timestamp sent_at, const CommandResult& r) override;
   // `hold`: protection `local`, a stop held by Backstop (OrderManager::hold) instead of sent.
-  std::string send_one(const std::string& broker, OrderSpec&& spec, SubmitCallback&& done, bool hold = false);
-  BracketIds send_bracket(const std::string& broker, BracketSpec b, SubmitCallback done);
+  std::string send_one(BrokerLane& lane, OrderSpec&& spec, SubmitCallback&& done, bool hold = false);
+  BracketIds send_bracket(BrokerLane& lane, BracketSpec b, SubmitCallback done);
   std::string why_none(const RouteState& r) const;
   void record_pair(const std::string& strategy, const std::vector<std::pair<std::string, std::string>>& sides);
 
@@ -124,7 +131,7 @@ class Router : private OrderManager::SubmitObserver {
   std::map<std::string, Instrument> instruments_;
   std::map<std::string, RouteState> routes_;
   std::map<std::string, Price> reference_prices_;  // by symbol: last trade, else mid
-  std::map<std::string, Budget> budgets_;
+  std::map<std::string, BrokerLane> lanes_;  // nodes never move: routes point at them
   std::map<std::string, std::string> partners_;  // first broker's coid -> second broker's coid
   std::vector<RouteSwitch> switches_;
   std::size_t refused_ = 0;
