@@ -52,3 +52,58 @@ TEST(JsonObjectText, ReusedBufferStartsEmptyAndKeepsItsCapacity) {
   EXPECT_EQ(buf.data(), storage);
   EXPECT_EQ(buf.capacity(), capacity);
 }
+
+// Every byte value, and a literal as long as one can be (every byte written as \u00XX), appended
+// after text already in the string: the literal is written into room reserved for its longest
+// form, so the longest form must fit and what comes before must stay as it was.
+TEST(JsonObjectText, EveryByteReadsBackAndTheLongestLiteralFits) {
+  std::string every;
+  for (int b = 0; b < 256; ++b) every.push_back(static_cast<char>(b));
+  const std::string worst(300, '\x01');
+  std::string out = "[";
+  append_json_string(out, every);
+  out += ',';
+  append_json_string(out, worst);
+  out += ']';
+  EXPECT_EQ(out.size(), 1 + (2 + 32 * 6 + 2 * 2 + (128 - 32 - 2) + 128 * 6) + 1 + (2 + 300 * 6) + 1);
+  const auto j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  const std::string first = j.at(0);
+  ASSERT_EQ(first.size(), 128u + 2 * 128u) << "ASCII as itself, each other byte as a two-byte character";
+  EXPECT_EQ(first.substr(0, 128), every.substr(0, 128));
+  EXPECT_EQ(j.at(1), worst);
+}
+
+// Members short enough for the stack and members written into the grown buffer, in one object.
+TEST(JsonObjectText, ShortAndLongMembersReadBack) {
+  const std::string long_value = std::string(200, 'x') + "\"\x02" + std::string(100, '\x7f');
+  std::string buf;
+  const std::string text(JsonObjectText(buf).add("short", "1.5").add("long", long_value).add("after", "\\").close());
+  const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << text;
+  EXPECT_EQ(j.at("short"), "1.5");
+  EXPECT_EQ(j.at("long"), long_value);
+  EXPECT_EQ(j.at("after"), "\\");
+}
+
+// Plain characters are copied eight at a time: a character that needs its escape is found at
+// every position within and across those words, and whatever follows it is still written.
+TEST(JsonObjectText, EscapesAreFoundAtEveryPositionOfAWord) {
+  for (const char special : {'"', '\\', '\x1f', '\x7f', '\x80', '\x00', ' '}) {
+    for (std::size_t at = 0; at < 20; ++at) {
+      std::string value(24, 'a');
+      value[at] = special;
+      value[23] = 'z';
+      std::string out;
+      append_json_string(out, value);
+      const auto j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+      ASSERT_FALSE(j.is_discarded()) << "byte " << int(static_cast<unsigned char>(special)) << " at " << at << ": " << out;
+      const std::string back = j;
+      if (static_cast<unsigned char>(special) < 0x80) {
+        EXPECT_EQ(back, value) << "byte " << int(special) << " at " << at;
+      } else {
+        EXPECT_EQ(back.size(), value.size() + 1) << "one byte outside ASCII reads back as two";
+      }
+    }
+  }
+}
