@@ -194,7 +194,7 @@ FaultProfile read_faults(Context& c, const ObjectReader& parent) {
   FaultProfile p;
   p.name = "custom";
   ObjectReader o(c.r, j, path);
-  o.reject_unknown_keys({"ghost_stop_rate", "reject_rate", "ack_delay_ms", "ack_delay_jitter_ms",
+  o.reject_unknown_keys({"ghost_stop_rate", "reject_rate", "ack_delay_ms", "ack_delay_jitter_ms", "query_delay_ms",
                          "drop_order_event_rate", "drop_fill_event_rate", "disconnect_rate",
                          "disconnect_length_ms", "stale_position_rate", "extra"});
   auto rate = [&](std::string_view key, double& out) {
@@ -208,6 +208,7 @@ FaultProfile read_faults(Context& c, const ObjectReader& parent) {
   rate("stale_position_rate", p.stale_position_rate);
   if (auto v = o.millis("ack_delay_ms", 0)) p.ack_delay = *v;
   if (auto v = o.millis("ack_delay_jitter_ms", 0)) p.ack_delay_jitter = *v;
+  if (auto v = o.millis("query_delay_ms", 0)) p.query_delay = *v;
   if (auto v = o.millis("disconnect_length_ms", 0)) p.disconnect_length = *v;
   if (o.has("extra")) {
     // Emulator fault names are open-ended ("goaway_rate", "http_429_rate"); only the values

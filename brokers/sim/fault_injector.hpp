@@ -19,6 +19,9 @@ struct FaultProfile {
   double reject_rate = 0;            // orders refused by the venue
   Duration ack_delay{0};             // added before every acknowledgement
   Duration ack_delay_jitter{0};      // plus a uniform random part up to this
+  // Added before the answer to every query (an order, open orders, positions, fills): a broker
+  // whose reads are paced (IBKR: some once per 5 s) makes a restart's recovery take that long.
+  Duration query_delay{0};
   double drop_order_event_rate = 0;  // status events (ack, cancel) not delivered
   double drop_fill_event_rate = 0;   // fill events not delivered (the order still fills)
   double disconnect_rate = 0;        // per market tick, chance the connection drops

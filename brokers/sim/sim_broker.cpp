@@ -206,49 +206,66 @@ BrokerOrder SimBroker::read_back(const VenueOrder& v) const {
 }
 
 // Queries are answered from the venue's book, independently of the (lossy) event delivery.
+void SimBroker::answer_query(std::function<void()> answer) {
+  const Duration delay = venue_.faults().profile().query_delay;
+  if (delay.count() <= 0) return answer();
+  // A broker destroyed before its answer is due answers nothing (the loop may outlive it).
+  loop_.call_after(delay, lifetime_.while_alive(std::move(answer)));
+}
+
 void SimBroker::query_order(const std::string& id, OrderQueryCallback done) {
   if (link_ == Link::down) return done({Outcome::failed_locally, options_.name + ": not connected", std::nullopt});
-  const VenueOrder* v = venue_.find(id);
-  done({Outcome::accepted, {}, v ? std::optional(read_back(*v)) : std::nullopt});
+  answer_query([this, id, done = std::move(done)] {
+    const VenueOrder* v = venue_.find(id);
+    done({Outcome::accepted, {}, v ? std::optional(read_back(*v)) : std::nullopt});
+  });
 }
 
 void SimBroker::query_by_client_id(const std::string& coid, OrderQueryCallback done) {
   if (link_ == Link::down) return done({Outcome::failed_locally, options_.name + ": not connected", std::nullopt});
-  const VenueOrder* v = venue_.find_by_client_id(coid);
-  done({Outcome::accepted, {}, v ? std::optional(read_back(*v)) : std::nullopt});
+  answer_query([this, coid, done = std::move(done)] {
+    const VenueOrder* v = venue_.find_by_client_id(coid);
+    done({Outcome::accepted, {}, v ? std::optional(read_back(*v)) : std::nullopt});
+  });
 }
 
 void SimBroker::list_open_orders(OrdersCallback done) {
   if (link_ == Link::down) return done({Outcome::failed_locally, options_.name + ": not connected", {}});
-  OrdersResult r{Outcome::accepted, {}, {}};
-  for (const auto& v : venue_.open_orders()) r.orders.push_back(read_back(v));
-  done(std::move(r));
+  answer_query([this, done = std::move(done)] {
+    OrdersResult r{Outcome::accepted, {}, {}};
+    for (const auto& v : venue_.open_orders()) r.orders.push_back(read_back(v));
+    done(std::move(r));
+  });
 }
 
 void SimBroker::list_positions(PositionsCallback done) {
   if (link_ == Link::down) return done({Outcome::failed_locally, options_.name + ": not connected", {}});
-  auto current = venue_.positions();
-  const std::vector<VenuePosition>* answer = &current;
-  if (venue_.faults().roll(venue_.faults().profile().stale_position_rate)) {
-    venue_.faults().record({loop_.now(), "stale_positions", {}, {}, "position query answered from an old snapshot"});
-    answer = &last_positions_;
-  } else {
-    last_positions_ = current;
-  }
-  PositionsResult r{Outcome::accepted, {}, {}};
-  for (const auto& p : *answer) r.positions.push_back({options_.name, p.symbol, p.quantity, p.average_price});
-  done(std::move(r));
+  answer_query([this, done = std::move(done)] {
+    auto current = venue_.positions();
+    const std::vector<VenuePosition>* answer = &current;
+    if (venue_.faults().roll(venue_.faults().profile().stale_position_rate)) {
+      venue_.faults().record({loop_.now(), "stale_positions", {}, {}, "position query answered from an old snapshot"});
+      answer = &last_positions_;
+    } else {
+      last_positions_ = current;
+    }
+    PositionsResult r{Outcome::accepted, {}, {}};
+    for (const auto& p : *answer) r.positions.push_back({options_.name, p.symbol, p.quantity, p.average_price});
+    done(std::move(r));
+  });
 }
 
 void SimBroker::list_fills(FillsCallback done) {
   if (link_ == Link::down) return done({Outcome::failed_locally, options_.name + ": not connected", {}});
-  FillsResult r{Outcome::accepted, {}, {}};
-  for (const auto& vf : venue_.fills()) {
-    const VenueOrder* o = venue_.find(vf.order_id);
-    r.fills.push_back({vf.execution_id, options_.name, o->client_order_id, o->id, o->symbol, o->side,
-                       vf.quantity, vf.price, vf.at});
-  }
-  done(std::move(r));
+  answer_query([this, done = std::move(done)] {
+    FillsResult r{Outcome::accepted, {}, {}};
+    for (const auto& vf : venue_.fills()) {
+      const VenueOrder* o = venue_.find(vf.order_id);
+      r.fills.push_back({vf.execution_id, options_.name, o->client_order_id, o->id, o->symbol, o->side,
+                         vf.quantity, vf.price, vf.at});
+    }
+    done(std::move(r));
+  });
 }
 
 void SimBroker::subscribe_quotes(const std::vector<std::string>& symbols, QuoteHandler handler) {

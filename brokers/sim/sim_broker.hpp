@@ -63,6 +63,9 @@ class SimBroker final : public Broker {
                 std::function<void(const std::string&)> lost, std::function<void(const std::string&)> not_sent);
   void on_venue_event(const VenueEvent& ev);
   BrokerOrder read_back(const VenueOrder& v) const;  // as queries show it (with read-back faults)
+  // Runs `answer` (which reads the venue and calls the query's callback) after the profile's
+  // query delay, or at once without one.
+  void answer_query(std::function<void()> answer);
   void tick();
 
   SimBrokerOptions options_;

@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "core/clock.hpp"
 #include "core/event_loop.hpp"
+#include "core/journal.hpp"
 
 namespace backstop {
 namespace {
@@ -20,7 +21,7 @@ using namespace std::chrono_literals;
 // (its entry distance is out of reach): the test sends the orders through its route.
 constexpr const char* kConfig = R"({
   "journal": {"path": "unused.db"},
-  "brokers": [{"name": "sim", "kind": "sim", "account": "SIM0001", "faults": "none", "seed": 3, "tick_ms": 25}],
+  "brokers": [{"name": "sim", "kind": "sim", "account": "SIM0001", "faults": FAULTS, "seed": 3, "tick_ms": 25}],
   "instruments": [{"symbol": "AAPL", "asset_class": "stock", "tick_size": "0.01", "exchange": "SMART"}],
   "strategies": [{"name": "fade", "kind": "mean_reversion", "instrument": "AAPL", "quantity": 10,
                   "params": {"entry_distance_ticks": 1000000}, "protection": "local"}],
@@ -35,7 +36,12 @@ class SessionTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  static Config config() { return load_config_text(kConfig, "session_test").value(); }
+  // `faults`: the simulated broker's fault profile, as JSON (a name, or an object of rates).
+  static Config config(const std::string& faults = R"("none")") {
+    std::string text = kConfig;
+    text.replace(text.find("FAULTS"), 6, faults);
+    return load_config_text(text, "session_test").value();
+  }
   SessionOptions options() const {
     SessionOptions o;
     o.journal_path = (dir_ / "journal.db").string();
@@ -67,6 +73,64 @@ TEST_F(SessionTest, WindDownCancelsHeldStopsAsWellAsWorkingOrders) {
   EXPECT_EQ(s.orders().position("sim", "AAPL"), 0);
   for (const OrderRecord* o : s.orders().orders())
     EXPECT_TRUE(o->is_terminal()) << o->spec.client_order_id << " left " << to_string(o->state);
+  s.stop();
+}
+
+// The start-up gap, through the session itself: a restarted `backstop run` resolves the journal's
+// open orders before it sends anything, and a stop held by Backstop has no broker stop behind it
+// meanwhile. Session::start must watch held stops from the moment the journal is loaded, with
+// quotes flowing while it waits for recovery, and send a stop crossed then once recovery is over.
+// Here every query to the restarted broker takes 2 s to answer (fault profile `query_delay_ms`,
+// as IBKR paces its reads), so recovery of the one order open at it lasts that long. The
+// simulated market starts each process at the same price and walks the same way (same seed): the
+// stop is placed once price has risen above where it started, just above that start, so the
+// restarted market's first quotes cross it while recovery runs.
+TEST_F(SessionTest, HeldStopCrossedWhileStartUpRecoveryRunsIsSentOnceItEnds) {
+  std::string stop;
+  {
+    EventLoop loop(clock_);
+    Session s(config(), loop, clock_, options());
+    std::optional<Price> first, last;
+    s.on_quote([&](const Quote& q) {
+      if (!q.last) return;
+      if (!first) first = q.last;
+      last = q.last;
+    });
+    ASSERT_TRUE(s.start());
+    s.run_for(1s);
+    s.router().submit("fade", market_order("AAPL", Side::buy, 10));
+    s.run_for(1s);
+    ASSERT_EQ(s.orders().position("sim", "AAPL"), 10);
+    // Open at the broker when the process ends: the restart's recovery has to ask about it.
+    s.router().submit("fade", limit_order("AAPL", Side::buy, 1, Price::parse("1.00")));
+    ASSERT_TRUE(first.has_value());
+    const Price start = *first;
+    for (int i = 0; i < 1200 && *last < start + Price::parse("0.05"); ++i) s.run_for(100ms);
+    ASSERT_GE(*last, start + Price::parse("0.05")) << "the simulated market never rose 5 ticks above its start";
+    stop = s.router().submit("fade", stop_order("AAPL", Side::sell, 10, start + Price::parse("0.02")));
+    s.run_for(10ms);
+    ASSERT_EQ(s.orders().find(stop)->state, OrderState::held) << s.orders().find(stop)->last_message;
+  }  // ended without a wind-down, as a killed process: nothing cancelled, the journal as it was
+
+  EventLoop loop(clock_);
+  Session s(config(R"({"query_delay_ms": 2000})"), loop, clock_, options());
+  ASSERT_TRUE(s.start());
+  s.journal().flush();
+  const auto crossed = s.journal().events("local_stop_crossed_during_recovery");
+  ASSERT_EQ(crossed.size(), 1u) << "the held stop was watched while recovery ran, and crossed then";
+  EXPECT_EQ(crossed[0].client_order_id, stop);
+  s.run_for(5s);
+  // At the broker, as a market order under its own id. (Not asserted filled: this restarted
+  // venue is a new one, whose order ids start again where the first one's did, so its fill
+  // event names an order id of the first process's buy.)
+  const OrderRecord& exit = *s.orders().find(stop);
+  EXPECT_TRUE(exit.state == OrderState::submitted || exit.state == OrderState::filled) << to_string(exit.state);
+  EXPECT_FALSE(exit.broker_order_id.empty());
+  EXPECT_EQ(exit.spec.type, OrderType::market);
+  s.journal().flush();
+  const auto fired = s.journal().events("local_stop_fired");
+  ASSERT_EQ(fired.size(), 1u) << "sent once";
+  EXPECT_NE(fired[0].detail.find("crossed_during_recovery_at"), std::string::npos) << fired[0].detail;
   s.stop();
 }
 
