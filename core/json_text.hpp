@@ -14,8 +14,6 @@ namespace json_text_detail {
 // The longest a string literal can be written: its quotes, and every byte as \u00XX.
 constexpr std::size_t max_literal_size(std::string_view s) { return 2 + 6 * s.size(); }
 
-// Writes `s` as a JSON string literal at `p`, which has room for max_literal_size(s) characters;
-// returns the end of what was written.
 // Whether any of the 8 bytes in `w` must be escaped: below 0x20, 0x80 and above, '"' or '\\'.
 // Exact (the word-at-a-time tests for a zero byte and for a byte below n <= 128 give no false
 // answer as a whole), so runs of plain characters are copied 8 at a time.
@@ -28,6 +26,8 @@ inline bool any_byte_needs_escape(std::uint64_t w) {
   return ((w & high) | below_space | is_quote | is_backslash) != 0;
 }
 
+// Writes `s` as a JSON string literal at `p`, which has room for max_literal_size(s) characters;
+// returns the end of what was written.
 inline char* write_literal(char* p, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   *p++ = '"';
@@ -58,6 +58,7 @@ inline char* write_literal(char* p, std::string_view s) {
   *p++ = '"';
   return p;
 }
+
 // Writes one object member at `p` (room for 2 + both literals' longest forms): `lead` ('{' or
 // ','), the key's literal, ':' and the value's literal. Returns how many characters it wrote.
 inline std::size_t write_member(char* p, char lead, std::string_view key, std::string_view value) {
