@@ -59,37 +59,32 @@ inline char* write_literal(char* p, std::string_view s) {
   return p;
 }
 
-// Writes one object member at `p` (room for 2 + both literals' longest forms): `lead` ('{' or
-// ','), the key's literal, ':' and the value's literal. Returns how many characters it wrote.
-inline std::size_t write_member(char* p, char lead, std::string_view key, std::string_view value) {
-  char* const start = p;
-  *p++ = lead;
-  p = write_literal(p, key);
-  *p++ = ':';
-  p = write_literal(p, value);
-  return static_cast<std::size_t>(p - start);
+// Appends what `write(p)` writes at `p` (at most `longest` characters; it returns the end of
+// what it wrote). Short text, as on the hot paths (a price, an id, a name), is written on the
+// stack and appended once; longer text into the string grown to `longest`, then cut to length.
+// One size check for the whole text, not one per character.
+template <typename Write>
+void append_written(std::string& out, std::size_t longest, Write write) {
+  char small[256];
+  if (longest <= sizeof small) {
+    out.append(small, static_cast<std::size_t>(write(small) - small));
+    return;
+  }
+  const std::size_t at = out.size();
+  out.resize(at + longest);
+  char* const begin = out.data() + at;
+  out.resize(at + static_cast<std::size_t>(write(begin) - begin));
 }
 }  // namespace json_text_detail
 
 // Appends `s` as a JSON string literal, quotes included. Control characters and every byte
 // outside ASCII are written as \u00XX: the text is always valid JSON, whatever the bytes (a
 // multi-byte UTF-8 character reads back as its bytes, one character each; names here are ASCII).
-// Written through a pointer into room for the literal's longest form (on the stack, appended
-// once, for the short strings of the hot paths; in the string grown to it, then cut, for long
-// ones): one size check per literal, not one per character (a local stop's fired event spent
-// ~1,700 instructions per tick in single-character appends). A reused buffer keeps its capacity.
+// Written through a pointer (append_written): a local stop's fired event spent ~1,700
+// instructions per tick in single-character appends before. A reused buffer keeps its capacity.
 inline void append_json_string(std::string& out, std::string_view s) {
   using namespace json_text_detail;
-  const std::size_t longest = max_literal_size(s);
-  char literal[256];
-  if (longest <= sizeof literal) {
-    out.append(literal, static_cast<std::size_t>(write_literal(literal, s) - literal));
-    return;
-  }
-  const std::size_t at = out.size();
-  out.resize(at + longest);
-  char* const begin = out.data();
-  out.resize(static_cast<std::size_t>(write_literal(begin + at, s) - begin));
+  append_written(out, max_literal_size(s), [s](char* p) { return write_literal(p, s); });
 }
 
 // Writes one flat JSON object of string members into a caller's buffer:
@@ -102,18 +97,13 @@ class JsonObjectText {
   explicit JsonObjectText(std::string& out) : text_(out) { text_.clear(); }
   JsonObjectText& add(std::string_view key, std::string_view value) {
     using namespace json_text_detail;
-    const std::size_t longest = 2 + max_literal_size(key) + max_literal_size(value);
     const char lead = text_.empty() ? '{' : ',';
-    // As append_json_string: a short member (a price, an id, a name) is written on the stack and
-    // appended once, a longer one into the buffer grown to its longest form.
-    char member[256];
-    if (longest <= sizeof member) {
-      text_.append(member, write_member(member, lead, key, value));
-    } else {
-      const std::size_t at = text_.size();
-      text_.resize(at + longest);
-      text_.resize(at + write_member(text_.data() + at, lead, key, value));
-    }
+    append_written(text_, 2 + max_literal_size(key) + max_literal_size(value), [&](char* p) {
+      *p++ = lead;
+      p = write_literal(p, key);
+      *p++ = ':';
+      return write_literal(p, value);
+    });
     return *this;
   }
   // Ends the object ("{}" when empty); the text stays in the caller's buffer, viewed here.
