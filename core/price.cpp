@@ -1,5 +1,6 @@
 #include "core/price.hpp"
 
+#include <charconv>
 #include <cstdlib>
 #include <limits>
 
@@ -79,21 +80,27 @@ Price Price::parse(std::string_view text) {
 }
 
 std::string Price::to_string() const {
+  char text[kMaxChars];
+  return std::string(text, to_chars(text));  // up to 15 characters stay in the string itself
+}
+
+char* Price::to_chars(char* out) const {
   const bool negative = units_ < 0;
   // Work in unsigned so that the most negative value does not overflow.
   const auto magnitude = negative ? static_cast<std::uint64_t>(-(units_ + 1)) + 1
                                   : static_cast<std::uint64_t>(units_);
-  std::string out = negative ? "-" : "";
-  out += std::to_string(magnitude / kScale);
+  if (negative) *out++ = '-';
+  out = std::to_chars(out, out + 20, magnitude / kScale).ptr;  // at most 11 digits
   std::uint64_t frac = magnitude % kScale;
-  if (frac != 0) {
-    std::string digits = std::to_string(frac);
-    digits.insert(0, kDecimals - digits.size(), '0');
-    while (!digits.empty() && digits.back() == '0') digits.pop_back();
-    out += '.';
-    out += digits;
+  if (frac == 0) return out;
+  int digits = kDecimals;
+  while (frac % 10 == 0) {  // trailing zeros are not written: "232.86", not "232.86000000"
+    frac /= 10;
+    --digits;
   }
-  return out;
+  *out++ = '.';
+  for (int i = digits - 1; i >= 0; --i, frac /= 10) out[i] = static_cast<char>('0' + frac % 10);
+  return out + digits;
 }
 
 TickSize::TickSize(Price tick) : tick_(tick) {

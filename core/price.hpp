@@ -32,6 +32,11 @@ class Price {
   constexpr std::int64_t units() const { return units_; }
   // Shortest exact decimal form ("232.86", "-0.25", "1300").
   std::string to_string() const;
+  // The longest that form can be: "-92233720368.54775808".
+  static constexpr std::size_t kMaxChars = 21;
+  // Writes the same form at `out`, which has room for kMaxChars; returns the end of it. For hot
+  // paths that put a price into a larger text (a journal event, a request body): no string.
+  char* to_chars(char* out) const;
   // For display and statistics only; never for decisions.
   double to_double() const { return static_cast<double>(units_) / kScale; }
 

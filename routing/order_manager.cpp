@@ -271,12 +271,21 @@ std::string OrderManager::hold(const std::string& broker_name, OrderSpec spec, S
 }
 
 void OrderManager::release(const std::string& coid, std::string_view why, SubmitCallback done) {
-  OrderRecord* found = index_.find(coid);
-  if (!found || found->state != OrderState::held) {
-    if (done) done(CommandResult::failed("order " + coid + (found ? " is not held (" + std::string(to_string(found->state)) + ")" : " does not exist")));
+  const OrderRecord* found = index_.find(coid);
+  if (!found) {
+    if (done) done(CommandResult::failed("order " + coid + " does not exist"));
     return;
   }
-  OrderRecord& o = *found;
+  release(*found, why, std::move(done));
+}
+
+void OrderManager::release(const OrderRecord& held, std::string_view why, SubmitCallback done) {
+  if (held.state != OrderState::held) {
+    if (done) done(CommandResult::failed("order " + held.spec.client_order_id + " is not held (" + std::string(to_string(held.state)) + ")"));
+    return;
+  }
+  // Every record is the manager's own, in records_, and only handed out as const.
+  OrderRecord& o = const_cast<OrderRecord&>(held);
   // What goes to the broker: the stop's exit at market, or at its limit for a stop-limit. The stop
   // price is what Backstop enforced; it stays in the transition's reason and the guard's event.
   o.spec.type = o.spec.type == OrderType::stop_limit ? OrderType::limit : OrderType::market;

@@ -88,6 +88,9 @@ class OrderManager {
   // order is not held. An exit that ends unfilled shows in the order's updates (on_order_update),
   // whether its answer said so or a later resolution did.
   void release(const std::string& client_order_id, std::string_view why, SubmitCallback done = {});
+  // The same, for a record find() gave (records never move): a crossed stop's release on the
+  // tick path, which has just looked the order up, does not look it up again.
+  void release(const OrderRecord& held, std::string_view why, SubmitCallback done = {});
   // Hands out a client order id from the same sequence as submit() does.
   std::string next_client_order_id() { return ids_.next(); }
   // A held order is cancelled (and replaced) here, at once: no broker holds it.

@@ -304,7 +304,7 @@ void StopGuard::on_quote(const Quote& q) {
       if (recovering_)
         note_crossed_during_recovery(c);
       else
-        fire_local(c);
+        fire_local(c, *o);  // crossing a held stop took it out of the watchdog
       continue;
     }
     journal_.record_event({q.at, c.stop.broker, "stop_crossed", c.stop.client_order_id,
@@ -490,34 +490,31 @@ void StopGuard::note_crossed_during_recovery(const CrossedStop& c) {
                 c.stop.stop_price.to_string(), c.crossing_price.to_string(), c.source);
 }
 
-void StopGuard::fire_local(const CrossedStop& c, bool during_recovery) {
+void StopGuard::fire_local(const CrossedStop& c, const OrderRecord& held, bool during_recovery) {
   // Nothing on this path allocates once warm (bench/watchdog_bench.cpp counts): the texts are
   // written into members reused per release, the journal copies views into its reused slots, and
   // no callback is built for the exit's answer (a failure reaches on_order as an order update).
-  // `c` is the caller's, and outlives this call (a re-entrant tick fills another buffer).
+  // Nor does it look the order up again: `held` came from the caller's lookup, and records never
+  // move. `c` is the caller's, and outlives this call (a re-entrant tick fills another buffer).
   const std::string& coid = c.stop.client_order_id;
-  const OrderRecord* o = orders_.find(coid);
-  if (!o || o->state != OrderState::held) return;
-  watchdog_.unwatch(coid);
-  // Prices print in the small-string buffer (up to 15 characters: "12345.67890123").
-  const std::string stop_text = c.stop.stop_price.to_string();
-  const std::string crossing_text = c.crossing_price.to_string();
+  char stop_chars[Price::kMaxChars], crossing_chars[Price::kMaxChars];
+  const std::string_view stop_text(stop_chars, c.stop.stop_price.to_chars(stop_chars) - stop_chars);
+  const std::string_view crossing_text(crossing_chars, c.crossing_price.to_chars(crossing_chars) - crossing_chars);
   // Journaled before the order is sent again: the journal shows why it left.
   JsonObjectText detail(fired_detail_);
   detail.add("stop_price", stop_text)
       .add("crossing_price", crossing_text)
       .add("source", c.source)
-      .add("order_type", o->spec.type == OrderType::stop_limit ? "limit" : "market");
+      .add("order_type", held.spec.type == OrderType::stop_limit ? "limit" : "market");
   if (during_recovery) detail.add("crossed_during_recovery_at", format_timestamp(c.crossed_at));
-  journal_.record_event(loop_.now(), o->broker, "local_stop_fired", coid, detail.close());
+  journal_.record_event(loop_.now(), held.broker, "local_stop_fired", coid, detail.close());
   fired_reason_.assign("local stop ").append(stop_text).append(" triggered at ").append(crossing_text);
   if (during_recovery) fired_reason_.append(" during start-up recovery, at ").append(format_timestamp(c.crossed_at));
-  // `o` is not used after the release: it adds an order, which may move the records.
-  orders_.release(coid, fired_reason_);
-  // Logged once the exit is queued, not before: formatting a log line is not on the way to the order.
-  if (const OrderRecord* r = orders_.find(coid))
-    spdlog::info("local stop {} at {}: {} {} {} stop {} crossed at {} ({}); sending it", coid, r->broker,
-                 to_string(r->spec.side), r->spec.quantity, r->spec.symbol, stop_text, crossing_text, c.source);
+  orders_.release(held, fired_reason_);
+  // Logged once the exit is queued, not before: formatting a log line is not on the way to the
+  // order. The release changed the record's type and state, not its side, quantity or symbol.
+  spdlog::info("local stop {} at {}: {} {} {} stop {} crossed at {} ({}); sending it", coid, held.broker,
+               to_string(held.spec.side), held.spec.quantity, held.spec.symbol, stop_text, crossing_text, c.source);
 }
 
 Duration StopGuard::retry_delay(int attempt) {
@@ -577,7 +574,7 @@ void StopGuard::send_local_exit_again(const std::string& stop, int attempt, cons
                                         {"attempt", attempt},
                                         {"detail", detail}}
                              .dump()});
-  const std::string broker = o->broker;  // a copy: submit() adds an order, which may move *o
+  const std::string broker = o->broker;
   if (qty <= 0) {
     spdlog::info("local stop {} at {}: {}", stop, broker, detail);
     return;
@@ -870,7 +867,8 @@ void StopGuard::restore_from_journal() {
     }
     on_order(*o);
   }
-  // Released after the loop: a release adds an order, which may move the records listed above.
+  // Released after the loop: every held stop is watched or listed before any exit is sent (a
+  // release tells the order's strategy at once, which may act on its other orders).
   // Unless the position it protected closed while Backstop was down (its target filled, say):
   // sent now, on a crossing nobody could act on, it would open a position the other way.
   std::size_t not_sent_flat = 0;
@@ -890,8 +888,11 @@ void StopGuard::restore_from_journal() {
       orders_.cancel(c.stop.client_order_id);  // held: cancelled at once
       continue;
     }
+    const OrderRecord* stop = orders_.find(c.stop.client_order_id);
+    if (!stop || stop->state != OrderState::held) continue;  // cancelled meanwhile: nothing to send
+    watchdog_.unwatch(c.stop.client_order_id);  // in case the restore above watched it again
     ++released_after_recovery;
-    fire_local(c, /*during_recovery=*/true);
+    fire_local(c, *stop, /*during_recovery=*/true);
   }
   const std::size_t exits_resent = resend_lost_local_exits();
   // A primary that ended while the process was down is not among the working orders: its

@@ -209,9 +209,11 @@ class StopGuard {
   void schedule_expiry();
   void declare_ghost(const CrossedStop& c);
   void guard_flatten(std::size_t ghost_index, int attempt);
-  // A held order's stop was crossed: release it. `during_recovery`: the crossing was seen while
-  // recovery ran (begin_recovery) and is released only now; said in the journal and the reason.
-  void fire_local(const CrossedStop& c, bool during_recovery = false);
+  // A held order's stop was crossed: release it (`held`: its record, found by the caller, in
+  // state held; the watchdog no longer watches it). `during_recovery`: the crossing was seen
+  // while recovery ran (begin_recovery) and is released only now; said in the journal and the
+  // reason.
+  void fire_local(const CrossedStop& c, const OrderRecord& held, bool during_recovery = false);
   // begin_recovery() to restore_from_journal(): a held stop crossed is journaled and alerted,
   // not released.
   void note_crossed_during_recovery(const CrossedStop& c);

@@ -86,24 +86,46 @@ TEST(JsonObjectText, ShortAndLongMembersReadBack) {
   EXPECT_EQ(j.at("after"), "\\");
 }
 
-// Plain characters are copied eight at a time: a character that needs its escape is found at
-// every position within and across those words, and whatever follows it is still written.
-TEST(JsonObjectText, EscapesAreFoundAtEveryPositionOfAWord) {
+// Plain characters are copied eight at a time, the last few of a literal too (its last word,
+// overlapping, or a short literal padded to one): a character that needs its escape is found at
+// every position of every length, within and across those words, and whatever follows it is
+// still written.
+TEST(JsonObjectText, EscapesAreFoundAtEveryPositionOfEveryLength) {
   for (const char special : {'"', '\\', '\x1f', '\x7f', '\x80', '\x00', ' '}) {
-    for (std::size_t at = 0; at < 20; ++at) {
-      std::string value(24, 'a');
-      value[at] = special;
-      value[23] = 'z';
-      std::string out;
-      append_json_string(out, value);
-      const auto j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
-      ASSERT_FALSE(j.is_discarded()) << "byte " << int(static_cast<unsigned char>(special)) << " at " << at << ": " << out;
-      const std::string back = j;
-      if (static_cast<unsigned char>(special) < 0x80) {
-        EXPECT_EQ(back, value) << "byte " << int(special) << " at " << at;
-      } else {
-        EXPECT_EQ(back.size(), value.size() + 1) << "one byte outside ASCII reads back as two";
+    for (std::size_t size = 1; size <= 25; ++size) {
+      for (std::size_t at = 0; at < size; ++at) {
+        std::string value(size, 'a');
+        value.back() = 'z';
+        value[at] = special;
+        std::string out = "[";
+        append_json_string(out, value);
+        out += ']';
+        const auto j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+        const std::string where = "byte " + std::to_string(int(static_cast<unsigned char>(special))) + " at " +
+                                  std::to_string(at) + " of " + std::to_string(size) + ": " + out;
+        ASSERT_FALSE(j.is_discarded()) << where;
+        const std::string back = j.at(0);
+        if (static_cast<unsigned char>(special) < 0x80) {
+          EXPECT_EQ(back, value) << where;
+        } else {
+          EXPECT_EQ(back.size(), value.size() + 1) << "one byte outside ASCII reads back as two; " << where;
+        }
       }
     }
+  }
+}
+
+// Literals of every length that need no escape: exactly their characters between quotes, and
+// the text appended after them in place (a short one is written as a whole padded word).
+TEST(JsonObjectText, PlainLiteralsOfEveryLengthAreWrittenExactly) {
+  for (std::size_t size = 0; size <= 40; ++size) {
+    std::string value;
+    for (std::size_t i = 0; i < size; ++i) value.push_back(static_cast<char>('A' + i % 26));
+    std::string out = "x";
+    append_json_string(out, value);
+    out += '!';
+    EXPECT_EQ(out, "x\"" + value + "\"!") << size;
+    std::string buf;
+    EXPECT_EQ(JsonObjectText(buf).add("k", value).add("n", "1").close(), "{\"k\":\"" + value + "\",\"n\":\"1\"}") << size;
   }
 }

@@ -1,5 +1,8 @@
 #include "core/price.hpp"
 
+#include <limits>
+#include <string>
+
 #include <gtest/gtest.h>
 
 using backstop::ParseError;
@@ -46,6 +49,38 @@ TEST(Price, LargestValuesDoNotOverflow) {
   EXPECT_NO_THROW(Price::parse("92233720367.99999999"));
   EXPECT_THROW(Price::parse("92233720368"), ParseError);
   EXPECT_EQ(Price::from_units(std::numeric_limits<std::int64_t>::min()).to_string().substr(0, 1), "-");
+}
+
+TEST(Price, WritesItsShortestExactFormAndReadsItBack) {
+  const std::int64_t lowest = std::numeric_limits<std::int64_t>::min();
+  const std::int64_t highest = std::numeric_limits<std::int64_t>::max();
+  const struct {
+    std::int64_t units;
+    const char* text;
+  } cases[] = {{0, "0"},
+               {1, "0.00000001"},
+               {-1, "-0.00000001"},
+               {10, "0.0000001"},
+               {100'000'000, "1"},
+               {-50'000'000, "-0.5"},
+               {23'286'000'000, "232.86"},
+               {1'000'000'001, "10.00000001"},
+               {highest, "92233720368.54775807"},
+               {lowest, "-92233720368.54775808"}};
+  for (const auto& c : cases) {
+    const Price p = Price::from_units(c.units);
+    // Written into exactly kMaxChars, with a guard byte after it that must stay untouched.
+    char text[Price::kMaxChars + 1];
+    text[Price::kMaxChars] = '#';
+    char* end = p.to_chars(text);
+    EXPECT_EQ(std::string(text, end), c.text) << c.units;
+    EXPECT_EQ(text[Price::kMaxChars], '#') << c.units;
+    EXPECT_EQ(p.to_string(), c.text) << c.units;
+    if (c.units != lowest && c.units != highest) {  // beyond what parse() takes
+      EXPECT_EQ(Price::parse(c.text), p) << c.text;
+    }
+  }
+  EXPECT_EQ(Price::from_units(lowest).to_string().size(), Price::kMaxChars);
 }
 
 TEST(TickSize, ChecksAndRoundsToTick) {
