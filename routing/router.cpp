@@ -135,7 +135,9 @@ std::string Router::check(const std::string& broker, const OrderSpec& spec) cons
   const auto price = order_price(spec, reference_prices_);
   if (!price) return "no market price for " + spec.symbol + " yet: the notional of a market order cannot be checked";
   const Wide notional = static_cast<Wide>(price->units()) * spec.quantity * inst->second.multiplier;
-  if (notional < 0 || notional > static_cast<Wide>(risk_.max_notional.units()))
+  if (notional < 0)
+    return "notional " + notional_text(notional) + " is negative (price " + price->to_string() + ")";
+  if (notional > static_cast<Wide>(risk_.max_notional.units()))
     return "notional " + notional_text(notional) + " exceeds risk.max_notional " + risk_.max_notional.to_string();
   return {};
 }

@@ -16,6 +16,16 @@ const char* to_string(VenueStatus s) {
   return "?";
 }
 
+namespace {
+std::uint64_t first_id(const Clock& clock) {
+  const Timestamp now = clock.now();
+  return std::max<std::uint64_t>(1'000'001, now > 0 ? static_cast<std::uint64_t>(now) / 1'000 : 0);
+}
+}  // namespace
+
+Venue::Venue(Clock& clock, FaultInjector& faults)
+    : clock_(clock), faults_(faults), next_order_id_(first_id(clock)), next_execution_id_(next_order_id_) {}
+
 bool is_open(VenueStatus s) {
   return s == VenueStatus::held || s == VenueStatus::working || s == VenueStatus::triggered;
 }

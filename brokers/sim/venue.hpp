@@ -105,7 +105,12 @@ class Venue {
  public:
   using Listener = std::function<void(const VenueEvent&)>;
 
-  Venue(Clock& clock, FaultInjector& faults) : clock_(clock), faults_(faults) {}
+  // Order and execution ids count up from the microsecond the venue opened (never below
+  // 1000001), as a real broker's never repeat: a venue opened again after its process ended,
+  // with nothing of the first kept (no state file), hands out none the first one gave, so the
+  // journal of the earlier run cannot take a new order's fill for an old one's. They would meet
+  // only if the earlier venue had handed out more than one id per microsecond of its life.
+  Venue(Clock& clock, FaultInjector& faults);
 
   void add_instrument(const std::string& symbol, TickSize tick);
   bool has_instrument(const std::string& symbol) const { return ticks_.count(symbol) != 0; }
@@ -176,8 +181,8 @@ class Venue {
   std::map<std::string, VenuePosition> positions_;
   std::vector<VenueArrival> arrivals_;
   std::vector<VenueFill> fills_;
-  std::uint64_t next_order_id_ = 1'000'001;
-  std::uint64_t next_execution_id_ = 1;
+  std::uint64_t next_order_id_;
+  std::uint64_t next_execution_id_;
   std::uint64_t changes_ = 0;
 };
 

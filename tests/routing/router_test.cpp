@@ -162,6 +162,9 @@ TEST(RouterChecks, NotionalUsesMultiplierAndMarketPrice) {
   EXPECT_EQ(t.router.check("a", limit_order("AAPL", Side::buy, 40, Price::parse("125.01"))),
             "notional 5000.4 exceeds risk.max_notional 5000");
   EXPECT_NE(t.router.check("a", market_order("MSFT", Side::buy, 1)).find("unknown instrument MSFT"), std::string::npos);
+  // A limit below zero (a strategy's offset past the price) is refused as what it is.
+  EXPECT_EQ(t.router.check("a", limit_order("AAPL", Side::buy, 10, Price::parse("-9767.01"))),
+            "notional -97670.1 is negative (price -9767.01)");
 }
 
 TEST(RouterChecks, OrdersPerSecondPerBroker) {

@@ -380,3 +380,32 @@ TEST_F(VenueTest, RestoringABadRecordNamesThePartAndKeepsTheVenue) {
   EXPECT_NE(venue_.find_by_client_id("M1"), nullptr);  // untouched
   EXPECT_EQ(venue_.positions()[0].quantity, 5);
 }
+
+// A venue opened again after its process ended, keeping nothing of the first (no state file):
+// its order and execution ids must not repeat the first one's, or the journal of the earlier
+// run would take a new order's fill for an old order's (or drop it as an execution already
+// counted). A busy first life: 500 orders filled in the second before the restart.
+TEST_F(VenueTest, AVenueOpenedAgainRepeatsNoIdOfTheFirst) {
+  std::set<std::string> order_ids, execution_ids;
+  auto trade = [&](Venue& venue, const std::string& prefix, int n) {
+    for (int i = 0; i < n; ++i) {
+      const auto r = venue.submit(with_id(market_order("AAPL", Side::buy, 1), prefix + std::to_string(i)));
+      ASSERT_TRUE(r.accepted) << r.reason;
+      EXPECT_TRUE(order_ids.insert(r.order_id).second) << "order id " << r.order_id << " given twice";
+    }
+    for (const auto& f : venue.fills()) EXPECT_TRUE(execution_ids.insert(f.execution_id).second) << f.execution_id;
+  };
+  quote("100.00", "100.02");
+  trade(venue_, "first-", 500);
+  clock_.advance(std::chrono::seconds(1));
+  Venue again(clock_, faults_);
+  again.add_instrument("AAPL", TickSize(Price::parse("0.01")));
+  Quote q;
+  q.symbol = "AAPL";
+  q.bid = Price::parse("100.00");
+  q.ask = Price::parse("100.02");
+  again.on_quote(q);
+  trade(again, "second-", 500);
+  EXPECT_EQ(order_ids.size(), 1000u);
+  EXPECT_EQ(execution_ids.size(), 1000u);
+}
