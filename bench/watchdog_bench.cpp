@@ -130,8 +130,8 @@ void BM_TickToFlattenOrder(benchmark::State& state) {
       us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
       allocations += allocated;
       if (allocated > 0) ++ticks_allocating;
-      // Released: pre_sent, or already sent on (pending) if the journal's commit came back
-      // before run_ready() returned.
+      // Released: pre_sent, or already sent on and acknowledged by the simulated broker
+      // (submitted) if the journal's commit came back before run_ready() returned.
       if (orders.find(held)->state == OrderState::held) {
         state.SkipWithError("the held stop was not released");
         break;  // timing stays paused: a skipped benchmark must not resume it
