@@ -5,7 +5,8 @@
 //  - an accepted text has the value an independent 128-bit reference reading gives it;
 //  - an accepted price formats (to_string) to a canonical text that parses back to the same
 //    value and formats identically again;
-//  - any int64 unit count within the parseable range formats to a text that parses back.
+//  - any int64 unit count within the parseable range formats to a text that parses back;
+//  - any int64 unit count at all is written (to_chars) within Price::kMaxChars, as to_string.
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -129,10 +130,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
 
-  // Formatting: any unit count whose whole part is in the parseable range round-trips.
+  // Formatting: any unit count whose whole part is in the parseable range round-trips, and any
+  // unit count at all is written within Price::kMaxChars, as to_string writes it.
   if (size >= 8) {
     std::int64_t units;
     std::memcpy(&units, data, 8);
+    char chars[Price::kMaxChars + 1];
+    chars[Price::kMaxChars] = '#';
+    const char* end = Price::from_units(units).to_chars(chars);
+    FUZZ_CHECK(chars[Price::kMaxChars] == '#' && end - chars <= static_cast<long>(Price::kMaxChars),
+               "to_chars wrote %ld characters for %lld units", static_cast<long>(end - chars), static_cast<long long>(units));
+    FUZZ_CHECK(std::string(static_cast<const char*>(chars), end) == Price::from_units(units).to_string(),
+               "to_chars and to_string differ for %lld units", static_cast<long long>(units));
     const std::int64_t whole = units / Price::kScale;
     if (whole <= kMaxWhole && whole >= -kMaxWhole) round_trip(Price::from_units(units), "from_units");
   }

@@ -6,7 +6,7 @@
 #                       including the regress-* crash inputs, is replayed first). New inputs go to
 #                       fuzz-build/corpus/<target>, crashes to fuzz-build/artifacts/.
 # Run only these: ctest -L fuzz. Leave them out: ctest -LE fuzz.
-set(BACKSTOP_FUZZ_TARGETS price json_splitter ts_wire ibkr_wire config)
+set(BACKSTOP_FUZZ_TARGETS price json_text json_splitter ts_wire ibkr_wire config)
 set(BACKSTOP_FUZZ_BUILD_DIR ${CMAKE_BINARY_DIR}/fuzz-build)
 set(BACKSTOP_FUZZ_SECONDS 15 CACHE STRING "Seconds each fuzz target runs under CTest")
 
