@@ -105,11 +105,12 @@ class Venue {
  public:
   using Listener = std::function<void(const VenueEvent&)>;
 
-  // Order and execution ids count up from the microsecond the venue opened (never below
-  // 1000001), as a real broker's never repeat: a venue opened again after its process ended,
-  // with nothing of the first kept (no state file), hands out none the first one gave, so the
-  // journal of the earlier run cannot take a new order's fill for an old one's. They would meet
-  // only if the earlier venue had handed out more than one id per microsecond of its life.
+  // Order and execution ids count up from the microsecond the venue opened (counted from 2020;
+  // never below 1000001), as a real broker's never repeat: a venue opened again after its
+  // process ended, with nothing of the first kept (no state file), hands out none the first one
+  // gave, so the journal of the earlier run cannot take a new order's fill for an old one's.
+  // They would meet only if the earlier venue had handed out more than one id per microsecond
+  // of its life.
   Venue(Clock& clock, FaultInjector& faults);
 
   void add_instrument(const std::string& symbol, TickSize tick);
