@@ -20,7 +20,8 @@ class VenueTest : public ::testing::Test {
     venue_.set_listener([this](const VenueEvent& e) { events_.push_back(e); });
   }
 
-  void quote(const char* bid, const char* ask, const char* last = nullptr, std::int64_t size = 0) {
+  // To the fixture's venue, or to `to`.
+  void quote(const char* bid, const char* ask, const char* last = nullptr, std::int64_t size = 0, Venue* to = nullptr) {
     Quote q;
     q.symbol = "AAPL";
     q.bid = Price::parse(bid);
@@ -28,7 +29,7 @@ class VenueTest : public ::testing::Test {
     if (last) q.last = Price::parse(last);
     q.bid_size = q.ask_size = size;
     clock_.advance(std::chrono::milliseconds(10));
-    venue_.on_quote(q);
+    (to ? *to : venue_).on_quote(q);
   }
 
   OrderSpec with_id(OrderSpec o, const std::string& id) {
@@ -400,11 +401,7 @@ TEST_F(VenueTest, AVenueOpenedAgainRepeatsNoIdOfTheFirst) {
   clock_.advance(std::chrono::seconds(1));
   Venue again(clock_, faults_);
   again.add_instrument("AAPL", TickSize(Price::parse("0.01")));
-  Quote q;
-  q.symbol = "AAPL";
-  q.bid = Price::parse("100.00");
-  q.ask = Price::parse("100.02");
-  again.on_quote(q);
+  quote("100.00", "100.02", nullptr, 0, &again);
   trade(again, "second-", 500);
   EXPECT_EQ(order_ids.size(), 1000u);
   EXPECT_EQ(execution_ids.size(), 1000u);
