@@ -8,8 +8,11 @@
 #include <fstream>
 #include <map>
 
+#include <spdlog/spdlog.h>
+
 #include "brokers/ibkr/ibkr_broker.hpp"
 #include "brokers/sim/sim_broker.hpp"
+#include "brokers/sim/state_file.hpp"
 #include "brokers/tradestation/tradestation_broker.hpp"
 #include "core/url.hpp"
 #include "core/error.hpp"
@@ -33,14 +36,23 @@ Url loopback_url(const BrokerConfig& b, const std::string& base_url) {
 class SimDemoBroker final : public DemoBroker {
  public:
   SimDemoBroker(const BrokerConfig& b, const std::vector<Instrument>& instruments, EventLoop& loop, Clock& clock,
-                FaultProfile profile, std::uint64_t seed)
-      : faults_(std::move(profile), seed), venue_(clock, faults_), sim_(options(b), loop, venue_) {
+                FaultProfile profile, std::uint64_t seed, std::filesystem::path state_file)
+      : loop_(loop), faults_(std::move(profile), seed), venue_(clock, faults_), sim_(options(b), loop, venue_),
+        name_(b.name), state_file_(std::move(state_file)) {
     std::uint64_t path_seed = seed;
     for (const auto& inst : instruments) {
       venue_.add_instrument(inst.symbol, inst.tick_size);
       sim_.add_price_path(std::make_unique<RandomWalkPath>(
           RandomWalkParams{inst.symbol, kStartPrice, inst.tick_size, 1, 2, 400}, path_seed++));
     }
+    if (state_file_.empty()) return;
+    try {
+      if (auto state = read_state_file(state_file_)) venue_.restore_state(*state);
+    } catch (const Error& e) {
+      throw Error("brokers[" + name_ + "]: the simulated venue's state file " + state_file_.string() +
+                  " cannot be taken up: " + e.what() + " (move it away to start a new venue)");
+    }
+    saved_changes_ = venue_.changes();
   }
   static SimBrokerOptions options(const BrokerConfig& b) {
     SimBrokerOptions o;
@@ -52,31 +64,76 @@ class SimDemoBroker final : public DemoBroker {
   Broker& broker() override { return sim_; }
   std::string description() const override { return "the simulated venue, in process"; }
   std::vector<FaultRecord> faults() const override { return faults_.log(); }
-  void start() override { sim_.start(); }
-  void stop() override { sim_.stop(); }
+  void start() override {
+    sim_.start();
+    if (!state_file_.empty()) schedule_save();
+  }
+  void stop() override {
+    sim_.stop();
+    if (save_timer_ != 0) loop_.cancel(save_timer_);
+    save_timer_ = 0;
+    save();
+  }
 
  private:
+  // The venue's changes are written at most every kSaveInterval, on the loop: a process killed
+  // in between loses at most that much of its venue's record (a venue that lost an order it
+  // acknowledged is what reconciliation reports). Each write replaces the file whole.
+  static constexpr Duration kSaveInterval = std::chrono::milliseconds(100);
+  void schedule_save() {
+    save_timer_ = loop_.call_after(kSaveInterval, [this] {
+      save();
+      schedule_save();
+    });
+  }
+  void save() {
+    if (state_file_.empty() || venue_.changes() == saved_changes_) return;
+    try {
+      write_state_file(state_file_, venue_.save_state());
+      saved_changes_ = venue_.changes();
+      save_failing_ = false;
+    } catch (const Error& e) {
+      if (!save_failing_) spdlog::error("broker {}: the simulated venue's state is not saved: {}", name_, e.what());
+      save_failing_ = true;  // said once until a write succeeds again
+    }
+  }
+
+  EventLoop& loop_;
   FaultInjector faults_;
   Venue venue_;
   SimBroker sim_;
+  std::string name_;
+  std::filesystem::path state_file_;
+  std::uint64_t saved_changes_ = 0;
+  bool save_failing_ = false;
+  EventLoop::TimerId save_timer_ = 0;
+
+ public:
+  ~SimDemoBroker() override {
+    // Not saved here: a process that ends without stop() is one that was killed, as far as its
+    // broker knows. The timer holds `this`, and the loop may outlive this broker.
+    if (save_timer_ != 0) loop_.cancel(save_timer_);
+  }
 };
 
 class TradeStationDemoBroker final : public DemoBroker {
  public:
   TradeStationDemoBroker(const BrokerConfig& b, const std::vector<Instrument>& instruments, EventLoop& loop,
-                         FaultProfile profile, std::uint64_t seed, bool start_emulator, net::LoopIo* loop_io) {
+                         FaultProfile profile, std::uint64_t seed, bool start_emulator, net::LoopIo* loop_io,
+                         const std::filesystem::path& state_file) {
     const auto& s = *b.tradestation();
     std::map<std::string, std::string> symbols;
     for (const auto& inst : instruments) symbols[inst.symbol] = inst.symbol_at(b.name);
     adapter_options_ = tradestation::options_from_config(b, symbols);
     adapter_options_.loop_io = loop_io;
-    if (start_emulator) start_emulator_for(b, s, instruments, std::move(profile), seed);
+    if (start_emulator) start_emulator_for(b, s, instruments, std::move(profile), seed, state_file);
     adapter_ = std::make_unique<tradestation::TradeStationBroker>(adapter_options_, loop);
   }
   void start_emulator_for(const BrokerConfig& b, const TradeStationSettings& s, const std::vector<Instrument>& instruments,
-                          FaultProfile profile, std::uint64_t seed) {
+                          FaultProfile profile, std::uint64_t seed, const std::filesystem::path& state_file) {
     const Url url = loopback_url(b, s.base_url);
     tradestation_emulator::Options o;
+    o.state_file = state_file;
     o.seed = seed;
     o.faults = std::move(profile);
     o.tick_interval = std::chrono::milliseconds(100);
@@ -128,9 +185,10 @@ class TradeStationDemoBroker final : public DemoBroker {
 class IbkrDemoBroker final : public DemoBroker {
  public:
   IbkrDemoBroker(const BrokerConfig& b, const std::vector<Instrument>& instruments, EventLoop& loop,
-                 FaultProfile profile, std::uint64_t seed, bool start_emulator, net::LoopIo* loop_io) {
+                 FaultProfile profile, std::uint64_t seed, bool start_emulator, net::LoopIo* loop_io,
+                 const std::filesystem::path& state_file) {
     const auto& s = *b.ibkr();
-    if (start_emulator) start_emulator_for(b, s, std::move(profile), seed);
+    if (start_emulator) start_emulator_for(b, s, std::move(profile), seed, state_file);
     IbkrBrokerOptions a;
     a.name = b.name;
     a.account = b.account;
@@ -142,9 +200,11 @@ class IbkrDemoBroker final : public DemoBroker {
     base_url_ = s.base_url;
     adapter_ = std::make_unique<IbkrBroker>(a, loop);
   }
-  void start_emulator_for(const BrokerConfig& b, const IbkrSettings& s, FaultProfile profile, std::uint64_t seed) {
+  void start_emulator_for(const BrokerConfig& b, const IbkrSettings& s, FaultProfile profile, std::uint64_t seed,
+                          const std::filesystem::path& state_file) {
     const Url url = loopback_url(b, s.base_url);
     IbkrEmulatorOptions o;
+    o.state_file = state_file.string();
     o.tls = url.scheme == "https";
     if (o.tls) o.cert_pem_path = s.tls.pinned_cert_file;  // the adapter pins what the emulator serves
     o.seed = seed;
@@ -177,14 +237,17 @@ class IbkrDemoBroker final : public DemoBroker {
 
 std::unique_ptr<DemoBroker> make_demo_broker(const BrokerConfig& b, const std::vector<Instrument>& instruments,
                                              EventLoop& loop, Clock& clock, FaultProfile faults, std::uint64_t seed,
-                                             bool start_emulator, net::LoopIo* loop_io) {
+                                             bool start_emulator, net::LoopIo* loop_io,
+                                             const std::filesystem::path& state_file) {
   switch (b.kind) {
-    case BrokerKind::sim: return std::make_unique<SimDemoBroker>(b, instruments, loop, clock, std::move(faults), seed);
+    case BrokerKind::sim:
+      return std::make_unique<SimDemoBroker>(b, instruments, loop, clock, std::move(faults), seed, state_file);
     case BrokerKind::tradestation:
       return std::make_unique<TradeStationDemoBroker>(b, instruments, loop, std::move(faults), seed, start_emulator,
-                                                      loop_io);
+                                                      loop_io, state_file);
     case BrokerKind::ibkr:
-      return std::make_unique<IbkrDemoBroker>(b, instruments, loop, std::move(faults), seed, start_emulator, loop_io);
+      return std::make_unique<IbkrDemoBroker>(b, instruments, loop, std::move(faults), seed, start_emulator, loop_io,
+                                              state_file);
   }
   throw ConfigError("brokers[" + b.name + "]: unknown kind");
 }

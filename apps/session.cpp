@@ -92,8 +92,11 @@ Session::Session(Config config, EventLoop& loop, Clock& clock, SessionOptions op
     // A sim broker's own settings win; emulators take the session's profile and seed.
     FaultProfile p = b.sim() && !options_.fault_profile ? b.sim()->faults : profile;
     const std::uint64_t s = b.sim() && !options_.seed ? b.sim()->seed : seed_;
-    brokers_.push_back(
-        make_demo_broker(b, config_.instruments, loop_, clock_, p, s, options_.start_emulators, loop_io_.get()));
+    // A broker started here (the simulated venue, an emulator) keeps its state beside the
+    // journal: the journal's open orders are at that broker when this journal is run again.
+    const std::string state_file = options_.journal_path + "." + b.name + ".broker-state.json";
+    brokers_.push_back(make_demo_broker(b, config_.instruments, loop_, clock_, p, s, options_.start_emulators,
+                                        loop_io_.get(), state_file));
     orders_->add_broker(brokers_.back()->broker());
   }
 

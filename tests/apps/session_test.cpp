@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <unistd.h>
 
 #include "apps/session.hpp"
 #include "config/config.hpp"
 #include "core/clock.hpp"
+#include "core/error.hpp"
 #include "core/event_loop.hpp"
 #include "core/journal.hpp"
 
@@ -136,6 +138,52 @@ TEST_F(SessionTest, HeldStopCrossedWhileStartUpRecoveryRunsIsSentOnceItEnds) {
   ASSERT_EQ(fired.size(), 1u) << "sent once";
   EXPECT_NE(fired[0].detail.find("crossed_during_recovery_at"), std::string::npos) << fired[0].detail;
   s.stop();
+}
+
+// The simulated broker keeps its record beside the journal, as a real broker keeps its own: a
+// `backstop run` ended like a killed process and started again on its journal finds the order it
+// left working still working at the broker, and the position it bought still there, so its
+// recovery resolves that order and its reconciliation finds nothing to report. (With a new venue
+// every run, the order was "missing at the broker" and the position was 0 there.)
+TEST_F(SessionTest, ARunStartedAgainFindsItsSimulatedBrokerAsItLeftIt) {
+  std::string resting;
+  {
+    EventLoop loop(clock_);
+    Session s(config(), loop, clock_, options());
+    ASSERT_TRUE(s.start());
+    s.run_for(1s);
+    s.router().submit("fade", market_order("AAPL", Side::buy, 10));
+    resting = s.router().submit("fade", limit_order("AAPL", Side::buy, 1, Price::parse("1.00")));
+    s.run_for(1s);
+    ASSERT_EQ(s.orders().position("sim", "AAPL"), 10);
+    ASSERT_EQ(s.orders().find(resting)->state, OrderState::submitted);
+  }  // ended without stop() or a wind-down, as a killed process: its venue saved what it had by then
+  ASSERT_TRUE(std::filesystem::exists(options().journal_path + ".sim.broker-state.json"));
+
+  EventLoop loop(clock_);
+  Session s(config(), loop, clock_, options());
+  ASSERT_TRUE(s.start());
+  s.run_for(2s);  // reconciliation runs at start and every second
+  EXPECT_EQ(s.orders().find(resting)->state, OrderState::submitted) << s.orders().find(resting)->last_message;
+  EXPECT_EQ(s.orders().position("sim", "AAPL"), 10);
+  s.journal().flush();
+  for (const auto& d : s.journal().events("divergence")) ADD_FAILURE() << d.client_order_id << ": " << d.detail;
+  s.stop();
+}
+
+// A state file that cannot be taken up stops the start with its name, rather than starting a new
+// venue that would call every order of the journal missing.
+TEST_F(SessionTest, AnUnreadableBrokerStateFileIsAnErrorNamingIt) {
+  const std::string file = options().journal_path + ".sim.broker-state.json";
+  std::ofstream(file) << "{\"orders\": [";
+  EventLoop loop(clock_);
+  try {
+    Session s(config(), loop, clock_, options());
+    FAIL() << "started on a broken state file";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("brokers[sim]"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
