@@ -54,6 +54,11 @@ class SimDemoBroker final : public DemoBroker {
     }
     saved_changes_ = venue_.changes();
   }
+  ~SimDemoBroker() override {
+    // Not saved here: a process that ends without stop() is one that was killed, as far as its
+    // broker knows. The timer holds `this`, and the loop may outlive this broker.
+    if (save_timer_ != 0) loop_.cancel(save_timer_);
+  }
   static SimBrokerOptions options(const BrokerConfig& b) {
     SimBrokerOptions o;
     o.name = b.name;
@@ -78,7 +83,8 @@ class SimDemoBroker final : public DemoBroker {
  private:
   // The venue's changes are written at most every kSaveInterval, on the loop: a process killed
   // in between loses at most that much of its venue's record (a venue that lost an order it
-  // acknowledged is what reconciliation reports). Each write replaces the file whole.
+  // acknowledged is what reconciliation reports). Each write replaces the file whole, so it costs
+  // the loop time in proportion to the venue's record: this is the demo's and tests' venue.
   static constexpr Duration kSaveInterval = std::chrono::milliseconds(100);
   void schedule_save() {
     save_timer_ = loop_.call_after(kSaveInterval, [this] {
@@ -107,13 +113,6 @@ class SimDemoBroker final : public DemoBroker {
   std::uint64_t saved_changes_ = 0;
   bool save_failing_ = false;
   EventLoop::TimerId save_timer_ = 0;
-
- public:
-  ~SimDemoBroker() override {
-    // Not saved here: a process that ends without stop() is one that was killed, as far as its
-    // broker knows. The timer holds `this`, and the loop may outlive this broker.
-    if (save_timer_ != 0) loop_.cancel(save_timer_);
-  }
 };
 
 class TradeStationDemoBroker final : public DemoBroker {
