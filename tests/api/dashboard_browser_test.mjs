@@ -35,7 +35,9 @@ const port = await freePort();
 const config = JSON.parse(fs.readFileSync(args.config, "utf8").split("\n").filter((l) => !/^\s*\/\//.test(l)).join("\n"));
 const tokenFile = path.join(args.out, "api.token");
 const journal = path.join(args.out, "journal.db");
-for (const f of [journal, journal + "-wal", journal + "-shm"]) fs.rmSync(f, { force: true });
+// The journal of an earlier run and everything beside it (its -wal and -shm, the simulated
+// broker's state file): each run starts from nothing.
+for (const f of fs.readdirSync(args.out)) if (f.startsWith("journal.db")) fs.rmSync(path.join(args.out, f), { force: true });
 config.api = { ...config.api, port, token_file: tokenFile };
 const configFile = path.join(args.out, "sim-api-browser.json");
 fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
