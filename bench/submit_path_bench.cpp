@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "brokers/sim/sim_broker.hpp"
+#include "brokers/sim/state_file.hpp"
 #include "routing/order_manager.hpp"
 
 using namespace backstop;
@@ -66,6 +67,25 @@ void BM_OrderManagerSubmitDurable(benchmark::State& state) {
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
 }
 BENCHMARK(BM_OrderManagerSubmitDurable)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// What `backstop run` spends on its loop's thread writing the simulated venue's state file
+// (apps/demo_brokers.cpp: at most every 100 ms, when the venue changed): the whole record as JSON,
+// written beside the file and renamed over it, for a venue holding `orders` resting orders.
+void BM_SimVenueStateSave(benchmark::State& state) {
+  const fs::path file = fs::temp_directory_path() / ("backstop-bench-venue-" + std::to_string(::getpid()) + ".json");
+  {
+    SimSetup s;
+    OrderSpec o = limit_order("AAPL", Side::buy, 1, Price::parse("90.00"));
+    for (std::int64_t i = 0; i < state.range(0); ++i) {
+      o.client_order_id = "R" + std::to_string(i);
+      if (!s.venue.submit(o).accepted) state.SkipWithError("refused");
+    }
+    for (auto _ : state) write_state_file(file, s.venue.save_state());
+    state.counters["bytes"] = static_cast<double>(fs::file_size(file));
+  }
+  fs::remove(file);
+}
+BENCHMARK(BM_SimVenueStateSave)->Arg(10)->Arg(100)->Arg(1000)->Arg(10000)->ArgName("orders")->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
