@@ -48,11 +48,19 @@ class SimDemoBroker final : public DemoBroker {
           RandomWalkParams{inst.symbol, kStartPrice, inst.tick_size, 1, 2, 400}, path_seed++));
     }
     if (state_file_.empty()) return;
+    const auto refuse = [&](const std::string& why) {
+      return Error("brokers[" + name_ + "]: " + why + " (move the file away to start a new venue)");
+    };
+    std::optional<nlohmann::json> state;
     try {
-      if (auto state = read_state_file(state_file_)) venue_.restore_state(*state);
+      state = read_state_file(state_file_);  // its error names the file
     } catch (const Error& e) {
-      throw Error("brokers[" + name_ + "]: the simulated venue's state file " + state_file_.string() +
-                  " cannot be taken up: " + e.what() + " (move it away to start a new venue)");
+      throw refuse(e.what());
+    }
+    try {
+      if (state) venue_.restore_state(*state);  // its error names the part that is wrong
+    } catch (const Error& e) {
+      throw refuse("state file " + state_file_.string() + ": " + e.what());
     }
     saved_changes_ = venue_.changes();
   }

@@ -15,25 +15,25 @@ void write_state_file(const std::filesystem::path& path, const nlohmann::json& s
     std::ofstream out(temp, std::ios::trunc);
     out << state.dump() << '\n';
     out.flush();
-    if (!out) throw Error("cannot write emulator state file " + temp.string() + ": " + std::strerror(errno));
+    if (!out) throw Error("cannot write state file " + temp.string() + ": " + std::strerror(errno));
   }
   std::error_code ec;
   std::filesystem::rename(temp, path, ec);
-  if (ec) throw Error("cannot replace emulator state file " + path.string() + ": " + ec.message());
+  if (ec) throw Error("cannot replace state file " + path.string() + ": " + ec.message());
 }
 
 std::optional<nlohmann::json> read_state_file(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) {
     if (!std::filesystem::exists(path)) return std::nullopt;
-    throw Error("cannot read emulator state file " + path.string() + ": " + std::strerror(errno));
+    throw Error("cannot read state file " + path.string() + ": " + std::strerror(errno));
   }
   std::stringstream text;
   text << in.rdbuf();
   try {
     return nlohmann::json::parse(text.str());
   } catch (const nlohmann::json::exception& e) {
-    throw Error("emulator state file " + path.string() + " is not JSON: " + e.what());
+    throw Error("state file " + path.string() + " is not JSON: " + e.what());
   }
 }
 

@@ -1,8 +1,9 @@
 #pragma once
-// An emulator's durable state file: one JSON document replaced whole (written beside it, then
-// renamed over it), so that a process killed at any instant leaves either the previous state or
-// the new one, never half of each. No fsync: what is modelled is the emulator process dying
-// (SIGKILL), which the page cache survives; a machine crash is not.
+// A simulated broker's durable state file (an emulator's, or the in-process venue's): one JSON
+// document replaced whole (written beside it, then renamed over it), so that a process killed at
+// any instant leaves either the previous state or the new one, never half of each. No fsync:
+// what is modelled is the process dying (SIGKILL), which the page cache survives; a machine
+// crash is not.
 #include <filesystem>
 #include <optional>
 #include <string>

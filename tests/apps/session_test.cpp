@@ -122,9 +122,9 @@ TEST_F(SessionTest, HeldStopCrossedWhileStartUpRecoveryRunsIsSentOnceItEnds) {
   ASSERT_EQ(crossed.size(), 1u) << "the held stop was watched while recovery ran, and crossed then";
   EXPECT_EQ(crossed[0].client_order_id, stop);
   s.run_for(5s);
-  // Filled at the broker, as a market order under its own id: this restarted venue is a new one
-  // (in process, nothing kept), and its ids do not repeat the first one's, so its fill is the
-  // exit's, not taken for the first process's buy.
+  // Filled at the broker, as a market order under its own id: the restarted venue took up the
+  // first one's state (beside the journal), so it holds the position the exit closes and goes on
+  // with the first one's ids.
   const OrderRecord& exit = *s.orders().find(stop);
   EXPECT_EQ(exit.state, OrderState::filled) << to_string(exit.state) << ": " << exit.last_message;
   EXPECT_EQ(exit.filled_quantity, 10);
