@@ -1,6 +1,7 @@
 #include "core/order.hpp"
 
 #include <charconv>
+#include <cstring>
 #include <cstdio>
 
 #include "core/instrument.hpp"
@@ -156,14 +157,13 @@ std::string ClientOrderIdGenerator::time_prefix(Timestamp now) {
 }
 
 std::string ClientOrderIdGenerator::next() {
-  // Built in place: one string, no temporaries.
-  char digits[20];
-  const auto end = std::to_chars(digits, digits + sizeof digits, ++sequence_).ptr;
-  std::string id;
-  id.reserve(prefix_.size() + 1 + static_cast<std::size_t>(end - digits));
-  id.append(prefix_).push_back('-');
-  id.append(digits, end);
-  return id;
+  // Written into a buffer and made a string once: the prefix (at most 10), its dash and at most
+  // 20 digits fit 32 bytes.
+  char text[32];
+  std::memcpy(text, prefix_.data(), prefix_.size());
+  text[prefix_.size()] = '-';
+  const auto end = std::to_chars(text + prefix_.size() + 1, text + sizeof text, ++sequence_).ptr;
+  return std::string(text, end);
 }
 
 }  // namespace backstop

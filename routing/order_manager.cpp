@@ -118,7 +118,7 @@ std::vector<std::string> OrderManager::broker_names() const {
 
 OrderRecord* OrderManager::create(const std::string& broker_name, OrderSpec&& spec) {
   OrderRecord& rec = *records_.take();
-  if (!index_.insert(spec.client_order_id, &rec)) {
+  if (!index_.insert(spec.client_order_id, &rec)) [[unlikely]] {
     records_.untake();  // still as constructed: nothing was written to it
     return nullptr;
   }
@@ -200,7 +200,7 @@ std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec,
                                  SubmitObserver* observer) {
   if (spec.client_order_id.empty()) spec.client_order_id = ids_.next();
   OrderRecord* rec = create(broker_name, std::move(spec));
-  if (!rec) {
+  if (!rec) [[unlikely]] {
     const CommandResult r = CommandResult::failed("client order id " + spec.client_order_id + " is already in use");
     if (observer) observer->submit_answered(broker_name, loop_.now(), r);
     if (done) done(r);
@@ -311,10 +311,15 @@ void OrderManager::send_journaled(std::uint32_t slot, std::uint32_t generation, 
     apply_state(o, OrderState::failed, why);
     answer(slot, CommandResult::failed(why));
   };
-  if (!journal_error.empty()) return fail("not sent: journal write failed: " + journal_error);
+  // The three refusals below are marked unlikely: their text-building code is laid apart from
+  // what every sent order runs through (the path is instruction-cache bound).
+  if (!journal_error.empty()) [[unlikely]]
+    return fail("not sent: journal write failed: " + journal_error);
   Broker* b = broker(o.broker);
-  if (!b) return fail("not sent: no broker named " + o.broker);
-  if (auto why = validate(o.spec); !why.empty()) return fail("not sent: " + why);
+  if (!b) [[unlikely]]
+    return fail("not sent: no broker named " + o.broker);
+  if (auto why = validate(o.spec); !why.empty()) [[unlikely]]
+    return fail("not sent: " + why);
   // The "sent" transition is queued before the request leaves but not awaited (an order in
   // pending or pre_sent is resolved by client order id after a crash either way), so waking the
   // journal's writer for it can wait until the request is on its way: after this loop task.

@@ -76,7 +76,7 @@ std::optional<std::string> Router::partner(const std::string& coid) const {
   return it->second;
 }
 
-std::string Router::why_none(const RouteState& r) const {
+[[gnu::cold]] std::string Router::why_none(const RouteState& r) const {
   std::string why;
   for (const auto& b : r.config.brokers)
     why += (why.empty() ? "" : ", ") + b + " " + to_string(health_.state(b)) + " (circuit " +
@@ -124,21 +124,41 @@ std::string notional_text(Wide units) {
 }
 }  // namespace
 
+// The refusals' texts, built out of line and marked cold: the checks run on every order and
+// refuse almost none, so their message-building code is kept off the cache lines the accepted
+// order runs through (the submit path is instruction-cache bound: bench/PERFORMANCE.md).
+namespace {
+[[gnu::cold, gnu::noinline]] std::string quantity_refusal(std::int64_t quantity, std::int64_t limit) {
+  return "quantity " + std::to_string(quantity) + " exceeds risk.max_order_quantity " + std::to_string(limit);
+}
+[[gnu::cold, gnu::noinline]] std::string instrument_refusal(const OrderSpec& spec, const std::string& broker,
+                                                             bool unknown) {
+  if (unknown) return "unknown instrument " + spec.symbol;
+  return "instrument " + spec.symbol + " has no symbol at broker " + broker + " (instruments[].broker_symbols)";
+}
+[[gnu::cold, gnu::noinline]] std::string no_price_refusal(const OrderSpec& spec) {
+  return "no market price for " + spec.symbol + " yet: the notional of a market order cannot be checked";
+}
+[[gnu::cold, gnu::noinline]] std::string notional_refusal(Wide notional, Price price, Price limit) {
+  if (notional < 0) return "notional " + notional_text(notional) + " is negative (price " + price.to_string() + ")";
+  return "notional " + notional_text(notional) + " exceeds risk.max_notional " + limit.to_string();
+}
+}  // namespace
+
 std::string Router::check(const std::string& broker, const OrderSpec& spec) const {
-  if (spec.quantity > risk_.max_order_quantity)
-    return "quantity " + std::to_string(spec.quantity) + " exceeds risk.max_order_quantity " +
-           std::to_string(risk_.max_order_quantity);
+  if (spec.quantity > risk_.max_order_quantity) [[unlikely]]
+    return quantity_refusal(spec.quantity, risk_.max_order_quantity);
   auto inst = instruments_.find(spec.symbol);
-  if (inst == instruments_.end()) return "unknown instrument " + spec.symbol;
-  if (!inst->second.broker_symbols.empty() && !inst->second.broker_symbols.count(broker))
-    return "instrument " + spec.symbol + " has no symbol at broker " + broker + " (instruments[].broker_symbols)";
+  if (inst == instruments_.end()) [[unlikely]]
+    return instrument_refusal(spec, broker, true);
+  if (!inst->second.broker_symbols.empty() && !inst->second.broker_symbols.count(broker)) [[unlikely]]
+    return instrument_refusal(spec, broker, false);
   const auto price = order_price(spec, reference_prices_);
-  if (!price) return "no market price for " + spec.symbol + " yet: the notional of a market order cannot be checked";
+  if (!price) [[unlikely]]
+    return no_price_refusal(spec);
   const Wide notional = static_cast<Wide>(price->units()) * spec.quantity * inst->second.multiplier;
-  if (notional < 0)
-    return "notional " + notional_text(notional) + " is negative (price " + price->to_string() + ")";
-  if (notional > static_cast<Wide>(risk_.max_notional.units()))
-    return "notional " + notional_text(notional) + " exceeds risk.max_notional " + risk_.max_notional.to_string();
+  if (notional < 0 || notional > static_cast<Wide>(risk_.max_notional.units())) [[unlikely]]
+    return notional_refusal(notional, *price, risk_.max_notional);
   return {};
 }
 
@@ -159,18 +179,20 @@ bool Router::take_budget(Budget& b) {
 }
 
 // The limit as configured ("3", "0.5"), not std::to_string's "3.000000".
-std::string Router::rate_refusal(const std::string& broker) const {
+[[gnu::cold]] std::string Router::rate_refusal(const std::string& broker) const {
   return fmt::format("more than risk.max_orders_per_second ({}) order requests to {}", risk_.max_orders_per_second,
                      broker);
 }
 
 std::string Router::refusal(BrokerLane& lane, const OrderSpec& spec) {
-  if (auto why = check(*lane.name, spec); !why.empty()) return why;
-  if (!take_budget(lane.budget)) return rate_refusal(*lane.name);
+  if (auto why = check(*lane.name, spec); !why.empty()) [[unlikely]]
+    return why;
+  if (!take_budget(lane.budget)) [[unlikely]]
+    return rate_refusal(*lane.name);
   return {};
 }
 
-std::string Router::refuse(const std::string& broker, OrderSpec spec, const std::string& why,
+[[gnu::cold]] std::string Router::refuse(const std::string& broker, OrderSpec spec, const std::string& why,
                            const SubmitCallback& done) {
   ++refused_;
   spdlog::warn("order refused before sending to {}: {}", broker, why);
@@ -179,7 +201,7 @@ std::string Router::refuse(const std::string& broker, OrderSpec spec, const std:
   return coid;
 }
 
-BracketIds Router::refuse_bracket(const std::string& broker, const BracketSpec& b, const std::string& why,
+[[gnu::cold]] BracketIds Router::refuse_bracket(const std::string& broker, const BracketSpec& b, const std::string& why,
                                   const SubmitCallback& done) {
   ++refused_;  // one request: the three legs would have gone together
   spdlog::warn("bracket refused before sending to {}: {}", broker, why);
@@ -210,7 +232,8 @@ std::string Router::send_one(BrokerLane& lane, OrderSpec&& spec, SubmitCallback&
     if (auto why = check(broker, spec); !why.empty()) return refuse(broker, std::move(spec), why, done);
     return orders_.hold(broker, std::move(spec), std::move(done));
   }
-  if (auto why = refusal(lane, spec); !why.empty()) return refuse(broker, std::move(spec), why, done);
+  if (auto why = refusal(lane, spec); !why.empty()) [[unlikely]]
+    return refuse(broker, std::move(spec), why, done);
   return orders_.submit(broker, std::move(spec), std::move(done), this);
 }
 
@@ -275,7 +298,8 @@ std::string Router::submit(const std::string& strategy, OrderSpec spec, SubmitCa
     return coid;
   }
   BrokerLane* lane = choose_broker(r, strategy);
-  if (!lane) return refuse(r.config.brokers[r.active], std::move(spec), why_none(r), done);
+  if (!lane) [[unlikely]]
+    return refuse(r.config.brokers[r.active], std::move(spec), why_none(r), done);
   return send_one(*lane, std::move(spec), std::move(done), hold);
 }
 
