@@ -5,7 +5,9 @@
 
 namespace backstop {
 
-void EventLoop::post(Task task) {
+// [[gnu::hot]]: on every order's submit path (see routing/router.cpp).
+
+[[gnu::hot]] void EventLoop::post(Task task) {
   std::unique_lock lock(mutex_);
   posted_.push_back(std::move(task));
   // From a task on the loop's own thread: the loop looks at posted_ before it waits again.
@@ -115,7 +117,7 @@ void EventLoop::finish_external_work() {
   wake(lock);
 }
 
-bool EventLoop::run_one_ready() {
+[[gnu::hot]] bool EventLoop::run_one_ready() {
   Task task;
   {
     std::lock_guard lock(mutex_);
@@ -159,7 +161,7 @@ void EventLoop::forget_task_end(void* arg) {
   std::erase_if(task_end_, [arg](const auto& hook) { return hook.second == arg; });
 }
 
-std::size_t EventLoop::run_ready() {
+[[gnu::hot]] std::size_t EventLoop::run_ready() {
   std::size_t n = 0;
   for (;;) {
     while (run_one_ready()) ++n;

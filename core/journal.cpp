@@ -17,6 +17,8 @@
 
 namespace backstop {
 
+// [[gnu::hot]]: on every order's submit path (see routing/router.cpp).
+
 namespace {
 
 // 'BSTP': marks a SQLite file as a Backstop journal, so that pointing --journal at some other
@@ -592,7 +594,7 @@ Journal::DeferWake::~DeferWake() {
   if (wake) journal_.wake_.notify_one();
 }
 
-void Journal::defer_wake_to_task_end(EventLoop& loop) {
+[[gnu::hot]] void Journal::defer_wake_to_task_end(EventLoop& loop) {
   if (mode_ == JournalMode::read_only || !loop.in_task()) return;
   if (turn_hold_loop_) return;  // this task holds it already
   if (!loop.at_task_end(&Journal::end_turn_hold, this)) return;
@@ -626,7 +628,7 @@ bool Journal::refuse_write(Durable& on_durable) {
   return true;
 }
 
-Journal::Entry& Journal::add_entry(Kind kind, std::uint32_t index, Durable&& on_durable) {
+[[gnu::hot]] Journal::Entry& Journal::add_entry(Kind kind, std::uint32_t index, Durable&& on_durable) {
   if (queue_.n_entries == queue_.entries.size()) queue_.entries.emplace_back();
   Entry& e = queue_.entries[queue_.n_entries++];
   e.kind = kind;
@@ -657,7 +659,7 @@ void Journal::enqueue(Durable& on_durable, bool force_wake, QueueIt&& queue_it) 
   if (wake) wake_.notify_one();
 }
 
-void Journal::record_order(const OrderRecord& order, Durable on_durable) {
+[[gnu::hot]] void Journal::record_order(const OrderRecord& order, Durable on_durable) {
   enqueue(on_durable, false, [&] {
     const auto i = take_slot(queue_.orders, queue_.n_orders);
     queue_.orders[i] = order;
@@ -681,7 +683,7 @@ void Journal::record_transition(const TransitionEvent& ev, const OrderRecord& af
   });
 }
 
-void Journal::record_state_change(const TransitionEvent& ev, Durable on_durable) {
+[[gnu::hot]] void Journal::record_state_change(const TransitionEvent& ev, Durable on_durable) {
   enqueue(on_durable, false, [&] {
     const auto t = take_slot(queue_.transitions, queue_.n_transitions);
     queue_.transitions[t].ev = ev;

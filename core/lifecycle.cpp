@@ -4,6 +4,8 @@
 
 namespace backstop {
 
+// [[gnu::hot]]: on every order's submit path (see routing/router.cpp).
+
 namespace {
 using S = OrderState;
 constexpr std::array<const char*, kOrderStateCount> kNames = {
@@ -82,7 +84,7 @@ TransitionEvent OrderRecord::transition(OrderState to, Timestamp at, std::string
   return ev;
 }
 
-void OrderRecord::transition(OrderState to, Timestamp at, std::string_view reason, TransitionEvent& ev) {
+[[gnu::hot]] void OrderRecord::transition(OrderState to, Timestamp at, std::string_view reason, TransitionEvent& ev) {
   ev.client_order_id.assign(spec.client_order_id);
   ev.reason.assign(reason);
   ev.from = state;

@@ -8,6 +8,8 @@
 
 namespace backstop {
 
+// [[gnu::hot]]: on every order's submit path (see routing/router.cpp).
+
 const char* to_string(AssetClass a) { return a == AssetClass::stock ? "stock" : "future"; }
 std::optional<AssetClass> asset_class_from_string(const std::string& s) {
   if (s == "stock") return AssetClass::stock;
@@ -93,7 +95,7 @@ std::string order_name_for_messages(const OrderSpec& spec) {
   return spec.client_order_id;
 }
 
-std::string validate(const OrderSpec& o) {
+[[gnu::hot]] std::string validate(const OrderSpec& o) {
   // Runs on every order's send path: the message (and its allocation) only when there is a problem.
   auto problem = [&o](const std::string& what) { return "order " + order_name_for_messages(o) + ": " + what; };
   if (o.client_order_id.empty()) return problem("client_order_id is empty");
@@ -156,7 +158,7 @@ std::string ClientOrderIdGenerator::time_prefix(Timestamp now) {
   return "B" + out;
 }
 
-std::string ClientOrderIdGenerator::next() {
+[[gnu::hot]] std::string ClientOrderIdGenerator::next() {
   // Written into a buffer and made a string once: the prefix (at most 10), its dash and at most
   // 20 digits fit 32 bytes.
   char text[32];

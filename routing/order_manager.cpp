@@ -11,6 +11,8 @@
 
 namespace backstop {
 
+// [[gnu::hot]]: on every order's submit path (see routing/router.cpp).
+
 OrderManager::OrderManager(EventLoop& loop, Journal& journal, ClientOrderIdGenerator& ids,
                            OrderManagerOptions options)
     : loop_(loop), journal_(journal), ids_(ids), options_(options), index_(ids) {
@@ -24,7 +26,7 @@ OrderRecord* OrderManager::OrderIndex::find(const std::string& coid) const {
   return it == others_.end() ? nullptr : it->second;
 }
 
-bool OrderManager::OrderIndex::insert(const std::string& coid, OrderRecord* record) {
+[[gnu::hot]] bool OrderManager::OrderIndex::insert(const std::string& coid, OrderRecord* record) {
   const auto n = own_sequence(coid);
   if (n == 0 || n > ids_.sequence()) {
     // Not (yet) handed out by the generator: when it is, the insert below finds it here.
@@ -42,7 +44,7 @@ void OrderManager::OrderIndex::reserve_ahead(std::size_t n) {
   if (own_.capacity() < want) own_.reserve(std::max(want, 2 * own_.capacity()));
 }
 
-std::uint64_t OrderManager::OrderIndex::own_sequence(const std::string& coid) const {
+[[gnu::hot]] std::uint64_t OrderManager::OrderIndex::own_sequence(const std::string& coid) const {
   const std::string& prefix = ids_.prefix();
   const std::size_t digits = prefix.size() + 1;
   if (coid.size() <= digits || coid.size() > digits + 19) return 0;
@@ -55,7 +57,7 @@ std::uint64_t OrderManager::OrderIndex::own_sequence(const std::string& coid) co
   return ec == std::errc() && end == last ? n : 0;
 }
 
-OrderRecord* OrderManager::RecordStore::take() {
+[[gnu::hot]] OrderRecord* OrderManager::RecordStore::take() {
   if (used_in_last_ == kChunk) {
     prepare();
     chunks_.push_back(std::move(spare_));
@@ -74,7 +76,7 @@ void OrderManager::RecordStore::prepare() {
   if (!spare_) spare_ = std::make_unique<OrderRecord[]>(kChunk);  // value-initialized: every page touched
 }
 
-void OrderManager::prepare_capacity() {
+[[gnu::hot]] void OrderManager::prepare_capacity() {
   constexpr std::size_t kAhead = 256;
   records_.prepare();
   index_.reserve_ahead(kAhead);
@@ -105,7 +107,7 @@ void OrderManager::add_broker(Broker& broker) {
   broker.subscribe_order_events([this, name](const OrderEvent& ev) { on_event(name, ev); });
 }
 
-Broker* OrderManager::broker(const std::string& name) const {
+[[gnu::hot]] Broker* OrderManager::broker(const std::string& name) const {
   auto it = brokers_.find(name);
   return it == brokers_.end() ? nullptr : it->second;
 }
@@ -116,7 +118,7 @@ std::vector<std::string> OrderManager::broker_names() const {
   return out;
 }
 
-OrderRecord* OrderManager::create(const std::string& broker_name, OrderSpec&& spec) {
+[[gnu::hot]] OrderRecord* OrderManager::create(const std::string& broker_name, OrderSpec&& spec) {
   OrderRecord& rec = *records_.take();
   if (!index_.insert(spec.client_order_id, &rec)) [[unlikely]] {
     records_.untake();  // still as constructed: nothing was written to it
@@ -144,7 +146,7 @@ void OrderManager::journal_then(const OrderRecord& order, std::function<void(con
   });
 }
 
-std::uint32_t OrderManager::start_in_flight(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer) {
+[[gnu::hot]] std::uint32_t OrderManager::start_in_flight(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer) {
   std::uint32_t slot;
   if (!free_in_flight_.empty()) {
     slot = free_in_flight_.back();
@@ -161,7 +163,7 @@ std::uint32_t OrderManager::start_in_flight(OrderRecord& order, SubmitCallback&&
   return slot;
 }
 
-OrderManager::InFlight* OrderManager::in_flight(std::uint32_t slot, std::uint32_t generation) {
+[[gnu::hot]] OrderManager::InFlight* OrderManager::in_flight(std::uint32_t slot, std::uint32_t generation) {
   // Each continuation runs once; a stale one (a broker answering twice) must not touch the order
   // that reuses the slot.
   if (slot >= in_flight_.size() || in_flight_[slot].generation != generation || !in_flight_[slot].order) {
@@ -185,7 +187,7 @@ void OrderManager::answer(std::uint32_t slot, const CommandResult& r) {
   if (done) done(r);
 }
 
-void OrderManager::notify(const OrderRecord& o) {
+[[gnu::hot]] void OrderManager::notify(const OrderRecord& o) {
   for (auto& l : order_listeners_) l(o);
 }
 
@@ -196,7 +198,7 @@ void OrderManager::apply_state(OrderRecord& order, OrderState to, const std::str
   if (ev.applied) notify(order);
 }
 
-std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec, SubmitCallback done,
+[[gnu::hot]] std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec, SubmitCallback done,
                                  SubmitObserver* observer) {
   if (spec.client_order_id.empty()) spec.client_order_id = ids_.next();
   OrderRecord* rec = create(broker_name, std::move(spec));
@@ -210,7 +212,7 @@ std::string OrderManager::submit(const std::string& broker_name, OrderSpec spec,
   return rec->spec.client_order_id;
 }
 
-void OrderManager::journal_then_send(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer) {
+[[gnu::hot]] void OrderManager::journal_then_send(OrderRecord& order, SubmitCallback&& done, SubmitObserver* observer) {
   const std::uint32_t slot = start_in_flight(order, std::move(done), observer);
   const std::uint32_t generation = in_flight_[slot].generation;
   // Durable before send: the request leaves from send_journaled, after the commit. The commit
@@ -302,7 +304,7 @@ void OrderManager::release(const OrderRecord& held, std::string_view why, Submit
   journal_then_send(o, std::move(done), nullptr);
 }
 
-void OrderManager::send_journaled(std::uint32_t slot, std::uint32_t generation, const std::string& journal_error) {
+[[gnu::hot]] void OrderManager::send_journaled(std::uint32_t slot, std::uint32_t generation, const std::string& journal_error) {
   InFlight* f = in_flight(slot, generation);
   if (!f) return;
   OrderRecord& o = *f->order;

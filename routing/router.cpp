@@ -8,6 +8,12 @@
 
 namespace backstop {
 
+// [[gnu::hot]] marks the functions every order runs through (here, in OrderManager, Journal,
+// EventLoop and core/order): GCC optimizes them for speed and places them together in .text.hot,
+// so the submit path, which runs from cold caches after the loop has slept, touches fewer pages
+// and cache lines; [[gnu::cold]] and [[unlikely]] move the refusals' code away from it
+// (bench/PERFORMANCE.md, 2026-12-07 session 22).
+
 namespace {
 // Price of the order used for the notional check: its own limit or stop price, else the market.
 std::optional<Price> order_price(const OrderSpec& s, const std::map<std::string, Price>& reference) {
@@ -52,7 +58,7 @@ const RouteConfig* Router::route(const std::string& strategy) const {
   return it == routes_.end() ? nullptr : &it->second.config;
 }
 
-Router::RouteState& Router::state(const std::string& strategy) {
+[[gnu::hot]] Router::RouteState& Router::state(const std::string& strategy) {
   auto it = routes_.find(strategy);
   if (it == routes_.end()) throw ConfigError("strategy " + strategy + " has no route");
   return it->second;
@@ -84,7 +90,7 @@ std::optional<std::string> Router::partner(const std::string& coid) const {
   return "no broker of the route takes orders: " + why;
 }
 
-Router::BrokerLane* Router::choose_broker(RouteState& r, const std::string& strategy) {
+[[gnu::hot]] Router::BrokerLane* Router::choose_broker(RouteState& r, const std::string& strategy) {
   const auto& brokers = r.config.brokers;
   const std::size_t n = brokers.size();
   // Back to the primary when allowed; otherwise stay where the route is until that broker fails.
@@ -145,7 +151,7 @@ namespace {
 }
 }  // namespace
 
-std::string Router::check(const std::string& broker, const OrderSpec& spec) const {
+[[gnu::hot]] std::string Router::check(const std::string& broker, const OrderSpec& spec) const {
   if (spec.quantity > risk_.max_order_quantity) [[unlikely]]
     return quantity_refusal(spec.quantity, risk_.max_order_quantity);
   auto inst = instruments_.find(spec.symbol);
@@ -162,7 +168,7 @@ std::string Router::check(const std::string& broker, const OrderSpec& spec) cons
   return {};
 }
 
-bool Router::take_budget(Budget& b) {
+[[gnu::hot]] bool Router::take_budget(Budget& b) {
   const double rate = risk_.max_orders_per_second;
   const double capacity = std::max(1.0, rate);
   const Timestamp now = loop_.now();
@@ -184,7 +190,7 @@ bool Router::take_budget(Budget& b) {
                      broker);
 }
 
-std::string Router::refusal(BrokerLane& lane, const OrderSpec& spec) {
+[[gnu::hot]] std::string Router::refusal(BrokerLane& lane, const OrderSpec& spec) {
   if (auto why = check(*lane.name, spec); !why.empty()) [[unlikely]]
     return why;
   if (!take_budget(lane.budget)) [[unlikely]]
@@ -224,7 +230,7 @@ void Router::submit_answered(const std::string& broker, Timestamp sent_at, const
   }
 }
 
-std::string Router::send_one(BrokerLane& lane, OrderSpec&& spec, SubmitCallback&& done, bool hold) {
+[[gnu::hot]] std::string Router::send_one(BrokerLane& lane, OrderSpec&& spec, SubmitCallback&& done, bool hold) {
   const std::string& broker = *lane.name;
   if (hold) {
     // Held, not sent: the same limits as an order (it will be one when it triggers), but no
@@ -281,7 +287,7 @@ std::size_t Router::restore_pairs() {
   return restored;
 }
 
-std::string Router::submit(const std::string& strategy, OrderSpec spec, SubmitCallback done) {
+[[gnu::hot]] std::string Router::submit(const std::string& strategy, OrderSpec spec, SubmitCallback done) {
   RouteState& r = state(strategy);
   if (spec.client_order_id.empty()) spec.client_order_id = orders_.next_client_order_id();
   spec.strategy = strategy;  // journaled with the order: the strategy owns it after a restart
