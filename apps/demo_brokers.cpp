@@ -51,14 +51,16 @@ class SimDemoBroker final : public DemoBroker {
     const auto refuse = [&](const std::string& why) {
       return Error("brokers[" + name_ + "]: " + why + " (move the file away to start a new venue)");
     };
-    std::optional<nlohmann::json> state;
+    std::optional<std::string> state;
     try {
-      state = read_state_file(state_file_);  // its error names the file
+      state = read_state_text(state_file_);  // its error names the file
     } catch (const Error& e) {
       throw refuse(e.what());
     }
     try {
-      if (state) venue_.restore_state(*state);  // its error names the part that is wrong
+      // Read record by record, never as a whole document (Venue::restore_state_text); its error
+      // names the part that is wrong, or says the text is not JSON.
+      if (state) venue_.restore_state_text(*state);
     } catch (const Error& e) {
       throw refuse("state file " + state_file_.string() + ": " + e.what());
     }
@@ -110,7 +112,8 @@ class SimDemoBroker final : public DemoBroker {
   void save() {
     if (state_file_.empty() || venue_.changes() == saved_changes_) return;
     try {
-      write_state_file(state_file_, venue_.save_state());
+      venue_.write_state_text(state_text_);  // no document of the whole state (Venue::write_state_text)
+      write_state_text(state_file_, state_text_);
       saved_changes_ = venue_.changes();
       save_failing_ = false;
     } catch (const Error& e) {
@@ -125,6 +128,7 @@ class SimDemoBroker final : public DemoBroker {
   SimBroker sim_;
   std::string name_;
   std::filesystem::path state_file_;
+  std::string state_text_;  // the last state written, its buffer reused by the next write
   std::uint64_t saved_changes_ = 0;
   bool save_failing_ = false;
   EventLoop::TimerId save_timer_ = 0;

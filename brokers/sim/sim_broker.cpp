@@ -233,7 +233,8 @@ void SimBroker::list_open_orders(OrdersCallback done) {
   if (link_ == Link::down) return done({Outcome::failed_locally, options_.name + ": not connected", {}});
   answer_query([this, done = std::move(done)] {
     OrdersResult r{Outcome::accepted, {}, {}};
-    for (const auto& v : venue_.open_orders()) r.orders.push_back(read_back(v));
+    r.orders.reserve(venue_.open_order_count());
+    venue_.for_each_open_order([&](const VenueOrder& v) { r.orders.push_back(read_back(v)); });
     done(std::move(r));
   });
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,10 @@ namespace backstop {
 
 // Throws Error naming the path and the system's reason when it cannot be written.
 void write_state_file(const std::filesystem::path& path, const nlohmann::json& state);
+void write_state_text(const std::filesystem::path& path, std::string_view text);  // JSON text, as it is
+// The file's text, for a reader that parses it itself (Venue::restore_state_text); nullopt when
+// it does not exist; throws Error naming the path when it cannot be read.
+std::optional<std::string> read_state_text(const std::filesystem::path& path);
 // nullopt when the file does not exist (a first start); throws Error naming the path when it
 // cannot be read or is not JSON.
 std::optional<nlohmann::json> read_state_file(const std::filesystem::path& path);

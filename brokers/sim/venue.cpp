@@ -354,6 +354,12 @@ std::vector<VenueOrder> Venue::open_orders() const {
   return out;
 }
 
+std::size_t Venue::open_order_count() const {
+  std::size_t n = 0;
+  for_each_open_order([&](const VenueOrder&) { ++n; });
+  return n;
+}
+
 std::vector<VenuePosition> Venue::positions() const {
   std::vector<VenuePosition> out;
   for (const auto& [sym, p] : positions_)

@@ -406,3 +406,65 @@ TEST_F(VenueTest, AVenueOpenedAgainRepeatsNoIdOfTheFirst) {
   EXPECT_EQ(order_ids.size(), 1000u);
   EXPECT_EQ(execution_ids.size(), 1000u);
 }
+
+// The state as text, written and read one record at a time (a venue of thousands of orders keeps
+// its state beside the journal of `backstop run`): the same text a document of it dumps, and read
+// back to the same venue, fills, positions, arrivals, quotes and counters included.
+TEST_F(VenueTest, StateTextIsTheDocumentsTextAndReadsBackTheSameVenue) {
+  quote("100.00", "100.02", "100.01");
+  BracketSpec b;
+  b.entry = with_id(limit_order("AAPL", Side::buy, 10, Price::parse("99.90")), "B1");
+  b.take_profit = with_id(limit_order("AAPL", Side::sell, 10, Price::parse("100.50"), TimeInForce::gtc), "B1T");
+  b.protective_stop = with_id(stop_order("AAPL", Side::sell, 10, Price::parse("99.50")), "B1S");
+  ASSERT_TRUE(venue_.submit_bracket(b).accepted);
+  ASSERT_TRUE(venue_.submit(with_id(market_order("AAPL", Side::buy, 5), "M1")).accepted);
+  ASSERT_TRUE(venue_.submit(with_id(market_order("AAPL", Side::buy, 5), "M1")).accepted == false);  // an arrival
+  ASSERT_TRUE(venue_.submit(with_id(limit_order("AAPL", Side::sell, 3, Price::parse("101.00")), "L\"1\\")).accepted);
+
+  std::string text = "left over from an earlier write";
+  venue_.write_state_text(text);
+  EXPECT_EQ(text, venue_.save_state().dump());
+
+  FaultInjector faults2(FaultProfile::named("none"), 2);
+  Venue restored(clock_, faults2);
+  restored.add_instrument("AAPL", TickSize(Price::parse("0.01")));
+  restored.restore_state_text(text);
+  EXPECT_EQ(restored.save_state(), venue_.save_state());
+  EXPECT_EQ(restored.fills().size(), venue_.fills().size());
+  EXPECT_EQ(restored.arrivals().size(), venue_.arrivals().size());
+  ASSERT_NE(restored.find_by_client_id("L\"1\\"), nullptr);
+  EXPECT_EQ(restored.open_order_count(), venue_.open_order_count());
+
+  // A key given twice counts with its last value, as in a document.
+  auto twice = text;
+  twice.insert(1, "\"orders\":[" + nlohmann::json::parse(text)["orders"][0].dump() + "],");
+  Venue from_twice(clock_, faults2);
+  from_twice.restore_state_text(twice);
+  EXPECT_EQ(from_twice.save_state(), venue_.save_state());
+}
+
+TEST_F(VenueTest, ABadStateTextNamesWhatIsWrongAndKeepsTheVenue) {
+  quote("100.00", "100.02");
+  ASSERT_TRUE(venue_.submit(with_id(market_order("AAPL", Side::buy, 5), "M1")).accepted);
+  const auto before = venue_.save_state();
+  const auto message = [&](const std::string& text) {
+    try {
+      venue_.restore_state_text(text);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  auto bad = before;
+  bad["orders"][0]["side"] = "sideways";
+  const auto unknown_side = message(bad.dump());
+  EXPECT_NE(unknown_side.find("venue state: orders"), std::string::npos) << unknown_side;
+  EXPECT_NE(unknown_side.find("sideways"), std::string::npos) << unknown_side;
+  auto missing = before;
+  missing.erase("fills");
+  EXPECT_NE(message(missing.dump()).find("fills"), std::string::npos) << message(missing.dump());
+  const auto cut = message(before.dump().substr(0, 40));
+  EXPECT_NE(cut.find("not JSON"), std::string::npos) << cut;
+  EXPECT_NE(message("[1,2]").find("not an object"), std::string::npos) << message("[1,2]");
+  EXPECT_EQ(venue_.save_state(), before);  // nothing was replaced
+}
