@@ -42,6 +42,83 @@ double status_kib(const std::string& field, const std::string& pid = "self") {
   return 0;
 }
 
+// A trading session in the shape `backstop run` builds (journal, OrderManager, BrokerHealth,
+// Router, StopGuard, SimBroker venue) on a manual clock, and `working` orders placed through it:
+// half resting limit buys, half sell stops (each watched by the guard), all far below the market
+// (`highest` and the 500 ticks under it), so that none fills or triggers.
+struct SessionWithOrders {
+  SessionWithOrders(const std::string& journal_path, const std::string& route_name)
+      : faults(FaultProfile{}, 1),
+        venue(clock, faults),
+        loop(clock),
+        sim(options(), loop, venue),
+        journal(journal_path),
+        ids("MEM"),
+        orders(loop, journal, ids),
+        health(loop, journal),
+        router(loop, orders, health, journal, risk(), {{"AAPL", aapl()}}),
+        guard(loop, orders, journal, {}, {{"AAPL", aapl()}}),
+        route(route_name) {
+    orders.add_broker(sim);
+    RouteConfig r;
+    r.strategy = route_name;
+    r.brokers = {"sim"};
+    router.add_route(r);
+    venue.add_instrument("AAPL", TickSize(Price::parse("0.01")));
+    Quote q;
+    q.symbol = "AAPL";
+    q.bid = Price::parse("100.00");
+    q.ask = Price::parse("100.02");
+    q.last = Price::parse("100.01");
+    venue.on_quote(q);
+    router.on_quote(q);
+  }
+  static SimBrokerOptions options() {
+    SimBrokerOptions so;
+    so.name = "sim";
+    return so;
+  }
+  static Instrument aapl() {
+    Instrument i;
+    i.symbol = "AAPL";
+    return i;
+  }
+  static RiskConfig risk() {
+    RiskConfig r;
+    r.max_orders_per_second = 1e12;
+    return r;
+  }
+  // "" once all `working` are working at the venue and durable, else what went wrong.
+  std::string place(int working, Price highest) {
+    for (int i = 0; i < working; ++i) {
+      const Price p = highest - Price::parse("0.01") * (i % 500);
+      router.submit(route, i % 2 ? limit_order("AAPL", Side::buy, 1, p) : stop_order("AAPL", Side::sell, 1, p));
+      if (i % 1000 == 999) {
+        journal.flush();
+        loop.run_until(clock.now() + 1);
+      }
+    }
+    journal.flush();
+    for (int i = 0; i < 10; ++i) loop.run_until(clock.now() + 1'000'000);
+    journal.flush();
+    if (orders.working_orders().size() == static_cast<std::size_t>(working)) return {};
+    return "working orders: " + std::to_string(orders.working_orders().size()) + " of " + std::to_string(working);
+  }
+
+  ManualClock clock;
+  FaultInjector faults;
+  Venue venue;
+  EventLoop loop;
+  SimBroker sim;
+  Journal journal;
+  ClientOrderIdGenerator ids;
+  OrderManager orders;
+  BrokerHealth health;
+  Router router;
+  StopGuard guard;
+  std::string route;
+};
+
 void BM_SessionResidentWithWorkingOrders(benchmark::State& state) {
   const auto working = static_cast<int>(state.range(0));
   for (auto _ : state) {
@@ -51,49 +128,8 @@ void BM_SessionResidentWithWorkingOrders(benchmark::State& state) {
     for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
     double after = 0;
     {
-      ManualClock clock;
-      FaultInjector faults(FaultProfile{}, 1);
-      Venue venue(clock, faults);
-      EventLoop loop(clock);
-      SimBrokerOptions so;
-      so.name = "sim";
-      SimBroker sim(so, loop, venue);
-      Journal journal(path);
-      ClientOrderIdGenerator ids("MEM");
-      OrderManager orders(loop, journal, ids);
-      orders.add_broker(sim);
-      BrokerHealth health(loop, journal);
-      Instrument aapl;
-      aapl.symbol = "AAPL";
-      RiskConfig risk;
-      risk.max_orders_per_second = 1e12;
-      Router router(loop, orders, health, journal, risk, {{"AAPL", aapl}});
-      RouteConfig r;
-      r.strategy = "s";
-      r.brokers = {"sim"};
-      router.add_route(r);
-      StopGuard guard(loop, orders, journal, {}, {{"AAPL", aapl}});
-      venue.add_instrument("AAPL", TickSize(Price::parse("0.01")));
-      Quote q;
-      q.symbol = "AAPL";
-      q.bid = Price::parse("100.00");
-      q.ask = Price::parse("100.02");
-      q.last = Price::parse("100.01");
-      venue.on_quote(q);
-      router.on_quote(q);
-      // Half resting buys, half protective sell stops (each watched by the guard): both work.
-      for (int i = 0; i < working; ++i) {
-        const Price p = Price::parse("90.00") - Price::parse("0.01") * (i % 500);
-        router.submit("s", i % 2 ? limit_order("AAPL", Side::buy, 1, p) : stop_order("AAPL", Side::sell, 1, p));
-        if (i % 1000 == 999) {
-          journal.flush();
-          loop.run_until(clock.now() + 1);
-        }
-      }
-      journal.flush();
-      for (int i = 0; i < 10; ++i) loop.run_until(clock.now() + 1'000'000);
-      if (orders.working_orders().size() != static_cast<std::size_t>(working))
-        state.SkipWithError(("working orders: " + std::to_string(orders.working_orders().size())).c_str());
+      SessionWithOrders s(path, "s");
+      if (auto why = s.place(working, Price::parse("90.00")); !why.empty()) state.SkipWithError(why.c_str());
       after = status_kib("VmRSS");
     }
     for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
@@ -104,60 +140,19 @@ void BM_SessionResidentWithWorkingOrders(benchmark::State& state) {
 }
 BENCHMARK(BM_SessionResidentWithWorkingOrders)->Arg(10'000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
-
 #ifdef BACKSTOP_PROGRAM  // the product's path, given by bench/CMakeLists.txt when it is built
+
 // A journal with `working` orders and the simulated venue's state file with the same orders
 // resting, as `backstop run` keeps them for its broker "sim" (apps/session.cpp: the state file
-// beside the journal). Half limit buys, half sell stops, all at 1.00-5.99, far from the venue's
-// prices (its random walk starts near 100), so none fills or triggers while the product runs.
+// beside the journal). At 1.00-5.99, far from the venue's prices (its random walk starts near
+// 100). Sent for a route the run's config has no strategy for: the run's strategy (a breakout
+// trader) would take orders of its own route as its entries and exits again
+// (StrategyRunner::adopt_recovered_orders), and cancel one as an entry that timed out.
 // Returns "" or what went wrong.
 std::string prepare_working_orders(const std::string& journal_path, int working) {
-  ManualClock clock;
-  FaultInjector faults(FaultProfile{}, 1);
-  Venue venue(clock, faults);
-  EventLoop loop(clock);
-  SimBrokerOptions so;
-  so.name = "sim";
-  SimBroker sim(so, loop, venue);
-  Journal journal(journal_path);
-  ClientOrderIdGenerator ids("MEM");
-  OrderManager orders(loop, journal, ids);
-  orders.add_broker(sim);
-  BrokerHealth health(loop, journal);
-  Instrument aapl;
-  aapl.symbol = "AAPL";
-  RiskConfig risk;
-  risk.max_orders_per_second = 1e12;
-  Router router(loop, orders, health, journal, risk, {{"AAPL", aapl}});
-  RouteConfig r;
-  // Sent for a route the run's config has no strategy for: the run's strategy (a breakout trader)
-  // would take orders of its own route as its entries and exits again (StrategyRunner::
-  // adopt_recovered_orders), and cancel one as an entry that timed out.
-  r.strategy = "resting";
-  r.brokers = {"sim"};
-  router.add_route(r);
-  venue.add_instrument("AAPL", TickSize(Price::parse("0.01")));
-  Quote q;
-  q.symbol = "AAPL";
-  q.bid = Price::parse("100.00");
-  q.ask = Price::parse("100.02");
-  q.last = Price::parse("100.01");
-  venue.on_quote(q);
-  router.on_quote(q);
-  for (int i = 0; i < working; ++i) {
-    const Price p = Price::parse("1.00") + Price::parse("0.01") * (i % 500);
-    router.submit("resting", i % 2 ? limit_order("AAPL", Side::buy, 1, p) : stop_order("AAPL", Side::sell, 1, p));
-    if (i % 1000 == 999) {
-      journal.flush();
-      loop.run_until(clock.now() + 1);
-    }
-  }
-  journal.flush();
-  for (int i = 0; i < 10; ++i) loop.run_until(clock.now() + 1'000'000);
-  journal.flush();
-  if (orders.working_orders().size() != static_cast<std::size_t>(working))
-    return "prepared working orders: " + std::to_string(orders.working_orders().size());
-  write_state_file(journal_path + ".sim.broker-state.json", venue.save_state());
+  SessionWithOrders s(journal_path, "resting");
+  if (auto why = s.place(working, Price::parse("5.99")); !why.empty()) return why;
+  write_state_file(journal_path + ".sim.broker-state.json", s.venue.save_state());
   return {};
 }
 

@@ -236,17 +236,31 @@ struct StateReader {
 
 }  // namespace
 
-void Venue::restore_state(const nlohmann::json& state) {
-  // Read whole before anything is replaced: a bad file leaves the venue as it was.
+namespace {
+
+// Runs `read(reader, part)`, turning what it throws into an Error naming the part of the state
+// being read (`part`, which `read` moves along), or saying the text is not JSON.
+template <typename Read>
+StateReader read_state(Read read) {
   StateReader r;
   const char* part = "orders";
   try {
-    r.finish(state, part);
+    read(r, part);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(std::string("not JSON: ") + e.what());
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("venue state: ") + part + ": " + e.what());
   } catch (const Error& e) {
     throw Error(std::string("venue state: ") + part + ": " + e.what());
   }
+  return r;
+}
+
+}  // namespace
+
+void Venue::restore_state(const nlohmann::json& state) {
+  // Read whole before anything is replaced: a bad file leaves the venue as it was.
+  StateReader r = read_state([&](StateReader& reader, const char*& part) { reader.finish(state, part); });
   install(std::move(r.orders), std::move(r.fills), std::move(r.positions), std::move(r.arrivals),
           std::move(r.quotes), r.next_order_id, r.next_execution_id);
 }
@@ -254,11 +268,10 @@ void Venue::restore_state(const nlohmann::json& state) {
 void Venue::restore_state_text(std::string_view text) {
   // Each element of the top-level arrays is read into its record as soon as it is parsed and
   // dropped from the document (nlohmann's parse callback), so the whole state never exists as a
-  // document: its peak memory was ~6 times the file's size.
-  StateReader r;
-  std::string array_key;  // the top-level array being parsed, "" outside one
-  const char* part = "orders";
-  try {
+  // document: its peak memory was ~6 times the file's size. Read whole before anything is
+  // replaced, as restore_state.
+  StateReader r = read_state([&](StateReader& reader, const char*& part) {
+    std::string array_key;  // the top-level array being parsed, "" outside one
     json top = json::parse(text, [&](int depth, json::parse_event_t event, json& parsed) {
       using E = json::parse_event_t;
       if (depth == 1 && event == E::key) {
@@ -266,7 +279,7 @@ void Venue::restore_state_text(std::string_view text) {
         array_key.clear();
         for (const char* a : StateReader::kArrays)
           if (k == a) array_key = k;
-        if (!array_key.empty()) r.start(array_key);
+        if (!array_key.empty()) reader.start(array_key);
         return true;
       }
       if (depth == 1 && event == E::array_end) array_key.clear();
@@ -275,20 +288,14 @@ void Venue::restore_state_text(std::string_view text) {
       if (depth == 2 && element_done && !array_key.empty()) {
         for (const char* a : StateReader::kArrays)
           if (array_key == a) part = a;
-        r.element(array_key, parsed);
+        reader.element(array_key, parsed);
         return false;
       }
       return true;
     });
     if (!top.is_object()) throw Error("not an object");
-    r.finish(top, part);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(std::string("not JSON: ") + e.what());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("venue state: ") + part + ": " + e.what());
-  } catch (const Error& e) {
-    throw Error(std::string("venue state: ") + part + ": " + e.what());
-  }
+    reader.finish(top, part);
+  });
   install(std::move(r.orders), std::move(r.fills), std::move(r.positions), std::move(r.arrivals),
           std::move(r.quotes), r.next_order_id, r.next_execution_id);
 }
