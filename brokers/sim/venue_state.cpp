@@ -104,19 +104,20 @@ json quote_json(const std::string& symbol, const Quote& q) {
           {"source", q.source}};
 }
 
-// The state's arrays, by key, in the order a document's dump writes its keys (sorted), each
-// element made by `element(kind, index-or-iterator)`: one walk shared by the document and the text.
+// The state's arrays, by key, in the order a document's dump writes its keys (sorted):
+// visit(key, each), where each(emit) hands the array's elements to emit one document at a time.
+// One walk, shared by the document (save_state) and the text (write_state_text).
 template <typename Visit>
 void visit_arrays(const std::deque<VenueOrder>& orders, const std::vector<VenueFill>& fills,
                   const std::map<std::string, VenuePosition>& positions, const std::vector<VenueArrival>& arrivals,
                   const std::map<std::string, Quote>& quotes, Visit visit) {
-  visit("arrivals", arrivals.size(), [&](auto emit) { for (const auto& a : arrivals) emit(arrival_json(a)); });
-  visit("fills", fills.size(), [&](auto emit) { for (const auto& f : fills) emit(fill_json(f)); });
-  visit("last_quotes", quotes.size(), [&](auto emit) {
+  visit("arrivals", [&](auto emit) { for (const auto& a : arrivals) emit(arrival_json(a)); });
+  visit("fills", [&](auto emit) { for (const auto& f : fills) emit(fill_json(f)); });
+  visit("last_quotes", [&](auto emit) {
     for (const auto& [symbol, q] : quotes) emit(quote_json(symbol, q));
   });
-  visit("orders", orders.size(), [&](auto emit) { for (const auto& o : orders) emit(venue_order_to_json(o)); });
-  visit("positions", positions.size(), [&](auto emit) {
+  visit("orders", [&](auto emit) { for (const auto& o : orders) emit(venue_order_to_json(o)); });
+  visit("positions", [&](auto emit) {
     for (const auto& [symbol, p] : positions) emit(position_json(symbol, p));
   });
 }
@@ -125,7 +126,7 @@ void visit_arrays(const std::deque<VenueOrder>& orders, const std::vector<VenueF
 
 nlohmann::json Venue::save_state() const {
   json out = json::object();
-  visit_arrays(orders_, fills_, positions_, arrivals_, last_quotes_, [&](const char* key, std::size_t, auto each) {
+  visit_arrays(orders_, fills_, positions_, arrivals_, last_quotes_, [&](const char* key, auto each) {
     json array = json::array();
     each([&](json element) { array.push_back(std::move(element)); });
     out[key] = std::move(array);  // moved, not copied: the orders' array is most of the state
@@ -155,7 +156,7 @@ void Venue::write_state_text(std::string& out) const {
     key("next_order_id");
     out += std::to_string(next_order_id_);
   };
-  visit_arrays(orders_, fills_, positions_, arrivals_, last_quotes_, [&](const char* k, std::size_t, auto each) {
+  visit_arrays(orders_, fills_, positions_, arrivals_, last_quotes_, [&](const char* k, auto each) {
     if (std::string_view(k) == "orders") counters();  // "next_..." sort between "last_quotes" and "orders"
     key(k);
     out += '[';
