@@ -39,7 +39,7 @@ json GatewayCore::save_state_locked() const {
   return {{"version", kStateVersion},
           {"venue", venue_->save_state()},
           {"faults", fault_log_to_json(faults_->log())},
-          {"orders", orders},
+          {"orders", std::move(orders)},  // moved: an initializer list copies an lvalue
           {"used_coids", used_coids_},
           {"next_ib_id", next_ib_id_},
           {"next_internal_coid", next_internal_coid_},

@@ -1577,7 +1577,9 @@ void TradeStationEmulator::Impl::commit() {
 json TradeStationEmulator::Impl::save_state() const {
   json orders = json::array();
   for (const auto& id : sequence_) orders.push_back(ts_order_to_json(orders_.at(id)));
-  json tables{{"orders", orders},
+  // Locals are moved into their parents: an initializer list copies what it is given as an lvalue
+  // (the orders twice over, as `orders` and inside `tables`).
+  json tables{{"orders", std::move(orders)},
               {"confirm_ids", confirm_ids_},
               {"cash", map_json(cash_, [](Price p) { return p.units(); })},
               {"position_account", position_account_},
@@ -1593,7 +1595,7 @@ json TradeStationEmulator::Impl::save_state() const {
           {"venue", venue_.save_state()},
           {"faults", fault_log_to_json(faults_.log())},
           {"auth", auth_.save_state()},
-          {"emulator", tables}};
+          {"emulator", std::move(tables)}};
 }
 
 void TradeStationEmulator::Impl::restore_state(const json& state) {
