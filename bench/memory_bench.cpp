@@ -156,29 +156,21 @@ std::string prepare_working_orders(const std::string& journal_path, int working)
   return {};
 }
 
-// The embedded default's shape (config/examples/sim.json), without injected faults: the
-// figure is the orders' memory, not a fault's.
-nlohmann::json run_config(const std::string& journal_path) {
-  nlohmann::json config = nlohmann::json::parse(R"({
-    "brokers": [{"name": "sim", "kind": "sim", "account": "SIM0001", "faults": "none", "seed": 7, "tick_ms": 25}],
-    "instruments": [{"symbol": "AAPL", "asset_class": "stock", "tick_size": "0.01", "multiplier": 1,
-                     "exchange": "SMART", "currency": "USD"}],
-    "strategies": [{"name": "breakout", "kind": "bracket_breakout", "instrument": "AAPL", "quantity": 10,
-                    "params": {"lookback_ticks": 20, "stop_ticks": 8, "target_ticks": 10, "entry_timeout_ms": 2000},
-                    "protection": "guard"}],
-    "routes": [{"strategy": "breakout", "brokers": ["sim"], "mode": "failover"}],
-    "protection": {"verify_deadline_ms": 5000, "ghost_grace_ms": 2000, "trigger": "last", "default_stop_tif": "gtc"},
-    "reconciliation": {"positions_interval_s": 5, "orders_interval_s": 1}
-  })");
-  config["journal"] = {{"path", journal_path}};
-  return config;
-}
-
 std::string read_all(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// The embedded default (config/examples/sim.json, read from the source tree) on this journal,
+// without injected faults: the figure is the orders' memory, not a fault's.
+nlohmann::json run_config(const std::string& journal_path) {
+  auto config = nlohmann::json::parse(read_all(BACKSTOP_SOURCE_DIR "/config/examples/sim.json"), nullptr,
+                                      /*allow_exceptions=*/true, /*ignore_comments=*/true);
+  config["journal"]["path"] = journal_path;
+  for (auto& broker : config["brokers"]) broker["faults"] = "none";
+  return config;
 }
 
 void BM_BackstopRunResidentWithWorkingOrders(benchmark::State& state) {
@@ -207,13 +199,15 @@ void BM_BackstopRunResidentWithWorkingOrders(benchmark::State& state) {
     // recovery and the first reconciliation), and its VmHWM (the peak, start-up included).
     const std::string pid_text = std::to_string(pid);
     double rss_running = 0, hwm = 0;
+    bool running = false;  // its "running;" line is out
     int status = 0;
     const auto deadline = Steady::now() + std::chrono::seconds(120);
     bool exited = false;
     while (!exited) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       const double rss = status_kib("VmRSS", pid_text), peak = status_kib("VmHWM", pid_text);
-      if (read_all(out).find("running;") != std::string::npos) rss_running = std::max(rss_running, rss);
+      running = running || read_all(out).find("running;") != std::string::npos;
+      if (running) rss_running = std::max(rss_running, rss);
       hwm = std::max(hwm, peak);
       exited = ::waitpid(pid, &status, WNOHANG) == pid;
       if (!exited && Steady::now() > deadline) {

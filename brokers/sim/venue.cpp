@@ -349,8 +349,7 @@ std::vector<VenueOrder> Venue::orders() const { return {orders_.begin(), orders_
 
 std::vector<VenueOrder> Venue::open_orders() const {
   std::vector<VenueOrder> out;
-  for (const auto& o : orders_)
-    if (is_open(o.status)) out.push_back(o);
+  for_each_open_order([&](const VenueOrder& o) { out.push_back(o); });
   return out;
 }
 
