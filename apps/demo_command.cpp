@@ -118,7 +118,7 @@ int demo_main(cli::Args& args) {
 
   session.start();
   loop.run_until(origin + opt.run_for.count());
-  session.wind_down();
+  const WindDownResult wound_down = session.wind_down();
   session.stop();
 
   Journal& journal = session.journal();
@@ -156,6 +156,7 @@ int demo_main(cli::Args& args) {
   for (const auto& [key, pos] : orders.positions())
     if (pos.quantity != 0) std::cout << " " << key.first << ": " << key.second << " " << pos.quantity, flat = false;
   std::cout << (flat ? " flat)\n" : ")\n");
+  if (!wound_down.settled()) std::cout << "Wind-down did not settle within its time: " << wound_down.describe() << "\n";
 
   std::map<std::string, int> verification_counts;
   for (const auto& [coid, rec] : guard.stops()) verification_counts[to_string(rec.verification)]++;

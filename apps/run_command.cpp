@@ -31,7 +31,8 @@ reconciliation run throughout. On exit working orders and positions stay at the 
   --for DURATION      stop after this long (examples: 30s, 5m); default: until a signal
   --journal PATH      journal file (default: the config's journal.path); reused across runs
   --emulate           start each loopback adapter's protocol emulator in process
-  --flatten-on-exit   cancel working orders and flatten positions before exiting
+  --flatten-on-exit   cancel working orders and flatten positions before exiting; exit
+                      code 1 when an order or a position is still open after it
   --verbose           log every event to stderr (default: warnings)
 )";
 
@@ -98,7 +99,8 @@ int run_main(cli::Args& args) {
   while (!g_stop.load() && loop.now() < end) loop.run_until(std::min(end, loop.now() + to_ns(std::chrono::milliseconds(50))));
 
   if (api) api->stop();  // no new requests while winding down and stopping
-  if (flatten) session.wind_down();
+  WindDownResult wound_down;
+  if (flatten) wound_down = session.wind_down();
   session.stop();
   const auto working = session.orders().working_orders();
   std::cout << "stopped: " << session.orders().orders().size() << " orders this run, " << working.size()
@@ -106,6 +108,12 @@ int run_main(cli::Args& args) {
             << session.reconciler().divergences().size() << " divergences\n";
   for (const auto& [key, pos] : session.orders().positions())
     if (pos.quantity != 0) std::cout << "  position " << key.first << " " << key.second << " " << pos.quantity << "\n";
+  if (!wound_down.settled()) {
+    // Asked to leave nothing open and could not: not a success. The journal has every order; the
+    // next run resolves the ones that had not ended.
+    std::cerr << "backstop run: --flatten-on-exit did not settle within its time: " << wound_down.describe() << "\n";
+    return 1;
+  }
   return 0;
 }
 

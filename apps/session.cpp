@@ -1,5 +1,7 @@
 #include "apps/session.hpp"
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -243,31 +245,96 @@ void Session::subscribe_quotes() {
   }
 }
 
-void Session::wind_down() {
+std::string WindDownResult::describe() const {
+  std::string text;
+  const auto list = [&](const char* what, const std::vector<std::string>& items) {
+    if (items.empty()) return;
+    if (!text.empty()) text += "; ";
+    text += what;
+    for (std::size_t i = 0; i < items.size(); ++i) text += (i ? ", " : " ") + items[i];
+  };
+  list("orders not ended:", unsettled_orders);
+  list("positions open:", open_positions);
+  return text;
+}
+
+void Session::settle(const std::function<bool()>& done) {
+  const Timestamp deadline = loop_.now() + to_ns(options_.wind_down_step_timeout);
+  while (!done() && loop_.now() < deadline) run_for(std::chrono::milliseconds(10));
+}
+
+void Session::read_back_from_brokers() {
+  // Shared: a read-back still unanswered when settle() gives up answers into it later.
+  auto answered = std::make_shared<bool>(false);
+  orders_->resync([answered] { *answered = true; });
+  settle([&] { return *answered; });
+}
+
+WindDownResult Session::wind_down() {
   for (auto& r : runners_) r->stop();
   run_for(config_.protection.ghost_grace + std::chrono::milliseconds(500));
-  for (const OrderRecord* o : orders_->working_orders()) orders_->cancel(o->spec.client_order_id);
+  // Every order cancelled or sent here must end before the next step counts positions.
+  std::vector<std::string> ours;
+  const auto all_ended = [&](std::size_t from) {
+    return [this, &ours, from] {
+      for (std::size_t i = from; i < ours.size(); ++i)
+        if (const OrderRecord* o = orders_->find(ours[i]); o && !o->is_terminal()) return false;
+      return true;
+    };
+  };
+  for (const OrderRecord* o : orders_->working_orders()) ours.push_back(o->spec.client_order_id);
   // Held stops (protection `local`) work too, at Backstop: left held after the flatten below, the
   // next run would watch them and send an exit for a position no longer there.
   for (const OrderRecord* o : orders_->orders())
-    if (o->state == OrderState::held) orders_->cancel(o->spec.client_order_id);
-  run_for(std::chrono::milliseconds(300));
-  orders_->resync();
-  run_for(std::chrono::milliseconds(300));
+    if (o->state == OrderState::held) ours.push_back(o->spec.client_order_id);
+  for (const std::string& coid : ours) orders_->cancel(coid);
+  settle(all_ended(0));
+  read_back_from_brokers();
+  const std::size_t flatten_from = ours.size();
   for (const auto& [key, pos] : orders_->positions()) {
     if (pos.quantity == 0) continue;
-    orders_->submit(key.first, market_order(key.second, pos.quantity > 0 ? Side::sell : Side::buy,
-                                            pos.quantity > 0 ? pos.quantity : -pos.quantity));
+    ours.push_back(orders_->submit(key.first, market_order(key.second, pos.quantity > 0 ? Side::sell : Side::buy,
+                                                           pos.quantity > 0 ? pos.quantity : -pos.quantity)));
   }
-  run_for(std::chrono::milliseconds(500));
-  orders_->resync();
-  run_for(std::chrono::milliseconds(300));
+  settle(all_ended(flatten_from));
+  read_back_from_brokers();
   // Each broker's own word on the final position, through its query.
   for (auto& b : brokers_) {
     const std::string name = b->broker().name();
     b->broker().list_positions([this, name](PositionsResult r) { final_positions_[name] = std::move(r); });
   }
-  wait_until([&] { return final_positions_.size() == brokers_.size(); }, std::chrono::seconds(5));
+  settle([&] { return final_positions_.size() == brokers_.size(); });
+
+  WindDownResult result;
+  for (const std::string& coid : ours)
+    if (const OrderRecord* o = orders_->find(coid); o && !o->is_terminal())
+      result.unsettled_orders.push_back(coid + " at " + o->broker + ": " + to_string(o->state));
+  for (const auto& [key, pos] : orders_->positions())
+    if (pos.quantity != 0)
+      result.open_positions.push_back(key.first + " " + key.second + " " + std::to_string(pos.quantity) +
+                                      " (Backstop's record)");
+  // A broker's own answer, for the symbols Backstop traded there: the account may hold other
+  // positions, which the flatten never meant to touch.
+  for (auto& b : brokers_) {
+    const std::string name = b->broker().name();
+    std::set<std::string> traded;
+    for (const auto& [key, pos] : orders_->positions())
+      if (key.first == name) traded.insert(key.second);
+    if (traded.empty()) continue;
+    auto it = final_positions_.find(name);
+    if (it == final_positions_.end() || it->second.outcome != Outcome::accepted) {
+      result.open_positions.push_back(name + ": not known (" +
+                                      (it == final_positions_.end() ? std::string("its positions query was not answered")
+                                                                    : it->second.message) +
+                                      ")");
+      continue;
+    }
+    for (const auto& p : it->second.positions)
+      if (p.quantity != 0 && traded.count(p.symbol))
+        result.open_positions.push_back(name + " " + p.symbol + " " + std::to_string(p.quantity) +
+                                        " (the broker's own answer)");
+  }
+  return result;
 }
 
 void Session::stop() {

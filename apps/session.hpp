@@ -44,6 +44,19 @@ struct SessionOptions {
   // false. `backstop run` sets it from SIGINT/SIGTERM, which otherwise would wait out start-up
   // (up to connect_timeout + recovery_timeout) before the process stopped.
   std::function<bool()> stop_requested;
+  // Each step of wind_down() (the cancelled orders ending, each read-back from the brokers, the
+  // flatten orders ending, the brokers' positions) waits at most this long for its answers.
+  Duration wind_down_step_timeout{std::chrono::seconds(5)};
+};
+
+// What wind_down() could not settle: orders it cancelled or sent that had not ended, and
+// positions still open by Backstop's record or by a broker's own answer (or not answered).
+struct WindDownResult {
+  std::vector<std::string> unsettled_orders;  // "<coid> at <broker>: <state>"
+  std::vector<std::string> open_positions;    // "<broker> <symbol> <qty> (...)"
+  bool settled() const { return unsettled_orders.empty() && open_positions.empty(); }
+  // One line: "orders not ended: ...; positions open: ..." (empty when settled).
+  std::string describe() const;
 };
 
 class Session {
@@ -60,8 +73,11 @@ class Session {
   // recovery resolved is journaled, and the session is to be stopped.
   bool start();
   // Stops the strategies, lets the guard finish what it started, cancels working and held
-  // orders, flattens what is open, and reads everything back.
-  void wind_down();
+  // orders, flattens what is open, and reads everything back. Each step waits for its orders to
+  // end (or options().wind_down_step_timeout), not a set time: a slow broker or journal disk
+  // must not leave the flatten unsent when the process exits. A stop request does not cut it
+  // short (winding down is what the stop asked for). Says what it could not settle.
+  WindDownResult wind_down();
   // Stops brokers, checks and reconciliation; flushes the journal.
   void stop();
   void run_for(Duration d);
@@ -96,6 +112,11 @@ class Session {
   void subscribe_quotes();
   // Runs the loop until `done`, the timeout, or options().stop_requested.
   void wait_until(const std::function<bool()>& done, Duration timeout);
+  // Runs the loop until `done` or options().wind_down_step_timeout, stop request or not.
+  void settle(const std::function<bool()>& done);
+  // Every open order and the executions read back from the brokers (OrderManager::resync), waited
+  // for as settle() waits.
+  void read_back_from_brokers();
   bool stop_requested() const;
 
   Config config_;

@@ -12,6 +12,15 @@ using Duration = std::chrono::nanoseconds;
 
 constexpr Timestamp to_ns(Duration d) { return d.count(); }
 
+// Microseconds from 2020-01-01 to `t` (0 before it): where a counter of ids starts when nothing of
+// an earlier run of the same program is kept, so that a venue or an emulated broker started
+// afresh never hands out an id its previous run did (a journal that outlives it would match the
+// new order to the old one). 15 digits until 2051: "E" and the id still fit a string's own buffer.
+constexpr std::uint64_t microseconds_since_2020(Timestamp t) {
+  constexpr Timestamp k2020 = 1'577'836'800'000'000'000;  // ns since the epoch
+  return t > k2020 ? static_cast<std::uint64_t>(t - k2020) / 1'000 : 0;
+}
+
 class Clock {
  public:
   virtual ~Clock() = default;

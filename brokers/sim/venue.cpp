@@ -17,12 +17,10 @@ const char* to_string(VenueStatus s) {
 }
 
 namespace {
-// Microseconds since 2020-01-01: 15 digits until 2051, so an id stays within a string's own
-// small buffer (no allocation for it anywhere it is copied), "E" and 15 digits just past it.
+// Ids count from the microsecond the venue opened (core/clock.hpp): a venue opened again after a
+// restart does not repeat the first one's ids.
 std::uint64_t first_id(const Clock& clock) {
-  constexpr Timestamp k2020 = 1'577'836'800'000'000'000;  // ns since the epoch
-  const Timestamp now = clock.now();
-  return std::max<std::uint64_t>(1'000'001, now > k2020 ? static_cast<std::uint64_t>(now - k2020) / 1'000 : 0);
+  return std::max<std::uint64_t>(1'000'001, microseconds_since_2020(clock.now()));
 }
 }  // namespace
 

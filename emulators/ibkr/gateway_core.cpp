@@ -214,6 +214,7 @@ GatewayCore::GatewayCore(IbkrEmulatorOptions options) : options_(std::move(optio
     }
   }
   if (!options_.accounts.empty()) selected_account_ = options_.accounts.front();
+  next_ib_id_ = std::max(next_ib_id_, microseconds_since_2020(clock_.now()));
   if (!options_.state_file.empty())
     if (auto state = read_state_file(options_.state_file)) restore_state_locked(*state);
   const auto now = Clock::now();

@@ -169,6 +169,7 @@ class TradeStationEmulator::Impl {
       days_[s.symbol] = d;
     }
     for (const auto& a : opt_.accounts) cash_[a.id] = a.cash;
+    next_local_id_ = 900'000'000'000'000 + microseconds_since_2020(clock_.now());
     venue_.set_listener([this](const VenueEvent& e) { on_venue_event(e); });
     // Every symbol starts with a quote at its start price, so market orders can fill at once.
     Locked lock(*this);
@@ -398,7 +399,11 @@ class TradeStationEmulator::Impl {
   };
   std::map<std::string, PageToken> page_tokens_;
   json request_log_ = json::array();
-  std::uint64_t next_local_id_ = 900'000'001;  // emulator-only orders, far from the venue's ids
+  // Emulator-only orders (refused, lost): ids above the venue's, which count from the microsecond
+  // it opened (core/clock.hpp) and stay under 9e14 until 2048; these count from 9e14 plus the
+  // same microsecond, so an emulator started afresh repeats neither kind (its state file, when
+  // it has one, then restores the counter).
+  std::uint64_t next_local_id_ = 0;
   std::uint64_t next_group_ = 2'706'452'145;
   std::uint64_t next_coid_ = 1;
   std::uint64_t next_position_id_ = 64'630'792;

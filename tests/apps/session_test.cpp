@@ -78,6 +78,58 @@ TEST_F(SessionTest, WindDownCancelsHeldStopsAsWellAsWorkingOrders) {
   s.stop();
 }
 
+// A broker slower to answer than the wind-down's old fixed pauses (300 ms for the cancels, 500 ms
+// for the flatten): every acknowledgement here takes 1.5 s. The wind-down waits for what it
+// cancelled and what it sent to end, not for a set time, so the process does not exit with the
+// flatten still on its way and the position open (a chaos run found that with the journal's
+// disk slow: the flatten orders were still pre_sent when the process ended).
+TEST_F(SessionTest, WindDownWaitsForASlowBrokersAnswersBeforeItCountsThePositionFlat) {
+  EventLoop loop(clock_);
+  Session s(config(R"({"ack_delay_ms": 1500})"), loop, clock_, options());
+  ASSERT_TRUE(s.start());
+  s.run_for(1s);
+  s.router().submit("fade", market_order("AAPL", Side::buy, 10));
+  s.run_for(3s);
+  ASSERT_EQ(s.orders().position("sim", "AAPL"), 10);
+  const std::string resting = s.router().submit("fade", limit_order("AAPL", Side::buy, 10, Price::parse("1.00")));
+  s.run_for(3s);
+  ASSERT_EQ(s.orders().find(resting)->state, OrderState::submitted) << to_string(s.orders().find(resting)->state);
+
+  const WindDownResult result = s.wind_down();
+  EXPECT_TRUE(result.settled()) << result.describe();
+  EXPECT_EQ(s.orders().find(resting)->state, OrderState::cancelled) << to_string(s.orders().find(resting)->state);
+  EXPECT_EQ(s.orders().position("sim", "AAPL"), 0);
+  for (const OrderRecord* o : s.orders().orders())
+    EXPECT_TRUE(o->is_terminal()) << o->spec.client_order_id << " left " << to_string(o->state);
+  ASSERT_EQ(s.final_positions().count("sim"), 1u);
+  for (const auto& p : s.final_positions().at("sim").positions) EXPECT_EQ(p.quantity, 0) << p.symbol;
+  s.stop();
+}
+
+// What the wind-down could not settle is said, not passed over: with each step given less time
+// than the broker takes to answer, the flatten is still on its way when the wind-down ends, and
+// the result names the order and the position (`backstop run --flatten-on-exit` then exits 1).
+TEST_F(SessionTest, WindDownSaysWhatItCouldNotSettleInItsTime) {
+  EventLoop loop(clock_);
+  SessionOptions o = options();
+  o.wind_down_step_timeout = 1s;
+  Session s(config(R"({"ack_delay_ms": 1500})"), loop, clock_, o);
+  ASSERT_TRUE(s.start());
+  s.run_for(1s);
+  s.router().submit("fade", market_order("AAPL", Side::buy, 10));
+  s.run_for(3s);
+  ASSERT_EQ(s.orders().position("sim", "AAPL"), 10);
+
+  const WindDownResult result = s.wind_down();
+  EXPECT_FALSE(result.settled());
+  ASSERT_EQ(result.unsettled_orders.size(), 1u) << result.describe();
+  const std::string flatten = result.unsettled_orders[0].substr(0, result.unsettled_orders[0].find(' '));
+  ASSERT_NE(s.orders().find(flatten), nullptr) << result.describe();
+  EXPECT_EQ(s.orders().find(flatten)->spec.side, Side::sell);
+  EXPECT_NE(result.describe().find("sim AAPL 10 (Backstop's record)"), std::string::npos) << result.describe();
+  s.stop();
+}
+
 // The start-up gap, through the session itself: a restarted `backstop run` resolves the journal's
 // open orders before it sends anything, and a stop held by Backstop has no broker stop behind it
 // meanwhile. Session::start must watch held stops from the moment the journal is loaded, with

@@ -686,6 +686,22 @@ TEST(IbkrEmulatorState, RestartKeepsOrdersFillsIdsAndLogs) {
   EXPECT_EQ(g.events("restarted"), 1u);
 }
 
+// Without a state file a restarted gateway is an IBKR back end that kept nothing; it must still
+// never hand out an order id its previous life did: a journal that outlived it would take a new
+// order's updates for an old order's.
+TEST(IbkrEmulatorState, AGatewayStartedAfreshRepeatsNoOrderIdOfItsPreviousLife) {
+  std::string first;
+  {
+    Gateway g(quiet_options());
+    g.get("/iserver/accounts");
+    first = g.place_one(lmt("fresh1", "BUY", 180));
+  }
+  Gateway g(quiet_options());
+  g.get("/iserver/accounts");
+  const std::string second = g.place_one(lmt("fresh2", "BUY", 180));
+  EXPECT_GT(std::stoll(second), std::stoll(first));
+}
+
 TEST(IbkrEmulatorState, FailedWriteAnswers500NamingTheFileAndIsRetried) {
   const auto file = fresh_state_path("unwritable.json");
   std::filesystem::remove_all(file.string() + ".new");

@@ -17,6 +17,9 @@
 //                           CTest TIMEOUT of 420 s); runs left out are counted and printed
 //   BACKSTOP_CHAOS_KEEP     keep every run's directory (logs, config, journal); failed runs'
 //                           directories are always kept and printed
+//   BACKSTOP_CHAOS_PROGRAM  the `backstop` program the runs start (router and emulators);
+//                           default: the one built beside this test. A copy lets a long soak
+//                           run on while the tree is rebuilt (a relink mid-run breaks the run)
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -66,7 +69,8 @@ TEST(Chaos, SeededRunsKeepEveryInvariant) {
     RunSettings s;
     s.seed = static_cast<std::uint64_t>(first_seed + i);
     s.chaos_seconds = static_cast<int>(seconds);
-    s.backstop = BACKSTOP_PATH;
+    const char* program = std::getenv("BACKSTOP_CHAOS_PROGRAM");
+    s.backstop = program && *program ? program : BACKSTOP_PATH;
     s.dir = root / ("seed-" + std::to_string(s.seed));
     const RunRecord run = run_chaos(s);
     std::ostringstream report;

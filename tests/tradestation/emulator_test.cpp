@@ -621,6 +621,33 @@ TEST_F(EmulatorTest, SilentlyRejectedStopHasNoRejFrame) {
   EXPECT_EQ(fault_count("ts_reject_stop_silently"), 1u);
 }
 
+// Without a state file a restarted emulator is a broker that kept nothing; it must still never
+// hand out an order id its previous life did: a journal that outlived it would take a new order's
+// updates for an old order's. Both kinds of id: the venue's, and the emulator's own (an order it
+// refused itself).
+TEST_F(EmulatorTest, AnEmulatorStartedAfreshRepeatsNoOrderIdOfItsPreviousLife) {
+  const auto place_both = [&] {
+    faults({{"ts_reject_stop_silently", 1.0}});
+    auto stop = order("StopMarket", "SELL", 10, "GTC");
+    stop["StopPrice"] = "95";
+    const std::string refused = place(stop);
+    EXPECT_EQ(order_by_id(refused)["Status"], "REJ");
+    auto limit = order("Limit", "BUY", 10);
+    limit["LimitPrice"] = "90";
+    const std::string resting = place(limit);
+    return std::make_pair(refused, resting);
+  };
+  start();
+  const auto first = place_both();
+  emu_->stop();
+  start();  // the same options: no state file
+  const auto second = place_both();
+  EXPECT_NE(second.first, first.first);
+  EXPECT_NE(second.second, first.second);
+  EXPECT_NE(second.first, first.second);
+  EXPECT_NE(second.second, first.first);
+}
+
 TEST_F(EmulatorTest, DroppedFillFramesOnAStreamThatKeepsBeating) {
   start();
   faults({{"ts_drop_fill_frame", 1.0}});
