@@ -178,6 +178,12 @@ class Broker {
   // its outcome unknown. Brokers whose order reads do not carry the client order id
   // (TradeStation) remember it so that query_by_client_id can find it by its details.
   virtual void expect_unknown(const OrderSpec& /*order*/, Timestamp /*sent_at*/) {}
+  // Recovery after a restart: the journal ties this broker order id to this client order id (an
+  // order of an earlier process, ended or not). A broker that finds unknown outcomes by their
+  // details (TradeStation) must never give this id to another order: two orders of the same
+  // details, one acknowledged and one whose request never arrived, would otherwise share one
+  // order and count its fills twice.
+  virtual void remember_order(const std::string& /*client_order_id*/, const std::string& /*broker_order_id*/) {}
   // A cheap, independent request that proves the broker answers and will take orders, for the
   // router's health checks. accepted: healthy; anything else: why not. The default lists
   // positions; adapters override it with their lightest authenticated endpoint within the

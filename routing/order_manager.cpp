@@ -725,7 +725,12 @@ void OrderManager::apply_broker_view(OrderRecord& o, const BrokerOrder& v, const
 void OrderManager::recover(std::function<void(std::size_t, std::size_t)> done) {
   for (auto& rec : journal_.orders()) {
     const std::string coid = rec.spec.client_order_id;
-    if (!rec.broker_order_id.empty()) by_broker_id_[{rec.broker, rec.broker_order_id}] = coid;
+    if (!rec.broker_order_id.empty()) {
+      by_broker_id_[{rec.broker, rec.broker_order_id}] = coid;
+      // Before any unknown outcome is resolved below: an id the journal has given to one order
+      // is never found again for another.
+      if (Broker* b = broker(rec.broker)) b->remember_order(coid, rec.broker_order_id);
+    }
     if (OrderRecord* existing = index_.find(coid)) {
       *existing = std::move(rec);  // in place: order_sequence_ points at it
     } else {

@@ -721,6 +721,10 @@ void TradeStationBroker::expect_unknown(const OrderSpec& order, Timestamp sent_a
   if (!coid_to_id_.count(order.client_order_id)) unresolved_[order.client_order_id] = {order, sent_at};
 }
 
+void TradeStationBroker::remember_order(const std::string& client_order_id, const std::string& broker_order_id) {
+  adopt(client_order_id, broker_order_id);  // claimed: query_by_client_id's matching skips it
+}
+
 void TradeStationBroker::query_by_client_id(const std::string& coid, OrderQueryCallback done) {
   if (auto it = coid_to_id_.find(coid); it != coid_to_id_.end()) return query_order(it->second, std::move(done));
   auto un = unresolved_.find(coid);

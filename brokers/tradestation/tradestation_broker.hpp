@@ -123,6 +123,7 @@ class TradeStationBroker final : public Broker {
   void query_order(const std::string& broker_order_id, OrderQueryCallback done) override;
   void query_by_client_id(const std::string& client_order_id, OrderQueryCallback done) override;
   void expect_unknown(const OrderSpec& order, Timestamp sent_at) override;
+  void remember_order(const std::string& client_order_id, const std::string& broker_order_id) override;
   void list_open_orders(OrdersCallback done) override;
   // Every order of today (open and closed), all pages.
   void list_orders(OrdersCallback done);

@@ -50,8 +50,12 @@ class ScriptedBroker final : public Broker {
       if (b.broker_order_id == id) return done({Outcome::accepted, {}, b});
     done({Outcome::accepted, {}, std::nullopt});
   }
+  void remember_order(const std::string& coid, const std::string& broker_order_id) override {
+    remembered.emplace_back(coid, broker_order_id);
+  }
   void query_by_client_id(const std::string& coid, OrderQueryCallback done) override {
     ++queries;
+    remembered_before_query.push_back(remembered.size());
     if (unreachable) return done({Outcome::unknown, "gateway unreachable", std::nullopt});
     if (unanswered_queries > 0) {
       --unanswered_queries;
@@ -77,6 +81,8 @@ class ScriptedBroker final : public Broker {
   int unanswered_queries = 0;  // ... the next this many only
   bool fill_query = false;
   std::vector<Fill> executions;  // what list_fills answers
+  std::vector<std::pair<std::string, std::string>> remembered;  // remember_order's calls
+  std::vector<std::size_t> remembered_before_query;  // remembered.size() at each query by client id
 };
 
 class OrderManagerTest : public ::testing::Test {
@@ -493,6 +499,43 @@ TEST_F(OrderManagerTest, RecoveryResolvesEveryOpenOrderBeforeAnythingNew) {
   EXPECT_EQ(om.find("R-2")->broker_order_id, "B9");
   EXPECT_EQ(om.find("R-3")->state, OrderState::failed);
   EXPECT_TRUE(broker.received.empty()) << "recovery never resends";
+}
+
+// A broker that finds unknown outcomes by an order's details (TradeStation) must know, before the
+// first such query, every broker order id the journal has already given to an order, ended or
+// not: found again for an order whose request never arrived, it would count one order's fills for
+// two (a chaos run did: seed 402).
+TEST_F(OrderManagerTest, RecoveryTellsTheBrokerEveryJournaledBrokerIdBeforeItResolvesAnything) {
+  {
+    Journal journal(journal_path());
+    const auto journal_order = [&](const char* coid, OrderState state, const char* broker_id) {
+      OrderRecord o;
+      o.spec = limit_buy();
+      o.spec.client_order_id = coid;
+      o.broker = "scripted";
+      o.broker_order_id = broker_id;
+      o.state = state;
+      o.state_times[0] = 1;
+      journal.record_order(o);
+    };
+    journal_order("K-1", OrderState::filled, "B1");     // ended: still claims B1
+    journal_order("K-2", OrderState::submitted, "B2");  // working
+    journal_order("K-3", OrderState::pending, "");      // its request may never have arrived
+  }
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManager om(loop, journal, ids_);
+  ScriptedBroker broker(loop);
+  om.add_broker(broker);
+  bool done = false;
+  om.recover([&](std::size_t, std::size_t) { done = true; });
+  settle(loop, clock, 10s);
+  ASSERT_TRUE(done);
+  using Pair = std::pair<std::string, std::string>;
+  EXPECT_EQ(broker.remembered, (std::vector<Pair>{{"K-1", "B1"}, {"K-2", "B2"}}));
+  ASSERT_FALSE(broker.remembered_before_query.empty()) << "K-3 was never queried by client order id";
+  EXPECT_EQ(broker.remembered_before_query.front(), 2u) << "queried before every journaled id was remembered";
 }
 
 TEST_F(OrderManagerTest, BracketLegsAreJournaledTogetherAndLinked) {

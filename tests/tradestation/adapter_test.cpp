@@ -573,6 +573,39 @@ TEST_F(AdapterTest, SlowAckIsUnknownNeverResentAndResolvedByClientId) {
   EXPECT_EQ(requests_for("slow1"), 1);
 }
 
+// After a restart the adapter finds an order whose outcome was unknown by its details (reads do
+// not carry OrderConfirmID). An order of the same details that an earlier process had
+// acknowledged is not it: the journal's claim on that id is remembered (OrderManager::recover),
+// and the unknown order, whose request never arrived, is not found (a chaos run, seed 402, had it
+// "filled" with the other's id, its fill counted twice).
+TEST_F(AdapterTest, AnOrderTheJournalClaimsIsNotFoundAgainForAnUnknownOneOfTheSameDetails) {
+  start_emulator();
+  make_broker(adapter_options());
+  quote("190");
+  const OrderSpec sent = spec("claimed1", OrderType::market, Side::sell, 10);
+  const auto r = submit(sent);
+  ASSERT_EQ(r.outcome, Outcome::accepted) << r.message;
+  ASSERT_TRUE(read_until(r.broker_order_id, [](const BrokerOrder& o) { return o.state == OrderState::filled; }));
+
+  // The process is gone; a new one recovers from the journal.
+  broker->stop();
+  broker.reset();
+  loop.run_ready();
+  make_broker(adapter_options());
+  OrderSpec lost = sent;
+  lost.client_order_id = "lost1";  // same details; its request never reached TradeStation
+  broker->remember_order("claimed1", r.broker_order_id);
+  broker->expect_unknown(lost, clock.now() - to_ns(1s));
+  const auto q = query_coid("lost1");
+  ASSERT_EQ(q.outcome, Outcome::accepted) << q.message;
+  EXPECT_FALSE(q.order) << "found " << q.order->broker_order_id << ", which the journal gave to claimed1";
+  EXPECT_EQ(requests_for("lost1"), 0);
+  // The claimed order itself still reads back as its own.
+  const auto mine = query_coid("claimed1");
+  ASSERT_TRUE(mine.order) << mine.message;
+  EXPECT_EQ(mine.order->broker_order_id, r.broker_order_id);
+}
+
 TEST_F(AdapterTest, DroppedFillFramesAreRecoveredThroughQuery) {
   start_emulator();
   make_broker(adapter_options());
