@@ -83,6 +83,11 @@ std::string body_message(const std::string& body) {
   return {};
 }
 
+// How much earlier than our send TradeStation may say an order of unknown outcome opened and it
+// still be that order: its OpenedDateTime is cut to the second, and two NTP-kept clocks differ by
+// well under a second; a minute is generous, and still tells an order placed earlier apart.
+constexpr Duration kOpenedBeforeSentTolerance = std::chrono::seconds(60);
+
 bool same_order(const BrokerOrder& b, const OrderSpec& s) {
   auto eq = [](const std::optional<Price>& a, const std::optional<Price>& c) { return a.value_or(Price()) == c.value_or(Price()); };
   return b.symbol == s.symbol && b.side == s.side && b.quantity == s.quantity && b.type == s.type &&
@@ -733,14 +738,22 @@ void TradeStationBroker::query_by_client_id(const std::string& coid, OrderQueryC
                  "TradeStation order reads do not carry OrderConfirmID and client order id '" + coid +
                      "' was not sent by this process: query by broker order id",
                  std::nullopt});
-  // The submit's outcome was unknown: look for the order among today's by fingerprint.
+  // The submit's outcome was unknown: look for the order among today's by its details, among the
+  // orders no other client order id has claimed, opened no earlier than it was sent (TradeStation
+  // gives the time to the second; its clock and ours may differ a little): an order of the same
+  // details placed before it, by hand or by another program on the account, is not it.
   const OrderSpec spec = un->second.spec;
-  list_orders([this, coid, spec, done = std::move(done)](OrdersResult r) {
-    OrderQueryResult out{r.outcome, r.message, std::nullopt};
-    if (r.outcome != Outcome::accepted) return done(out);
+  const Timestamp not_before = un->second.sent_at - to_ns(kOpenedBeforeSentTolerance);
+  auto acc = std::make_shared<std::vector<BrokerOrder>>();
+  auto raw = std::make_shared<std::vector<WireOrder>>();
+  fetch_orders({}, acc, raw, [this, coid, spec, not_before, raw, done = std::move(done)](Outcome outcome, std::string msg) {
+    OrderQueryResult out{outcome, std::move(msg), std::nullopt};
+    if (outcome != Outcome::accepted) return done(out);
     std::vector<const BrokerOrder*> matches;
-    for (const auto& o : r.orders)
-      if (!id_to_coid_.count(o.broker_order_id) && same_order(o, spec)) matches.push_back(&o);
+    for (const auto& w : *raw)
+      if (!id_to_coid_.count(w.order.broker_order_id) && same_order(w.order, spec) &&
+          (w.opened_at == 0 || w.opened_at >= not_before))
+        matches.push_back(&w.order);
     if (matches.size() > 1) {
       out.outcome = Outcome::unknown;
       out.message = std::to_string(matches.size()) + " unclaimed orders match client order id '" + coid + "'";

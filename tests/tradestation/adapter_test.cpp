@@ -606,6 +606,36 @@ TEST_F(AdapterTest, AnOrderTheJournalClaimsIsNotFoundAgainForAnUnknownOneOfTheSa
   EXPECT_EQ(mine.order->broker_order_id, r.broker_order_id);
 }
 
+// Nor is an unclaimed order of the same details that opened before the unknown one was sent
+// (placed by hand, or by another program on the account): only an order opened since can be it.
+TEST_F(AdapterTest, AnOrderOpenedBeforeTheUnknownOneWasSentIsNotIt) {
+  start_emulator();
+  make_broker(adapter_options());
+  quote("190");
+  const OrderSpec earlier = spec("byhand1", OrderType::limit, Side::buy, 5, "150");
+  const auto r = submit(earlier);
+  ASSERT_EQ(r.outcome, Outcome::accepted) << r.message;
+  broker->stop();
+  broker.reset();
+  loop.run_ready();
+  make_broker(adapter_options());  // a process that never heard of byhand1: the order is unclaimed
+
+  OrderSpec later = earlier;
+  later.client_order_id = "later1";  // sent five minutes after byhand1 opened; never arrived
+  broker->expect_unknown(later, clock.now() + to_ns(std::chrono::minutes(5)));
+  const auto q = query_coid("later1");
+  ASSERT_EQ(q.outcome, Outcome::accepted) << q.message;
+  EXPECT_FALSE(q.order) << "found " << q.order->broker_order_id << ", opened before later1 was sent";
+
+  // Sent when byhand1 opened, it could be that order: found, as before.
+  OrderSpec same_time = earlier;
+  same_time.client_order_id = "now1";
+  broker->expect_unknown(same_time, clock.now());
+  const auto found = query_coid("now1");
+  ASSERT_TRUE(found.order) << found.message;
+  EXPECT_EQ(found.order->broker_order_id, r.broker_order_id);
+}
+
 TEST_F(AdapterTest, DroppedFillFramesAreRecoveredThroughQuery) {
   start_emulator();
   make_broker(adapter_options());
