@@ -20,6 +20,11 @@ struct Fill {
   std::int64_t quantity = 0;
   Price price;
   Timestamp at = 0;
+  // The order's filled quantity once this execution counts, when the broker names its executions
+  // by it (IBKR's and TradeStation's order updates, and a broker's order view read back); 0 when
+  // it does not. One execution can reach us under two names (a stream's and a read-back's): its
+  // cumulative quantity tells that it is already counted, whatever its name.
+  std::int64_t cumulative_quantity = 0;
 };
 
 // Remembers which executions have been counted.

@@ -661,29 +661,50 @@ bool OrderManager::apply_fill(const Fill& fill) {
                            nlohmann::json{{"execution_id", fill.execution_id}}.dump()});
     return true;
   }
-  if (fill.quantity > o->remaining_quantity()) {
+  // Named by the order's cumulative quantity, under the broker order id the order has: the part
+  // at or below the quantity already booked was counted under another name (a read-back's
+  // "query:..." and the stream's own, in either order). Booking it again would double a partial
+  // fill, which the check against the order's quantity below cannot see.
+  std::int64_t quantity = fill.quantity;
+  if (fill.cumulative_quantity > 0 && fill.broker_order_id == o->broker_order_id) {
+    const std::int64_t not_booked = fill.cumulative_quantity - o->filled_quantity;
+    if (not_booked <= 0) {
+      ledger_.record(fill);  // its name is known now: a repeat stops at the ledger
+      journal_.record_event({loop_.now(), fill.broker, "fill_already_counted", o->spec.client_order_id,
+                             nlohmann::json{{"execution_id", fill.execution_id},
+                                            {"cumulative_quantity", fill.cumulative_quantity},
+                                            {"filled_quantity", o->filled_quantity}}
+                                 .dump()});
+      return false;
+    }
+    quantity = std::min(quantity, not_booked);
+  }
+  if (quantity > o->remaining_quantity()) {
     // More than the order's quantity: the same execution reported twice under different ids (a
     // stream id and a query id). Booking it would double the position; record it and stop.
     journal_.record_event({loop_.now(), fill.broker, "overfill_refused", o->spec.client_order_id,
-                           nlohmann::json{{"execution_id", fill.execution_id}, {"quantity", fill.quantity},
+                           nlohmann::json{{"execution_id", fill.execution_id}, {"quantity", quantity},
                                           {"remaining", o->remaining_quantity()}}
                                .dump()});
     spdlog::warn("order {}: fill {} of {} exceeds the remaining {}; not booked", o->spec.client_order_id,
-                 fill.execution_id, fill.quantity, o->remaining_quantity());
+                 fill.execution_id, quantity, o->remaining_quantity());
     return false;
   }
   ledger_.record(fill);
+  // Booked at the fill's own price also when only its part beyond the booked quantity counts:
+  // which of the executions it covered were already booked is not known, the quantity is.
   Fill booked = fill;
   booked.client_order_id = o->spec.client_order_id;
+  booked.quantity = quantity;
   journal_.record_fill(booked);
-  o->add_fill(fill.quantity, fill.price);
+  o->add_fill(quantity, fill.price);
   auto& pos = positions_[{fill.broker, o->spec.symbol}];
   pos.broker = fill.broker;
   pos.symbol = o->spec.symbol;
-  pos.apply(o->spec.side, fill.quantity, fill.price);
+  pos.apply(o->spec.side, quantity, fill.price);
   apply_state(*o, o->remaining_quantity() <= 0 ? OrderState::filled : OrderState::partially_filled,
-              "fill " + fill.execution_id + " " + std::to_string(fill.quantity) + " @ " + fill.price.to_string());
-  for (auto& l : fill_listeners_) l(fill, *o);
+              "fill " + fill.execution_id + " " + std::to_string(quantity) + " @ " + fill.price.to_string());
+  for (auto& l : fill_listeners_) l(booked, *o);
   return true;
 }
 
@@ -701,7 +722,8 @@ void OrderManager::apply_broker_view(OrderRecord& o, const BrokerOrder& v, const
     const Price price = Price::from_units(
         (v.average_fill_price->units() * v.filled_quantity - o.average_fill_price.units() * o.filled_quantity) / delta);
     if (apply_fill({"query:" + v.broker_order_id + ":" + std::to_string(v.filled_quantity), o.broker,
-                    o.spec.client_order_id, v.broker_order_id, o.spec.symbol, o.spec.side, delta, price, loop_.now()}))
+                    o.spec.client_order_id, v.broker_order_id, o.spec.symbol, o.spec.side, delta, price, loop_.now(),
+                    v.filled_quantity}))
       ++fills_recovered_by_query_;
   }
   switch (v.state) {

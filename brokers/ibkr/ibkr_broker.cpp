@@ -1082,6 +1082,7 @@ void name_fills_by_cumulative_quantity(std::vector<Fill>& fills) {
     for (Fill* f : list) {
       cumulative += f->quantity;
       f->execution_id = order_id + ":" + std::to_string(cumulative);
+      f->cumulative_quantity = cumulative;
     }
   }
 }
@@ -1410,6 +1411,7 @@ void IbkrBroker::emit_order_update(std::int64_t order_id, const json& merged) {
     ev.at = now;
     Fill f;
     f.execution_id = b.broker_order_id + ":" + std::to_string(b.filled_quantity);
+    f.cumulative_quantity = b.filled_quantity;
     f.broker = options_.name;
     f.client_order_id = b.client_order_id;
     f.broker_order_id = b.broker_order_id;

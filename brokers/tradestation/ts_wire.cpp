@@ -541,6 +541,7 @@ std::optional<Fill> OrderFrameMapper::advance(Known& k, const WireOrder& w, Time
   f.quantity = delta;
   f.at = now;
   f.execution_id = w.order.broker_order_id + "-" + std::to_string(w.exec_quantity);
+  f.cumulative_quantity = w.exec_quantity;
   // The delta's price from the average: avg_new * cum_new - (sum of earlier fills).
   // In 128 bits: parse_order refuses notionals beyond 64 bits, but a WireOrder may come from elsewhere.
   __extension__ using Wide = __int128;

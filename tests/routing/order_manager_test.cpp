@@ -415,6 +415,52 @@ TEST_F(OrderManagerTest, ResyncRecoversFillsTheStreamDropped) {
   EXPECT_EQ(journal.fills().size(), venue.fills().size());
 }
 
+// One execution under two names: the order's view read back (its execution list not available)
+// books "query:B1:4"; the stream's delayed report of the same execution is "B1:4". Both name the
+// order's cumulative quantity: a partial fill is counted once, whichever comes first, and a later
+// report covering more books only the part beyond it. (The check against the order's quantity
+// catches this only when the order is wholly filled.)
+TEST_F(OrderManagerTest, AnExecutionNamedTwiceByItsCumulativeQuantityIsCountedOnce) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  Journal journal(journal_path());
+  OrderManager om(loop, journal, ids_);
+  ScriptedBroker broker(loop);
+  om.add_broker(broker);
+  const auto coid = om.submit("scripted", limit_buy());  // 10
+  settle(loop, clock);
+  ASSERT_EQ(om.find(coid)->broker_order_id, "B1");
+  BrokerOrder& view = broker.book[coid];
+  view.filled_quantity = 4;
+  view.average_fill_price = Price::parse("99");
+  view.state = OrderState::partially_filled;
+  om.resync();
+  settle(loop, clock);
+  ASSERT_EQ(om.position("scripted", "AAPL"), 4);
+
+  OrderEvent ev;
+  ev.kind = OrderEvent::Kind::fill;
+  ev.client_order_id = coid;
+  ev.broker_order_id = "B1";
+  ev.state = OrderState::partially_filled;
+  ev.fill = Fill{"B1:4", "scripted", coid, "B1", "AAPL", Side::buy, 4, Price::parse("99"), clock.now(), 4};
+  broker.handler(ev);
+  settle(loop, clock);
+  EXPECT_EQ(om.position("scripted", "AAPL"), 4) << "the read-back's execution counted again";
+  EXPECT_EQ(om.find(coid)->filled_quantity, 4);
+  // The stream missed an update: its next report covers 4 more than it last said (cumulative 7,
+  // 3 of them new to us as well as to it, had it seen the 4): only the 3 beyond the 4 booked.
+  ev.fill = Fill{"B1:7", "scripted", coid, "B1", "AAPL", Side::buy, 7, Price::parse("98.99"), clock.now(), 7};
+  broker.handler(ev);
+  settle(loop, clock);
+  EXPECT_EQ(om.position("scripted", "AAPL"), 7);
+  EXPECT_EQ(om.find(coid)->state, OrderState::partially_filled);
+  journal.flush();
+  std::int64_t journaled = 0;
+  for (const auto& f : journal.fills()) journaled += f.quantity;
+  EXPECT_EQ(journaled, 7);
+}
+
 TEST_F(OrderManagerTest, ResyncBooksOnlyTheQuantityTheStreamMissedWhenIdsDiffer) {
   // IBKR's stream names a fill by the order's cumulative quantity ("B1:5"); one stream update can
   // cover two executions ("B1:2" and "B1:5" in the execution list). The list must add only the
