@@ -196,7 +196,7 @@ FaultProfile read_faults(Context& c, const ObjectReader& parent) {
   ObjectReader o(c.r, j, path);
   o.reject_unknown_keys({"ghost_stop_rate", "reject_rate", "ack_delay_ms", "ack_delay_jitter_ms", "query_delay_ms",
                          "drop_order_event_rate", "drop_fill_event_rate", "disconnect_rate",
-                         "disconnect_length_ms", "stale_position_rate", "extra"});
+                         "disconnect_length_ms", "stale_position_rate", "lost_reply_rate", "extra"});
   auto rate = [&](std::string_view key, double& out) {
     if (auto v = o.number(key, 0, 1)) out = *v;
   };
@@ -206,6 +206,7 @@ FaultProfile read_faults(Context& c, const ObjectReader& parent) {
   rate("drop_fill_event_rate", p.drop_fill_event_rate);
   rate("disconnect_rate", p.disconnect_rate);
   rate("stale_position_rate", p.stale_position_rate);
+  rate("lost_reply_rate", p.lost_reply_rate);
   if (auto v = o.millis("ack_delay_ms", 0)) p.ack_delay = *v;
   if (auto v = o.millis("ack_delay_jitter_ms", 0)) p.ack_delay_jitter = *v;
   if (auto v = o.millis("query_delay_ms", 0)) p.query_delay = *v;

@@ -245,13 +245,14 @@ TEST(Broken, RuntimeThreadPlacement) {
 TEST(Load, CustomFaultProfileAndParams) {
   auto doc = minimal();
   doc["brokers"][0]["faults"] = json::parse(
-      R"({"ghost_stop_rate": 1, "ack_delay_ms": 20, "extra": {"goaway_rate": 0.25}})");
+      R"({"ghost_stop_rate": 1, "ack_delay_ms": 20, "lost_reply_rate": 0.5, "extra": {"goaway_rate": 0.25}})");
   doc["strategies"][0]["params"] = json::parse(R"({"lookback": 20, "note": "${NOTE}", "list": ["${NOTE}"]})");
   const auto r = load(doc, {{"NOTE", "hello"}});
   ASSERT_TRUE(r.ok()) << ::testing::PrintToString(r.issues);
   const auto& f = r.config->brokers[0].sim()->faults;
   EXPECT_EQ(f.ghost_stop_rate, 1.0);
   EXPECT_EQ(f.ack_delay, std::chrono::milliseconds(20));
+  EXPECT_EQ(f.lost_reply_rate, 0.5);  // every field of a fault profile can be set, not only named profiles'
   EXPECT_EQ(f.extra_rate("goaway_rate"), 0.25);
   EXPECT_EQ(r.config->strategies[0].params["note"], "hello");
   EXPECT_EQ(r.config->strategies[0].params["list"][0], "hello");
