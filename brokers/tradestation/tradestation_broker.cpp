@@ -88,6 +88,17 @@ std::string body_message(const std::string& body) {
 // well under a second; a minute is generous, and still tells an order placed earlier apart.
 constexpr Duration kOpenedBeforeSentTolerance = std::chrono::seconds(60);
 
+// An order's OpenedDateTime is at or after `not_before`; true when absent or unreadable (a hint
+// for finding an order, never a reason to miss it).
+bool opened_since(const WireOrder& w, Timestamp not_before) {
+  if (w.opened_at.empty()) return true;
+  try {
+    return parse_timestamp(w.opened_at) >= not_before;
+  } catch (const std::exception&) {
+    return true;
+  }
+}
+
 bool same_order(const BrokerOrder& b, const OrderSpec& s) {
   auto eq = [](const std::optional<Price>& a, const std::optional<Price>& c) { return a.value_or(Price()) == c.value_or(Price()); };
   return b.symbol == s.symbol && b.side == s.side && b.quantity == s.quantity && b.type == s.type &&
@@ -751,8 +762,7 @@ void TradeStationBroker::query_by_client_id(const std::string& coid, OrderQueryC
     if (outcome != Outcome::accepted) return done(out);
     std::vector<const BrokerOrder*> matches;
     for (const auto& w : *raw)
-      if (!id_to_coid_.count(w.order.broker_order_id) && same_order(w.order, spec) &&
-          (w.opened_at == 0 || w.opened_at >= not_before))
+      if (!id_to_coid_.count(w.order.broker_order_id) && same_order(w.order, spec) && opened_since(w, not_before))
         matches.push_back(&w.order);
     if (matches.size() > 1) {
       out.outcome = Outcome::unknown;

@@ -470,13 +470,7 @@ WireOrder parse_order(const json& o, const SymbolMap& symbols, std::optional<Ord
   w.status_description = json_string(o, "StatusDescription");
   w.reject_reason = json_string(o, "RejectReason");
   w.closed_at = json_string(o, "ClosedDateTime");
-  if (const std::string opened = json_string(o, "OpenedDateTime"); !opened.empty()) {
-    try {
-      w.opened_at = parse_timestamp(opened);
-    } catch (const std::exception&) {
-      w.opened_at = 0;  // only a hint for finding an order of unknown outcome: not a reason to drop it
-    }
-  }
+  w.opened_at = json_string(o, "OpenedDateTime");
   if (auto t = order_type_from_wire(json_string(o, "OrderType"))) b.type = *t;
   if (auto d = parse_duration(json_string(o, "Duration"))) {
     b.tif = d->tif;

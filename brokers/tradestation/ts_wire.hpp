@@ -126,7 +126,8 @@ struct WireOrder {
   std::int64_t exec_quantity = 0;   // cumulative over legs
   std::optional<Price> exec_price;  // average: FilledPrice, else the leg's ExecutionPrice
   std::string closed_at;            // ClosedDateTime ("" while open)
-  Timestamp opened_at = 0;          // OpenedDateTime (to the second); 0 when absent or unreadable
+  std::string opened_at;            // OpenedDateTime (to the second), as sent: read only when an
+                                    // order of unknown outcome is looked for, not per stream frame
   std::string reject_reason;
   std::string status_description;
 };
