@@ -214,7 +214,11 @@ GatewayCore::GatewayCore(IbkrEmulatorOptions options) : options_(std::move(optio
     }
   }
   if (!options_.accounts.empty()) selected_account_ = options_.accounts.front();
-  next_ib_id_ = std::max(next_ib_id_, microseconds_since_2020(clock_.now()));
+  // A gateway started afresh (no state file) must not repeat its previous life's order ids, and
+  // IBKR's are int32 (the official spec's format, which the Prism contract test checks): not a
+  // time, which would not fit, but a random start in [1e9, 2e9), so that two lives' ranges meet
+  // with odds of about (their orders) / 1e9. A state file, when there is one, restores the count.
+  next_ib_id_ = 1'000'000'000 + std::random_device{}() % 1'000'000'000;
   if (!options_.state_file.empty())
     if (auto state = read_state_file(options_.state_file)) restore_state_locked(*state);
   const auto now = Clock::now();

@@ -199,8 +199,8 @@ class GatewayCore {
   std::vector<std::string> order_sequence_;                   // IBKR ids in arrival order
   std::map<std::string, std::string> venue_to_ib_;
   std::set<std::string> used_coids_;
-  // From the microsecond the gateway started (core/clock.hpp), then from its state file if it
-  // has one: a gateway started afresh never repeats an order id of its previous life.
+  // Drawn when the gateway starts, then from its state file if it has one: a gateway started
+  // afresh does not repeat an order id of its previous life (GatewayCore's constructor).
   std::uint64_t next_ib_id_ = 1'370'093'240;
   std::uint64_t next_internal_coid_ = 1;
   std::unique_ptr<PendingReply> pending_;
