@@ -201,7 +201,7 @@ class GatewayCore {
   std::set<std::string> used_coids_;
   // Drawn when the gateway starts, then from its state file if it has one: a gateway started
   // afresh does not repeat an order id of its previous life (GatewayCore's constructor).
-  std::uint64_t next_ib_id_ = 1'370'093'240;
+  std::uint64_t next_ib_id_ = 0;
   std::uint64_t next_internal_coid_ = 1;
   std::unique_ptr<PendingReply> pending_;
   std::set<std::string> suppressed_;
