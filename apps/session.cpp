@@ -290,6 +290,21 @@ WindDownResult Session::wind_down() {
   for (const std::string& coid : ours) orders_->cancel(coid);
   settle(all_ended(0));
   read_back_from_brokers();
+  // What works now that did not take a cancel above: an order whose outcome was unknown then (no
+  // broker id to cancel it by; the read-back has resolved it), or one whose cancel the broker
+  // refused or never got. Left, it would rest at the broker after the flatten: cancelled now.
+  std::vector<std::string> again;
+  for (const OrderRecord* o : orders_->working_orders())
+    if (o->state != OrderState::pending_cancel) again.push_back(o->spec.client_order_id);
+  if (!again.empty()) {
+    const std::set<std::string> cancelled_before(ours.begin(), ours.end());
+    for (const std::string& coid : again) {
+      if (!cancelled_before.count(coid)) ours.push_back(coid);
+      orders_->cancel(coid);
+    }
+    settle(all_ended(0));
+    read_back_from_brokers();
+  }
   const std::size_t flatten_from = ours.size();
   for (const auto& [key, pos] : orders_->positions()) {
     if (pos.quantity == 0) continue;
@@ -309,6 +324,11 @@ WindDownResult Session::wind_down() {
   for (const std::string& coid : ours)
     if (const OrderRecord* o = orders_->find(coid); o && !o->is_terminal())
       result.unsettled_orders.push_back(coid + " at " + o->broker + ": " + to_string(o->state));
+  // Any other order not ended (its outcome still unknown, say) is unsettled too.
+  const std::set<std::string> listed(ours.begin(), ours.end());
+  for (const OrderRecord* o : orders_->orders())
+    if (!o->is_terminal() && !listed.count(o->spec.client_order_id))
+      result.unsettled_orders.push_back(o->spec.client_order_id + " at " + o->broker + ": " + to_string(o->state));
   for (const auto& [key, pos] : orders_->positions())
     if (pos.quantity != 0)
       result.open_positions.push_back(key.first + " " + key.second + " " + std::to_string(pos.quantity) +

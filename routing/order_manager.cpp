@@ -578,14 +578,27 @@ void OrderManager::replace(const std::string& coid, const OrderSpec& updated, Su
     OrderRecord& ord = at(coid);
     if (r.outcome == Outcome::accepted) {
       ord.spec = next;
+      if (!r.broker_order_id.empty() && r.broker_order_id != ord.broker_order_id)
+        follow_replacement_id(ord, r.broker_order_id);
       journal_.record_order(ord);
       notify(ord);
+      apply_early_fills(ord);  // fills of the new id that outran this answer
     } else {
       journal_.record_event({loop_.now(), ord.broker, "replace_" + std::string(to_string(r.outcome)), coid,
                              nlohmann::json{{"message", r.message}}.dump()});
     }
     if (done) done(r);
   });
+}
+
+void OrderManager::follow_replacement_id(OrderRecord& o, const std::string& new_id) {
+  journal_.record_event({loop_.now(), o.broker, "broker_order_id_replaced", o.spec.client_order_id,
+                         nlohmann::json{{"from", o.broker_order_id}, {"to", new_id}}.dump()});
+  spdlog::info("order {}: the replace put it under broker id {} (was {})", o.spec.client_order_id, new_id,
+               o.broker_order_id);
+  if (!o.broker_order_id.empty()) superseded_broker_ids_.insert({o.broker, o.broker_order_id});
+  o.broker_order_id = new_id;
+  by_broker_id_[{o.broker, new_id}] = o.spec.client_order_id;
 }
 
 void OrderManager::on_event(const std::string& broker_name, const OrderEvent& ev) {
@@ -600,6 +613,13 @@ void OrderManager::on_event(const std::string& broker_name, const OrderEvent& ev
   if (!o) {
     // Not ours, or placed outside Backstop: a divergence worth recording, not applying.
     journal_.record_event({loop_.now(), broker_name, "unknown_order_event", ev.client_order_id,
+                           nlohmann::json{{"broker_order_id", ev.broker_order_id}, {"status", ev.broker_status}}.dump()});
+    return;
+  }
+  if (ev.kind != OrderEvent::Kind::fill && !ev.broker_order_id.empty() && ev.broker_order_id != o->broker_order_id &&
+      superseded_broker_ids_.count({broker_name, ev.broker_order_id})) [[unlikely]] {
+    // The order a replace superseded: its "Replaced" end is not this order's end.
+    journal_.record_event({loop_.now(), broker_name, "superseded_order_event", o->spec.client_order_id,
                            nlohmann::json{{"broker_order_id", ev.broker_order_id}, {"status", ev.broker_status}}.dump()});
     return;
   }

@@ -229,6 +229,8 @@ class OrderManager {
   void read_back(const std::string& coid, const std::string& why, std::function<void()> then);
   void notify(const OrderRecord& o);
   void apply_early_fills(const OrderRecord& o);
+  // A replace answered with a broker order id other than the order's: the record follows it.
+  void follow_replacement_id(OrderRecord& o, const std::string& new_id);
   // A broker's execution list (resync): per order, booked only up to the quantity not booked yet.
   void book_queried_fills(const std::vector<Fill>& fills);
 
@@ -240,6 +242,10 @@ class OrderManager {
   RecordStore records_;
   OrderIndex index_;  // by client order id (a sorted map's string compares were the largest cost of a submit)
   std::unordered_map<std::pair<std::string, std::string>, std::string, BrokerIdHash> by_broker_id_;  // (broker, id) -> coid
+  // (broker, id) of orders a replace put under a new broker id (TradeStation's replace answer
+  // names an OrderID): the old id still finds its record for a late fill, but its own end
+  // ("Replaced", a cancelled status) is not the end of the order, which lives on under the new id.
+  std::set<std::pair<std::string, std::string>> superseded_broker_ids_;
   std::vector<OrderRecord*> order_sequence_;  // creation order, for listing
   std::vector<InFlight> in_flight_;
   std::vector<std::uint32_t> free_in_flight_;

@@ -146,6 +146,14 @@ void StopGuard::on_order(const OrderRecord& o) {
     // Bracket exits are watched from their acknowledgement: whether the entry has filled is
     // settled when a crossing expires (our record of the entry's fill may lag a lossy stream).
     watch(o);
+  } else if (rec.watching && (rec.watched_stop_price != o.spec.stop_price ||
+                              rec.watched_quantity != o.remaining_quantity())) {
+    // Replaced at the broker: judged from now on at its new price (a crossing of the old one is
+    // not this stop's; one of the new one may already have happened), and read back as changed.
+    spdlog::info("stop {} at {}: replaced; watched at {} from now on", coid, rec.broker,
+                 o.spec.stop_price ? o.spec.stop_price->to_string() : std::string("none"));
+    watch(o);
+    if (rec.verification_started) verify_once(coid, 0, true);
   }
   evaluate_mirror(coid);
 }
@@ -262,7 +270,11 @@ void StopGuard::watch(const OrderRecord& o) {
   if (!o.spec.stop_price) return;
   watchdog_.watch({o.spec.client_order_id, o.broker, o.spec.symbol, o.spec.side, *o.spec.stop_price,
                    o.remaining_quantity()});
-  if (auto it = stops_.find(o.spec.client_order_id); it != stops_.end()) it->second.watching = true;
+  if (auto it = stops_.find(o.spec.client_order_id); it != stops_.end()) {
+    it->second.watching = true;
+    it->second.watched_stop_price = o.spec.stop_price;
+    it->second.watched_quantity = o.remaining_quantity();
+  }
   // The market may already be through it (a gap while the entry filled): check at once.
   if (auto q = last_quotes_.find(o.spec.symbol); q != last_quotes_.end()) on_quote(q->second);
 }
@@ -801,6 +813,8 @@ void StopGuard::restore_from_journal() {
     rec.client_order_id = coid;
     rec.broker = o->broker;
     rec.watching = true;
+    rec.watched_stop_price = o->spec.stop_price;
+    rec.watched_quantity = o->remaining_quantity();
     // A deadline already past is NOT declared on the journal's word alone: it expires through
     // schedule_expiry(), which reads the stop (and its entry) back with OrderManager::refresh()
     // first. Recovery has read every open order back already, but the process was down for an

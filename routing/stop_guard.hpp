@@ -63,6 +63,10 @@ struct StopRecord {
   int verifications = 0;  // how many read-backs succeeded
   bool verification_started = false;
   bool watching = false;
+  // What the watchdog judges it by: a replace changes the order's price or quantity, and the
+  // stop is then watched again at the new ones (and read back at once).
+  std::optional<Price> watched_stop_price;
+  std::int64_t watched_quantity = 0;
   bool ghost = false;
   // Its broker came back after being down: the stop must read back again before it is trusted
   // (a broker that was unreachable may have lost it); mirrors stay until then.

@@ -605,8 +605,22 @@ void TradeStationBroker::cancel(const std::string& id, CommandCallback done) {
 void TradeStationBroker::replace(const std::string& id, const OrderSpec& updated, CommandCallback done) {
   if (id.empty() || id.find('-') != std::string::npos) return done(CommandResult::failed("invalid order id '" + id + "'"));
   if (auto why = validate(updated); !why.empty()) return done(CommandResult::failed(why));
+  replacing_[id];  // a second replace of the same id in flight shares the entry
   call("order_execution", "PUT", "/orderexecution/orders/" + id, replace_request(updated), true,
-       [id, done = std::move(done)](ApiResult r) { done(modify_result(r, id, "replace")); });
+       [this, id, done = std::move(done)](ApiResult r) {
+         CommandResult res = modify_result(r, id, "replace");
+         if (res.outcome == Outcome::accepted && res.broker_order_id != id) {
+           // The replacement is a new order at TradeStation: its frames belong to the same client order.
+           if (auto c = id_to_coid_.find(id); c != id_to_coid_.end()) adopt(std::string(c->second), res.broker_order_id);
+         }
+         std::vector<OrderEvent> held;
+         if (auto it = replacing_.find(id); it != replacing_.end()) {
+           held = std::move(it->second);
+           replacing_.erase(it);
+         }
+         done(std::move(res));
+         emit(held);
+       });
 }
 
 std::optional<WireOrderView> TradeStationBroker::preview(const OrderSpec& order) const {
@@ -930,6 +944,12 @@ void TradeStationBroker::on_order_frame(std::string_view text) {
 
 void TradeStationBroker::emit(const std::vector<OrderEvent>& events) {
   for (const auto& ev : events) {
+    if (ev.broker_status == "UCH" && !replacing_.empty()) {
+      if (auto it = replacing_.find(ev.broker_order_id); it != replacing_.end()) {
+        it->second.push_back(ev);
+        continue;
+      }
+    }
     if (!ev.client_order_id.empty() || !order_handler_) {
       if (order_handler_) order_handler_(ev);
       continue;

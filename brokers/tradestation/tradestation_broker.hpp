@@ -204,6 +204,10 @@ class TradeStationBroker final : public Broker {
   };
   std::map<std::string, std::string> coid_to_id_, id_to_coid_;
   std::map<std::string, Unresolved> unresolved_;
+  // OrderIDs with a replace in flight, and the "UCH" (Replaced) events they had meanwhile. The
+  // replace's answer may name a new OrderID, making the old order's UCH the end of a superseded
+  // order, not of the client's: it is handed on after the answer, which tells the router so.
+  std::map<std::string, std::vector<OrderEvent>> replacing_;
 
   bool running_ = false;
   Timestamp last_message_at_ = 0;

@@ -336,6 +336,9 @@ class TradeStationEmulator::Impl {
   void handle_place_group(const httplib::Request& req, httplib::Response& res);
   void handle_confirm(const httplib::Request& req, httplib::Response& res);
   void handle_replace(const httplib::Request& req, httplib::Response& res);
+  // Option replace_assigns_new_order_id: the change placed as a new order, `id` ended UCH.
+  void replace_as_new_order(const std::string& id, std::int64_t quantity, std::optional<Price> limit,
+                            std::optional<Price> stop, httplib::Response& res);
   void handle_cancel(const httplib::Request& req, httplib::Response& res);
   void handle_orders(const httplib::Request& req, httplib::Response& res, bool historical);
   void handle_orders_by_id(const httplib::Request& req, httplib::Response& res, bool historical);
@@ -1084,10 +1087,54 @@ void TradeStationEmulator::Impl::handle_replace(const httplib::Request& req,
   } catch (const std::exception&) {
     return fail("Quantity, LimitPrice and StopPrice must be numbers as strings.");
   }
+  if (opt_.replace_assigns_new_order_id && v->filled_quantity == 0 && v->parent_id.empty() &&
+      v->oco_group.empty() && it->second.meta.group_name.empty() && it->second.meta.relations.empty())
+    return replace_as_new_order(id, qty, limit, stop, res);
   if (auto why = venue_.replace(id, qty, limit, stop); !why.empty())
     return fail("Failed to Cancel/Replace order: " + why);
   log_request(endpoint, it->second.meta.confirm_id, id, false, true, "Cancel/Replace order sent.");
   reply(res, 200, {{"Message", "Cancel/Replace order sent."}, {"OrderID", id}});
+}
+
+void TradeStationEmulator::Impl::replace_as_new_order(const std::string& id, std::int64_t quantity,
+                                                      std::optional<Price> limit, std::optional<Price> stop,
+                                                      httplib::Response& res) {
+  const std::string endpoint = "PUT /v3/orderexecution/orders";
+  TsOrder& old = orders_.at(id);
+  const VenueOrder v = *venue_.find(id);  // a copy: the venue's table grows below
+  ParsedOrder p;
+  p.meta = old.meta;
+  p.spec = OrderSpec{};
+  // The venue refuses a client id twice (and one over 22 characters): a new one, as for an
+  // order sent without an OrderConfirmID. The order's OrderConfirmID stays in its meta.
+  touch();
+  p.spec.client_order_id = "~tsr" + std::to_string(next_coid_++);
+  p.spec.symbol = v.symbol;
+  p.spec.side = v.side;
+  p.spec.quantity = quantity;
+  p.spec.type = v.type;
+  p.spec.limit_price = limit;
+  p.spec.stop_price = stop;
+  p.spec.tif = v.tif;
+  p.spec.outside_rth = v.outside_rth;
+  std::vector<VenueEvent> events;
+  batch_ = &events;
+  pending_[p.spec.client_order_id] = p.meta;
+  const auto r = venue_.submit(p.spec, p.meta.account);
+  if (r.accepted) {
+    old.status_override = "UCH";  // the old order's end, as its cancel event is published
+    venue_.cancel(id, "replaced by order " + r.order_id);
+  }
+  batch_ = nullptr;
+  for (const auto& e : events) process_event(e);
+  pending_.erase(p.spec.client_order_id);
+  if (!r.accepted) {
+    const std::string why = "Failed to Cancel/Replace order: " + r.reason;
+    log_request(endpoint, p.meta.confirm_id, id, false, false, why);
+    return reply_error(res, 400, "BadRequest", why);
+  }
+  log_request(endpoint, p.meta.confirm_id, r.order_id, false, true, "Cancel/Replace order sent.");
+  reply(res, 200, {{"Message", "Cancel/Replace order sent."}, {"OrderID", r.order_id}});
 }
 
 void TradeStationEmulator::Impl::handle_cancel(const httplib::Request& req,

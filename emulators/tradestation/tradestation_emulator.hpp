@@ -59,6 +59,12 @@ struct Options {
   bool fill_on_ack_frame = true;        // a fill first appears on an ACK frame, then FLL
   bool resend_terminal_frames = true;   // FLL/OUT first without ClosedDateTime, then with it
   bool closed_time_on_stop_hit = true;  // STP frames carry ClosedDateTime though not terminal
+  // A replace as a new order: the answer's OrderID names a new order carrying the change, the old
+  // one ends "UCH" (Replaced, a cancelled status). Whether TradeStation keeps the OrderID is not
+  // documented (its answer carries one; api-notes section 3): off, the order is changed in place.
+  // Applies to a standalone order nothing has filled (a bracket or OCO member, or a partly filled
+  // order, is changed in place either way).
+  bool replace_assigns_new_order_id = false;
 
   bool tls = false;  // HTTPS with a self-signed certificate generated at start()
 

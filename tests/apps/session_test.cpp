@@ -130,6 +130,31 @@ TEST_F(SessionTest, WindDownSaysWhatItCouldNotSettleInItsTime) {
   s.stop();
 }
 
+// An order whose outcome is unknown when the wind-down's cancels go out has no broker id to be
+// cancelled by. Here its acknowledgement is lost (`lost_reply_rate`), so are the broker's order
+// events (`drop_order_event_rate`), and every query takes 3 s (`query_delay_ms`), so the order is
+// resolved only by the wind-down's read-back from the broker:
+// found working then, it is cancelled then, not left resting at the broker by a wind-down that
+// says it settled everything.
+TEST_F(SessionTest, WindDownCancelsAnOrderItsReadBackFindsWorking) {
+  EventLoop loop(clock_);
+  SessionOptions o = options();
+  o.wind_down_step_timeout = 10s;
+  Session s(config(R"({"lost_reply_rate": 1.0, "drop_order_event_rate": 1.0, "query_delay_ms": 3000})"), loop, clock_, o);
+  ASSERT_TRUE(s.start());
+  s.run_for(1s);
+  const std::string resting = s.router().submit("fade", limit_order("AAPL", Side::buy, 10, Price::parse("1.00")));
+  s.run_for(200ms);
+  ASSERT_EQ(s.orders().find(resting)->state, OrderState::pending) << "its outcome is unknown";
+
+  const WindDownResult result = s.wind_down();
+  EXPECT_EQ(s.orders().find(resting)->state, OrderState::cancelled) << to_string(s.orders().find(resting)->state);
+  EXPECT_TRUE(result.settled()) << result.describe();
+  for (const OrderRecord* r : s.orders().orders())
+    EXPECT_TRUE(r->is_terminal()) << r->spec.client_order_id << " left " << to_string(r->state);
+  s.stop();
+}
+
 // The start-up gap, through the session itself: a restarted `backstop run` resolves the journal's
 // open orders before it sends anything, and a stop held by Backstop has no broker stop behind it
 // meanwhile. Session::start must watch held stops from the moment the journal is loaded, with

@@ -72,6 +72,7 @@ class Protection : public ::testing::TestWithParam<Venue_> {
     o.cancel_delay = 20ms;
     o.faults = std::move(faults);
     o.seed = 11;
+    o.replace_assigns_new_order_id = ts_replace_assigns_new_order_id;
     ts_emu = std::make_unique<tse::TradeStationEmulator>(o);
     ts_emu->start(0);
     control = std::make_unique<httplib::Client>("127.0.0.1", ts_emu->port());
@@ -272,6 +273,7 @@ class Protection : public ::testing::TestWithParam<Venue_> {
   std::unique_ptr<ts::TradeStationBroker> tsb;
   std::unique_ptr<IbkrBroker> ibb;
   std::unique_ptr<StopGuard> guard;
+  bool ts_replace_assigns_new_order_id = false;  // read by start_tradestation
 };
 
 }  // namespace
@@ -467,4 +469,57 @@ TEST_F(Protection, MirrorAtIbkrForTradeStationStops) {
   journal->flush();
   EXPECT_EQ(journal->events("mirror_placed").size(), 2u);
   EXPECT_EQ(journal->events("mirror_removed").size(), 2u);
+}
+
+// TradeStation's replace answer names an OrderID (api-notes section 3). Where it names a new order
+// (the emulator's replace_assigns_new_order_id), the old order ends "UCH" (Replaced, a cancelled
+// status) on the stream. The protective stop lives on under the new id: not taken for cancelled,
+// verified and reconciled at its new price there, and it fires once when price goes through it.
+TEST_F(Protection, AStopReplacedUnderANewTradeStationOrderIdStaysGuardedAndFiresOnce) {
+  ts_replace_assigns_new_order_id = true;
+  start_tradestation();
+  make_guard(ProtectionPolicy::verify);
+  Reconciler rec(loop, *orders, *journal);
+  price("190.00");
+  const auto stop = long_with_stop("tradestation", 10, "189.50");
+  ASSERT_EQ(guard->stops().at(stop).verification, Verification::verified) << guard->stops().at(stop).detail;
+  const std::string old_id = orders->find(stop)->broker_order_id;
+
+  OrderSpec moved = orders->find(stop)->spec;
+  moved.stop_price = Price::parse("189.80");
+  std::optional<CommandResult> rep;
+  orders->replace(stop, moved, [&](CommandResult r) { rep = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return rep.has_value(); }));
+  ASSERT_EQ(rep->outcome, Outcome::accepted) << rep->message;
+  const std::string new_id = orders->find(stop)->broker_order_id;
+  ASSERT_NE(new_id, old_id) << "the emulator placed the change as a new order";
+  EXPECT_EQ(new_id, rep->broker_order_id);
+
+  // The old order's UCH has come (the stream is ahead of a full order read): journaled as the end
+  // of a superseded order, or (wrongly) taken for this order's end.
+  ASSERT_TRUE(run_until([&] {
+    journal->flush();
+    return !journal->events("superseded_order_event").empty() || orders->find(stop)->is_terminal();
+  }));
+  EXPECT_TRUE(is_working(orders->find(stop)->state)) << to_string(orders->find(stop)->state);
+  const auto open = open_orders(*tsb);
+  ASSERT_EQ(open.orders.size(), 1u);
+  EXPECT_EQ(open.orders[0].broker_order_id, new_id);
+  EXPECT_EQ(open.orders[0].stop_price, Price::parse("189.80"));
+  ASSERT_TRUE(run_until([&] { return guard->stops().at(stop).verification == Verification::verified; }))
+      << guard->stops().at(stop).detail;
+  bool reconciled = false;
+  rec.reconcile_orders("tradestation", [&] { reconciled = true; });
+  ASSERT_TRUE(run_until([&] { return reconciled; }));
+  EXPECT_TRUE(rec.divergences().empty()) << rec.divergences().front().kind << ": " << rec.divergences().front().detail;
+
+  walk_down("189.99", "189.75");
+  ASSERT_TRUE(hold_until("189.75", [&] {
+    if (!filled(stop)) orders->resync();
+    return filled(stop);
+  })) << to_string(orders->find(stop)->state);
+  hold_until("189.75", [] { return false; }, 500ms);  // let a second fill show up, if any
+  EXPECT_EQ(orders->find(stop)->filled_quantity, 10);
+  EXPECT_EQ(venue_position(*tsb), 0);
+  EXPECT_TRUE(open_orders(*tsb).orders.empty());
 }

@@ -159,6 +159,45 @@ TEST(StopGuard, EachStopIsUnderItsOwnStrategysPolicy) {
     EXPECT_EQ(nlohmann::json::parse(ev.detail)["policy"], ev.client_order_id == guarded ? "guard" : "verify");
 }
 
+// A broker-held stop moved by a replace is judged at its new price: a crossing of the old price
+// alone is no ghost (else `guard` would cancel a working stop and flatten the position), and a
+// crossing of the new one is. Every stop here is a ghost (the venue never triggers it).
+TEST(StopGuard, AReplacedStopIsWatchedAtItsNewPriceNotItsOld) {
+  std::vector<std::string> path(30, "100.00");  // then down to 99.30 (about 5 s in) and held there
+  const auto down = prices(99.99, 99.30, -0.01);
+  path.insert(path.end(), down.begin(), down.end());
+  SimSession s(ghosts_only(), path);
+  StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::guard), {{"AAPL", s.instrument}});
+  s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
+  s.sim.start();
+  s.run_for(200ms);
+  const auto lowered = long_with_stop(s, 10, "99.50");  // moved down to 99.20: never crossed
+  const auto raised = long_with_stop(s, 20, "99.10");   // moved up to 99.40: crossed
+  ASSERT_EQ(guard.stops().at(lowered).verification, Verification::verified);
+  ASSERT_EQ(guard.stops().at(raised).verification, Verification::verified);
+  auto move_to = [&](const std::string& coid, const char* price) {
+    OrderSpec moved = s.orders.find(coid)->spec;
+    moved.stop_price = Price::parse(price);
+    std::optional<CommandResult> r;
+    s.orders.replace(coid, moved, [&](CommandResult c) { r = std::move(c); });
+    s.run_for(100ms);
+    ASSERT_TRUE(r.has_value());
+    ASSERT_EQ(r->outcome, Outcome::accepted) << r->message;
+  };
+  move_to(lowered, "99.20");
+  move_to(raised, "99.40");
+  s.run_for(30s);
+  ASSERT_EQ(guard.ghosts().size(), 1u);
+  EXPECT_EQ(guard.ghosts()[0].client_order_id, raised);
+  EXPECT_EQ(guard.ghosts()[0].stop_price, Price::parse("99.40"));
+  EXPECT_TRUE(is_working(s.orders.find(lowered)->state)) << to_string(s.orders.find(lowered)->state);
+  EXPECT_EQ(s.orders.find(raised)->state, OrderState::cancelled);
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 10) << "only the crossed stop's position was flattened";
+  // Each read back at its new price after the replace.
+  EXPECT_EQ(guard.stops().at(lowered).verification, Verification::verified) << guard.stops().at(lowered).detail;
+  EXPECT_GE(guard.stops().at(lowered).verifications, 2);
+}
+
 TEST(StopGuard, WorkingStopThatFiresIsNotAGhost) {
   std::vector<std::string> path(30, "100.00");
   const auto down = prices(99.99, 99.00, -0.01);
