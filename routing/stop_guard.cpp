@@ -1148,6 +1148,8 @@ void StopGuard::evaluate_mirror(const std::string& primary) {
                               : "position flat";
         if (orders_.position(p->broker, p->spec.symbol) == 0) why = "position flat";
         remove_mirror(mirrors_[idx], why);
+      } else if (!mirrors_[idx].removal_requested) {
+        follow_primary(idx, *p, *mo);
       }
       return;  // needed: keep it (a mirror whose removal is in flight is replaced once it ends)
     }
@@ -1221,6 +1223,45 @@ void StopGuard::remove_mirror(MirrorStop& m, const std::string& why) {
   const OrderRecord* mo = orders_.find(coid);
   if (!mo || mo->state == OrderState::pending_cancel || !is_working(mo->state) || broker_down(m.mirror_broker)) return;
   orders_.cancel(coid);
+}
+
+void StopGuard::follow_primary(std::size_t idx, const OrderRecord& p, const OrderRecord& mo) {
+  MirrorStop& m = mirrors_[idx];
+  // Only an unfilled primary: once it fills, the mirror's quantity is the double-fill logic's.
+  // Only a mirror the broker has acknowledged and that no cancel or replace is moving yet (its
+  // acknowledgement, or the replace's answer, brings it back here).
+  if (m.replace_in_flight || p.filled_quantity > 0 || mo.filled_quantity > 0 || mo.broker_order_id.empty() ||
+      mo.state != OrderState::submitted || broker_down(m.mirror_broker))
+    return;
+  if (mo.spec.stop_price == p.spec.stop_price && mo.spec.limit_price == p.spec.limit_price &&
+      mo.spec.quantity == p.spec.quantity)
+    return;
+  OrderSpec next = mo.spec;
+  next.stop_price = p.spec.stop_price;
+  next.limit_price = p.spec.limit_price;
+  next.quantity = p.spec.quantity;
+  const auto price = [](const std::optional<Price>& x) { return x ? x->to_string() : std::string(); };
+  journal_.record_event({loop_.now(), m.mirror_broker, "mirror_replace_requested", m.mirror,
+                         nlohmann::json{{"primary", m.primary},
+                                        {"stop_price", price(next.stop_price)},
+                                        {"limit_price", price(next.limit_price)},
+                                        {"quantity", next.quantity}}
+                             .dump()});
+  spdlog::info("mirror {} at {} for {}: moving to stop {} x{} as its primary was", m.mirror, m.mirror_broker,
+               m.primary, price(next.stop_price), next.quantity);
+  m.replace_in_flight = true;
+  orders_.replace(m.mirror, next, while_alive([this, idx](CommandResult r) {
+    MirrorStop& mm = mirrors_[idx];
+    mm.replace_in_flight = false;
+    if (r.outcome != Outcome::accepted) {
+      // Not retried here (a broker refusing it would be asked again on every update): alerted;
+      // the next change of the primary or the mirror tries again.
+      spdlog::error("mirror {} at {} for {}: replace {}: {}; it still protects at its old price", mm.mirror,
+                    mm.mirror_broker, mm.primary, to_string(r.outcome), r.message);
+      return;
+    }
+    evaluate_mirror(mm.primary);  // the primary may have moved again meanwhile
+  }));
 }
 
 void StopGuard::on_mirror_fired(MirrorStop& m) {

@@ -82,6 +82,7 @@ struct MirrorStop {
   std::string placed_because; // "verification pending", "broker down", ...
   std::string removed_because;  // empty while it should stay
   bool removal_requested = false;
+  bool replace_in_flight = false;  // moving it to its primary's new price or quantity
   bool fired = false;          // the mirror filled (the primary's job done at the mirror venue)
   bool primary_cancel_done = false;  // after the mirror fired, the primary was cancelled
   std::string restore_order;   // the market order that undid a double fill, if any
@@ -244,6 +245,9 @@ class StopGuard {
   std::string mirror_need(const OrderRecord& primary) const;  // why a mirror is needed, or ""
   void place_mirror(const OrderRecord& primary, const std::string& mirror_broker, const std::string& why);
   void remove_mirror(MirrorStop& m, const std::string& why);
+  // The primary was replaced (moved, resized) while its mirror stands: the mirror is replaced to
+  // match, or it would protect at a level the strategy has left.
+  void follow_primary(std::size_t mirror_index, const OrderRecord& primary, const OrderRecord& mirror);
   void on_mirror_fired(MirrorStop& m);
   // restore_from_journal(): rebuilds mirrors_ from the mirror events, in journal order; returns
   // how many restored mirrors still work at their broker.

@@ -248,6 +248,39 @@ TEST(Mirror, MismatchKeepsTheMirrorUntilThePrimaryEnds) {
   EXPECT_EQ(t.events("mirror_removed"), 1u);
 }
 
+// The primary moved by a replace while its mirror stands (here for good: the primary reads back
+// wrong): the mirror is moved with it, not left protecting at the level the strategy left. Price
+// then falls between the old level and the new: neither fires.
+TEST(Mirror, AMirrorMovesWithItsReplacedPrimary) {
+  FaultProfile p;
+  p.extra["sim_alter_stop_readback"] = 1.0;
+  TwoVenues t(p);
+  const auto stop = t.long_with_stop(100, "99.50");
+  t.run_for(5s);
+  ASSERT_EQ(t.guard->mirrors().size(), 1u);
+  ASSERT_EQ(t.vb.open_orders().size(), 1u);
+  ASSERT_EQ(t.vb.open_orders()[0].stop_price, Price::parse("99.50"));
+
+  OrderSpec moved = t.orders.find(stop)->spec;
+  moved.stop_price = Price::parse("99.30");
+  std::optional<CommandResult> r;
+  t.orders.replace(stop, moved, [&](CommandResult c) { r = std::move(c); });
+  t.run_for(2s);
+  ASSERT_TRUE(r && r->outcome == Outcome::accepted) << (r ? r->message : "no answer");
+  ASSERT_EQ(t.vb.open_orders().size(), 1u);
+  EXPECT_EQ(t.vb.open_orders()[0].stop_price, Price::parse("99.30")) << "the mirror moved with its primary";
+  EXPECT_EQ(t.vb.open_orders()[0].quantity, 100);
+  EXPECT_EQ(t.guard->mirrors().size(), 1u) << "moved, not placed again";
+  EXPECT_EQ(t.events("mirror_replace_requested"), 1u);
+
+  t.fall_to(99.40);
+  t.run_for(5s);
+  EXPECT_EQ(TwoVenues::venue_position(t.va), 100);
+  EXPECT_EQ(TwoVenues::venue_position(t.vb), 0) << "the mirror did not fire at the old level";
+  EXPECT_EQ(t.va.open_orders().size(), 1u);
+  EXPECT_EQ(t.vb.open_orders().size(), 1u);
+}
+
 // Broker down with a working stop: a mirror goes up at the second venue; back up, the stop is
 // read back again, and only then the mirror goes.
 TEST(Mirror, BrokerDownPlacesMirrorsBackUpRemovesThemAfterReverify) {
