@@ -586,8 +586,57 @@ void OrderManager::replace(const std::string& coid, const OrderSpec& updated, Su
     } else {
       journal_.record_event({loop_.now(), ord.broker, "replace_" + std::string(to_string(r.outcome)), coid,
                              nlohmann::json{{"message", r.message}}.dump()});
+      if (r.outcome == Outcome::unknown) {
+        // The broker may hold the change or not: read the order back, as an unknown submit is,
+        // and have the record say what the broker holds (a stop verified, watched and mirrored
+        // at a price the broker does not hold would be wrong either way).
+        resolve_replace(coid, next, 1, std::move(r), done);
+        return;
+      }
     }
     if (done) done(r);
+  });
+}
+
+void OrderManager::resolve_replace(const std::string& coid, const OrderSpec& next, int attempt, CommandResult unknown,
+                                   SubmitCallback done) {
+  loop_.call_after(options_.resolve_retry_interval, [this, coid, next, attempt, unknown = std::move(unknown), done] {
+    OrderRecord* o = index_.find(coid);
+    Broker* b = o ? broker(o->broker) : nullptr;
+    if (!o || !b || o->broker_order_id.empty() || !is_working(o->state)) {
+      if (done) done(unknown);  // ended meanwhile: nothing left to replace
+      return;
+    }
+    b->query_order(o->broker_order_id, [this, coid, next, attempt, unknown, done](OrderQueryResult r) {
+      make_valid_utf8(r.message);
+      OrderRecord& ord = at(coid);
+      const bool holds_change = r.outcome == Outcome::accepted && r.order && r.order->quantity == next.quantity &&
+                                r.order->limit_price == next.limit_price && r.order->stop_price == next.stop_price;
+      if (holds_change) {
+        ord.spec = next;
+        journal_.record_event({loop_.now(), ord.broker, "replace_resolved", coid,
+                               nlohmann::json{{"applied", true}, {"queries", attempt}}.dump()});
+        journal_.record_order(ord);
+        notify(ord);
+        if (done) done({Outcome::accepted, ord.broker_order_id, "replace applied (read back)", 0});
+        return;
+      }
+      // Not (yet) there: a replace is asynchronous at the broker, so asked again a few times;
+      // then the record keeps what the broker holds, and the caller hears it stays unknown.
+      if (attempt < options_.resolve_attempts) {
+        resolve_replace(coid, next, attempt + 1, unknown, done);
+        return;
+      }
+      journal_.record_event({loop_.now(), ord.broker, "replace_resolved", coid,
+                             nlohmann::json{{"applied", false}, {"queries", attempt},
+                                            {"read_back", r.outcome == Outcome::accepted && r.order ? "unchanged"
+                                                                                                    : r.message}}
+                                 .dump()});
+      spdlog::warn("order {}: replace of unknown outcome not seen at {} after {} read-backs; the order keeps its "
+                   "earlier price and quantity",
+                   coid, ord.broker, attempt);
+      if (done) done(unknown);
+    });
   });
 }
 

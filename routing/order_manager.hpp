@@ -229,6 +229,10 @@ class OrderManager {
   void read_back(const std::string& coid, const std::string& why, std::function<void()> then);
   void notify(const OrderRecord& o);
   void apply_early_fills(const OrderRecord& o);
+  // A replace of unknown outcome: reads the order back (up to options_.resolve_attempts times,
+  // resolve_retry_interval apart) and takes `next` as its spec once the broker holds it.
+  void resolve_replace(const std::string& coid, const OrderSpec& next, int attempt, CommandResult unknown,
+                       SubmitCallback done);
   // A replace answered with a broker order id other than the order's: the record follows it.
   void follow_replacement_id(OrderRecord& o, const std::string& new_id);
   // A broker's execution list (resync): per order, booked only up to the quantity not booked yet.

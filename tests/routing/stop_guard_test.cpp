@@ -198,6 +198,42 @@ TEST(StopGuard, AReplacedStopIsWatchedAtItsNewPriceNotItsOld) {
   EXPECT_GE(guard.stops().at(lowered).verifications, 2);
 }
 
+// A replace whose answer is lost (outcome unknown) is read back: the broker holds the change, so
+// the record takes it, and the guard watches the price the broker holds. Left at the old price,
+// the guard would take the crossing of the old level for a ghost and flatten a protected position.
+TEST(StopGuard, AReplaceOfUnknownOutcomeIsReadBackAndTheStopWatchedWhereTheBrokerHasIt) {
+  std::vector<std::string> path(30, "100.00");  // then down to 99.30 (about 5 s in) and held there
+  const auto down = prices(99.99, 99.30, -0.01);
+  path.insert(path.end(), down.begin(), down.end());
+  SimSession s(ghosts_only(), path);
+  StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::guard), {{"AAPL", s.instrument}});
+  s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
+  s.sim.start();
+  s.run_for(200ms);
+  const auto stop = long_with_stop(s, 10, "99.50");
+  ASSERT_EQ(guard.stops().at(stop).verification, Verification::verified);
+
+  FaultProfile lossy = ghosts_only();
+  lossy.lost_reply_rate = 1.0;
+  s.faults.set_profile(lossy);
+  OrderSpec moved = s.orders.find(stop)->spec;
+  moved.stop_price = Price::parse("99.20");
+  std::optional<CommandResult> r;
+  s.orders.replace(stop, moved, [&](CommandResult c) { r = std::move(c); });
+  s.run_for(50ms);
+  s.faults.set_profile(ghosts_only());  // the reply was lost; the read-backs are answered
+  ASSERT_EQ(s.venue.find_by_client_id(stop)->stop_price, Price::parse("99.20")) << "the venue took the change";
+  s.run_for(3s);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->outcome, Outcome::accepted) << r->message;
+  EXPECT_EQ(s.orders.find(stop)->spec.stop_price, Price::parse("99.20"));
+
+  s.run_for(30s);
+  EXPECT_TRUE(guard.ghosts().empty()) << "price never reached the stop the broker holds";
+  EXPECT_TRUE(is_working(s.orders.find(stop)->state)) << to_string(s.orders.find(stop)->state);
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 10);
+}
+
 TEST(StopGuard, WorkingStopThatFiresIsNotAGhost) {
   std::vector<std::string> path(30, "100.00");
   const auto down = prices(99.99, 99.00, -0.01);
