@@ -38,6 +38,7 @@ void MeanReversion::on_order_update(StrategyContext& ctx, const OrderRecord& o) 
     entry_.clear();
     stop_.clear();
     target_.clear();
+    trail_requested_.reset();
     idle_since_ = ctx.now();
   }
 }
@@ -69,6 +70,7 @@ void MeanReversion::on_quote(StrategyContext& ctx, const Quote& q) {
   const Instrument* inst = ctx.instrument(p_.symbol);
   if (!inst) return;
   const Price mid = Price::from_units((q.bid->units() + q.ask->units()) / 2);
+  if (p_.trail_ticks > 0 && !stop_.empty()) trail(ctx, mid);
   mids_.push_back(mid);
   if (mids_.size() > p_.lookback) mids_.pop_front();
   if (mids_.size() < p_.lookback) return;
@@ -82,6 +84,30 @@ void MeanReversion::on_quote(StrategyContext& ctx, const Quote& q) {
     entry_ = ctx.submit(market_order(p_.symbol, Side::buy, p_.quantity));
   else if (mid >= average_ + stretch)
     entry_ = ctx.submit(market_order(p_.symbol, Side::sell, p_.quantity));
+}
+
+void MeanReversion::trail(StrategyContext& ctx, Price mid) {
+  const OrderRecord* stop = ctx.order(stop_);
+  // Working at its broker and not being cancelled, or held by Backstop (protection `local`).
+  if (!stop || !stop->spec.stop_price || stop->filled_quantity > 0 ||
+      (stop->state != OrderState::submitted && stop->state != OrderState::held))
+    return;
+  const Instrument* inst = ctx.instrument(p_.symbol);
+  if (!inst) return;
+  const bool sell_stop = stop->spec.side == Side::sell;  // protects a long: trails below the mid
+  const Price distance = inst->tick_size.value() * p_.trail_ticks;
+  const Price level = sell_stop ? inst->tick_size.round_down(mid - distance) : inst->tick_size.round_up(mid + distance);
+  const Price current = *stop->spec.stop_price;
+  if (sell_stop ? level <= current : level >= current) return;  // only ever tighter
+  // One replace at a time: the last one is answered once the order holds its price (or it was
+  // refused, or is still unanswered after 2 s: then the next may go).
+  if (trail_requested_ && *trail_requested_ != current && ctx.now() - trail_requested_at_ < to_ns(std::chrono::seconds(2)))
+    return;
+  OrderSpec moved = stop->spec;
+  moved.stop_price = level;
+  trail_requested_ = level;
+  trail_requested_at_ = ctx.now();
+  ctx.replace(stop_, moved);
 }
 
 }  // namespace backstop

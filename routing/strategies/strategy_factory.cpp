@@ -50,13 +50,14 @@ std::unique_ptr<Strategy> make_strategy(const StrategyConfig& c) {
     return std::make_unique<BracketBreakout>(b, c.name);
   }
   if (c.kind == "mean_reversion") {
-    Params p(c, {"lookback_ticks", "entry_distance_ticks", "stop_ticks", "cooldown_ms"});
+    Params p(c, {"lookback_ticks", "entry_distance_ticks", "stop_ticks", "trail_ticks", "cooldown_ms"});
     MeanReversionParams m;
     m.symbol = c.instrument;
     m.quantity = c.quantity;
     m.lookback = static_cast<std::size_t>(p.ticks("lookback_ticks", static_cast<int>(m.lookback)));
     m.entry_distance_ticks = p.ticks("entry_distance_ticks", m.entry_distance_ticks);
     m.stop_loss_ticks = p.ticks("stop_ticks", m.stop_loss_ticks);
+    m.trail_ticks = p.ticks("trail_ticks", m.trail_ticks);
     m.cooldown = p.millis("cooldown_ms", m.cooldown);
     return std::make_unique<MeanReversion>(m, c.name);
   }

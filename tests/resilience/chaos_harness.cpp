@@ -305,7 +305,8 @@ json make_config(const RunRecord& rec, std::uint16_t ib_proxy, std::uint16_t ts_
           {"refresh_token_file", (dir / "ts.refresh_token").string()},
           // The loader's minimum (TradeStation heart-beats every 5 s; the emulator here every 1 s).
           {"stream_inactivity_timeout_s", 10}};
-  const char* strategy = rec.local_stops ? "fade" : "breakout";
+  const bool fades = rec.local_stops || rec.trailing_broker_stops;
+  const char* strategy = fades ? "fade" : "breakout";
   json route{{"strategy", strategy}, {"brokers", rec.route}, {"mode", to_string(rec.mode)}};
   // Short lookback, tight bracket: a bracket every few seconds and stops that get crossed.
   json breakout{{"name", strategy},
@@ -315,19 +316,21 @@ json make_config(const RunRecord& rec, std::uint16_t ib_proxy, std::uint16_t ts_
                 {"params", {{"lookback_ticks", 10}, {"stop_ticks", 6}, {"target_ticks", 14}}},
                 {"protection", "guard"}};
   // Fades a 3-tick stretch from a 10-quote average; the market's drift regimes run through its
-  // 6-tick stops often, and those stops are held by Backstop.
+  // 6-tick stops often, and those stops (held by Backstop, or at the brokers under `guard`) trail
+  // 4 ticks behind the mid once price moves its way.
   json fade{{"name", strategy},
             {"kind", "mean_reversion"},
             {"instrument", "AAPL"},
             {"quantity", 10},
-            {"params", {{"lookback_ticks", 10}, {"entry_distance_ticks", 3}, {"stop_ticks", 6}, {"cooldown_ms", 500}}},
-            {"protection", "local"}};
+            {"params",
+             {{"lookback_ticks", 10}, {"entry_distance_ticks", 3}, {"stop_ticks", 6}, {"trail_ticks", 4}, {"cooldown_ms", 500}}},
+            {"protection", rec.local_stops ? "local" : "guard"}};
   if (rec.mode == Mode::failover) route["return_to_primary"] = true;
   return json{
       {"journal", {{"path", (dir / "journal.db").string()}}},
       {"brokers", {ib, ts}},
       {"instruments", {{{"symbol", "AAPL"}, {"asset_class", "stock"}, {"tick_size", "0.01"}, {"exchange", "SMART"}}}},
-      {"strategies", json::array({rec.local_stops ? fade : breakout})},
+      {"strategies", json::array({fades ? fade : breakout})},
       {"routes", {route}},
       {"health",
        {{"failure_threshold", 3},
@@ -419,6 +422,7 @@ RunRecord run_chaos(const RunSettings& settings) {
   rec.base_profile = kProfiles[uniform(0, 3)];
   rec.ghost_grace_ms = 1000;
   rec.local_stops = settings.seed % 3 == 0;  // not drawn: the other seeds' draws stay as they were
+  rec.trailing_broker_stops = settings.seed % 6 == 1;
 
   // ---- emulators, each its own process so it keeps its record while the router dies
   Emulator ts{"ts", {bs, "emulate", "tradestation", "--tick-ms", "0", "--heartbeat-ms", "1000", "--faults",
@@ -841,7 +845,8 @@ RunRecord run_chaos(const RunSettings& settings) {
     for (const auto& e : j.events("stop_crossed")) rec.crossed_events.push_back({e.client_order_id, e.at});
     for (const auto& e : j.events_of_kinds({"local_stop_fired", "local_stop_crossed_during_recovery",
                                             "local_stop_not_sent", "local_stop_resent",
-                                            "local_stop_release_failed"})) {
+                                            "local_stop_release_failed", "replace_requested", "replace_accepted",
+                                            "replace_rejected", "replace_unknown"})) {
       rec.local_events[e.kind].push_back({e.client_order_id, e.at});
       if (e.kind != "local_stop_release_failed") continue;
       const json detail = json::parse(e.detail, nullptr, false);

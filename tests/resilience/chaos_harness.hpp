@@ -108,6 +108,10 @@ struct RunRecord {
   // sends as market orders when price goes through them); the others: a bracket breakout under
   // `guard` (broker stops, ghost stops caught and flattened).
   bool local_stops = false;
+  // Seeds 1, 7, 13, ... (of the others): the mean-reversion strategy under `guard` instead of the
+  // breakout, its stops at the brokers and trailing (replaced toward the market every few ticks),
+  // so replaces meet the kills and faults too. Its `local` runs trail their held stops as well.
+  bool trailing_broker_stops = false;
   nlohmann::json ts_log, ib_log;  // GET /__emulator/log
   std::optional<std::int64_t> ts_position, ib_position;  // AAPL, by each emulator's own query
   std::string position_error;

@@ -427,12 +427,19 @@ Verdict check_invariants(const RunRecord& run) {
       run.local_stops ? fmt::format("protection local (stops fired {}, {} of them crossed during recovery; resent {})",
                                     local("local_stop_fired").size(), local("local_stop_crossed_during_recovery").size(),
                                     local("local_stop_resent").size())
-                      : std::string("protection guard");
-  v.summary = fmt::format("{} route [{},{}], {}, profile {}, {} routers, {} orders ({} sent; ts placed {}, ib placed {}), "
+                      : std::string(run.trailing_broker_stops ? "protection guard, trailing stops" : "protection guard");
+  // Trailing stops (the mean-reversion runs): replaces asked, and how many the broker refused or
+  // left unanswered (a refusal is normal: the stop may have fired, or price moved through it).
+  const std::string replaces =
+      run.local_stops || run.trailing_broker_stops
+          ? fmt::format(", replaces {} ({} refused, {} unknown)", local("replace_requested").size(),
+                        local("replace_rejected").size(), local("replace_unknown").size())
+          : std::string();
+  v.summary = fmt::format("{} route [{},{}], {}{}, profile {}, {} routers, {} orders ({} sent; ts placed {}, ib placed {}), "
                           "ghosts crossed {} (watchable-and-missed {}, declared {}), positions ts {} ib {}, "
                           "emulator kills {} ({} with an order request in flight, {} of them with its answer "
                           "dropped); episodes: {}",
-                          to_string(run.mode), run.route.at(0), run.route.at(1), protection, run.base_profile,
+                          to_string(run.mode), run.route.at(0), run.route.at(1), protection, replaces, run.base_profile,
                           run.routers.size(),
                           orders.size(), sent, ts.placed.size(), ib.placed.size(), crossed, watchable, caught,
                           run.ts_position ? std::to_string(*run.ts_position) : "?",

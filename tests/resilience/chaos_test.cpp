@@ -1,7 +1,8 @@
 // Chaos resilience (issue 8). Each seeded run starts the TradeStation and IBKR emulators as
 // their own processes, puts a FaultProxy in front of each, and runs `backstop run` with a
 // bracket-breakout strategy under `guard` (every third seed: a mean-reversion strategy whose stops
-// Backstop holds, under `local`) routed over both (failover on odd seeds, dual on even seeds) while
+// Backstop holds, under `local`; seeds 1, 7, 13, ...: that strategy under `guard`, its stops at
+// the brokers; its stops trail the market, replaced every few ticks) routed over both (failover on odd seeds, dual on even seeds) while
 // the driver SIGKILLs and restarts the router on the same journal, takes broker endpoints
 // dead / stalled / 503, stalls streams, drops fill frames, loses order replies, and injects ghost
 // stops, 429 storms, IBKR session timeouts, IBKR gateway restarts (its socket dead, its sessions

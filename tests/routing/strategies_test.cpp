@@ -26,7 +26,7 @@ class RecordingContext final : public StrategyContext {
     return {submit(b.entry), submit(b.take_profit), submit(b.protective_stop)};
   }
   void cancel(const std::string& coid) override { cancelled.push_back(coid); }
-  void replace(const std::string&, const OrderSpec&) override {}
+  void replace(const std::string& coid, const OrderSpec& updated) override { replaced.emplace_back(coid, updated); }
   std::int64_t position(const std::string&) const override { return position_; }
   const OrderRecord* order(const std::string& coid) const override {
     auto it = orders_.find(coid);
@@ -55,6 +55,7 @@ class RecordingContext final : public StrategyContext {
   std::int64_t position_ = 0;
   std::vector<OrderSpec> submitted;
   std::vector<std::string> cancelled;
+  std::vector<std::pair<std::string, OrderSpec>> replaced;
   int brackets = 0;
 
  private:
@@ -117,6 +118,48 @@ TEST(MeanReversionLocal, HeldStopIsCancelledWhenTheTargetFills) {
   ctx.position_ = 0;
   s.on_order_update(ctx, target);
   EXPECT_EQ(ctx.cancelled, std::vector<std::string>{"HELD-STOP"});
+}
+
+// trail_ticks: the stop follows the mid at that distance, only ever tighter, one replace at a
+// time (the next once the order holds the last one's price, or 2 s after it was asked).
+TEST(MeanReversionTrail, TheStopFollowsTheMarketUpNeverDownOneReplaceAtATime) {
+  RecordingContext ctx;
+  ctx.position_ = 10;
+  ctx.add(with_id(stop_order("AAPL", Side::sell, 10, Price::parse("99.92")), "STOP"), OrderState::submitted);
+  ctx.add(with_id(limit_order("AAPL", Side::sell, 10, Price::parse("100.20")), "TARGET"), OrderState::submitted);
+  MeanReversionParams p = mean_reversion_params();
+  p.trail_ticks = 3;
+  MeanReversion s(p);
+  s.on_resume(ctx, ctx.open());
+  const auto tick = [&](const char* bid, const char* ask) {
+    ctx.now_ += to_ns(std::chrono::milliseconds(100));
+    s.on_quote(ctx, quote(bid, ask, ctx.now_));
+  };
+  tick("99.99", "100.01");  // mid 100.00: 3 ticks behind is 99.97, above 99.92
+  ASSERT_EQ(ctx.replaced.size(), 1u);
+  EXPECT_EQ(ctx.replaced[0].first, "STOP");
+  EXPECT_EQ(ctx.replaced[0].second.stop_price, Price::parse("99.97"));
+  EXPECT_EQ(ctx.replaced[0].second.quantity, 10);
+  tick("100.01", "100.03");  // unanswered: no second replace yet
+  EXPECT_EQ(ctx.replaced.size(), 1u);
+  ctx.at("STOP").spec.stop_price = Price::parse("99.97");  // the replace took
+  tick("100.01", "100.03");  // mid 100.02: 99.99
+  ASSERT_EQ(ctx.replaced.size(), 2u);
+  EXPECT_EQ(ctx.replaced[1].second.stop_price, Price::parse("99.99"));
+  ctx.at("STOP").spec.stop_price = Price::parse("99.99");
+  tick("99.90", "99.92");  // the market falls: the stop stays
+  tick("99.95", "99.97");
+  EXPECT_EQ(ctx.replaced.size(), 2u);
+  tick("100.05", "100.07");  // mid 100.06: 100.03, asked; refused (the order keeps 99.99) ...
+  ASSERT_EQ(ctx.replaced.size(), 3u);
+  for (int i = 0; i < 19; ++i) tick("100.05", "100.07");  // ... not asked again within 2 s
+  EXPECT_EQ(ctx.replaced.size(), 3u);
+  tick("100.05", "100.07");  // 2 s on: asked again
+  EXPECT_EQ(ctx.replaced.size(), 4u);
+  ctx.at("STOP").state = OrderState::filled;  // fired: nothing to trail any more
+  ctx.at("STOP").filled_quantity = 10;
+  tick("100.20", "100.22");
+  EXPECT_EQ(ctx.replaced.size(), 4u);
 }
 
 // An entry sent just before the restart fills before the strategy has an average: the exits
