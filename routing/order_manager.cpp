@@ -538,6 +538,7 @@ void OrderManager::cancel(const std::string& coid, SubmitCallback done) {
     if ((r.outcome == Outcome::failed_locally || r.outcome == Outcome::rejected) &&
         ord.state == OrderState::pending_cancel) {
       apply_state(ord, before, "cancel " + std::string(to_string(r.outcome)) + ": " + r.message);
+      if (r.outcome == Outcome::rejected) refresh_after_refusal(ord, "cancel refused");
     }
     // accepted: the broker confirms asynchronously (event or resync); unknown: resync decides.
     if (done) done(r);
@@ -586,6 +587,7 @@ void OrderManager::replace(const std::string& coid, const OrderSpec& updated, Su
     } else {
       journal_.record_event({loop_.now(), ord.broker, "replace_" + std::string(to_string(r.outcome)), coid,
                              nlohmann::json{{"message", r.message}}.dump()});
+      if (r.outcome == Outcome::rejected) refresh_after_refusal(ord, "replace refused");
       if (r.outcome == Outcome::unknown) {
         // The broker may hold the change or not: read the order back, as an unknown submit is,
         // and have the record say what the broker holds (a stop verified, watched and mirrored
@@ -596,6 +598,14 @@ void OrderManager::replace(const std::string& coid, const OrderSpec& updated, Su
     }
     if (done) done(r);
   });
+}
+
+void OrderManager::refresh_after_refusal(const OrderRecord& o, const std::string& why) {
+  // "Not an open order", "too late": the broker refusing to change an order this record calls
+  // working most often means the record is behind (a fill or an end the stream lost). Read back
+  // now, not at the next resync: a strategy trailing a stop that has filled learns it at once.
+  if (!is_working(o.state) || !broker(o.broker)) return;
+  read_back(o.spec.client_order_id, why, [] {});
 }
 
 void OrderManager::resolve_replace(const std::string& coid, const OrderSpec& next, int attempt, CommandResult unknown,

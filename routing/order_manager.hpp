@@ -233,6 +233,8 @@ class OrderManager {
   // resolve_retry_interval apart) and takes `next` as its spec once the broker holds it.
   void resolve_replace(const std::string& coid, const OrderSpec& next, int attempt, CommandResult unknown,
                        SubmitCallback done);
+  // After the broker refused a cancel or replace of an order still working here: reads it back.
+  void refresh_after_refusal(const OrderRecord& o, const std::string& why);
   // A replace answered with a broker order id other than the order's: the record follows it.
   void follow_replacement_id(OrderRecord& o, const std::string& new_id);
   // A broker's execution list (resync): per order, booked only up to the quantity not booked yet.

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "brokers/sim/sim_broker.hpp"
+#include "sim_harness.hpp"
 
 using namespace backstop;
 using namespace std::chrono_literals;
@@ -608,4 +609,51 @@ TEST_F(OrderManagerTest, BracketLegsAreJournaledTogetherAndLinked) {
   settle(loop, clock);
   for (const auto& id : {ids.entry, ids.take_profit, ids.protective_stop})
     EXPECT_EQ(om.find(id)->state, OrderState::cancelled) << id;
+}
+
+// The broker refusing to change an order the record calls working ("already filled") most often
+// means the record is behind: here a stop filled at the venue with every event of it lost. The
+// refusal (of a replace, or of a cancel) reads the order back at once, so the fill is booked and
+// the order ends filled then, not at the next resync (a strategy trailing that stop learns at once
+// that it fired).
+static void refused_change_reads_the_order_back(const std::function<void(OrderManager&, const std::string&,
+                                                                  OrderManager::SubmitCallback)>& change) {
+  std::vector<std::string> path(20, "100.00");  // then 99.40: through the 99.50 stop
+  path.push_back("99.40");
+  FaultProfile lossy;
+  lossy.drop_order_event_rate = 1.0;
+  lossy.drop_fill_event_rate = 1.0;
+  testing_support::SimSession s(lossy, path);
+  s.sim.start();
+  s.orders.submit("sim", market_order("AAPL", Side::buy, 10));
+  s.run_for(300ms);
+  s.orders.resync();
+  s.run_for(300ms);
+  ASSERT_EQ(s.orders.position("sim", "AAPL"), 10);
+  const std::string stop = s.orders.submit("sim", stop_order("AAPL", Side::sell, 10, Price::parse("99.50")));
+  s.run_for(3s);
+  ASSERT_EQ(s.venue.find_by_client_id(stop)->status, VenueStatus::filled) << "the stop fired at the venue";
+  ASSERT_EQ(s.orders.find(stop)->state, OrderState::submitted) << "every event of it was lost";
+
+  std::optional<CommandResult> r;
+  change(s.orders, stop, [&](const CommandResult& c) { r = c; });
+  s.run_for(100ms);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->outcome, Outcome::rejected) << r->message;
+  EXPECT_EQ(s.orders.find(stop)->state, OrderState::filled) << to_string(s.orders.find(stop)->state);
+  EXPECT_EQ(s.orders.position("sim", "AAPL"), 0);
+}
+
+TEST(OrderManagerOnSim, ARefusedReplaceReadsTheOrderBackAndFindsItFilled) {
+  refused_change_reads_the_order_back([](OrderManager& om, const std::string& stop, OrderManager::SubmitCallback done) {
+    OrderSpec moved = om.find(stop)->spec;
+    moved.stop_price = Price::parse("99.30");
+    om.replace(stop, moved, std::move(done));
+  });
+}
+
+TEST(OrderManagerOnSim, ARefusedCancelReadsTheOrderBackAndFindsItFilled) {
+  refused_change_reads_the_order_back([](OrderManager& om, const std::string& stop, OrderManager::SubmitCallback done) {
+    om.cancel(stop, std::move(done));
+  });
 }

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "brokers/sim/sim_broker.hpp"
+#include "core/instrument.hpp"
 #include "routing/order_manager.hpp"
 
 namespace backstop::testing_support {
