@@ -27,6 +27,8 @@ constexpr const char* kUsage = R"(usage: backstop emulate tradestation [options]
   --refresh-token T        initial refresh token (default backstop-emulator-refresh-token)
   --rotate-refresh-tokens  every refresh returns a new refresh token and retires the old one
   --token-lifetime-s N     access-token lifetime (default 1200)
+  --replace-new-order-id   a replace places the change as a new order (a new OrderID in the
+                           answer) and ends the old one UCH (Replaced); default: changed in place
   --state FILE             keep the broker-side state (orders, positions, cash, logs, tokens) in
                            FILE: restored at start when it exists, written before every answer
                            that shows a change, so the emulator survives kill -9 and a restart
@@ -70,6 +72,8 @@ int run_tradestation_emulator(int argc, char** argv) {
         opt.host = value();
       else if (arg == "--tls")
         opt.tls = true;
+      else if (arg == "--replace-new-order-id")
+        opt.replace_assigns_new_order_id = true;
       else if (arg == "--faults")
         opt.faults = parse_fault_spec(value());
       else if (arg == "--seed")

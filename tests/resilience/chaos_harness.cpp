@@ -429,6 +429,7 @@ RunRecord run_chaos(const RunSettings& settings) {
                      rec.base_profile, "--seed", std::to_string(settings.seed), "--state",
                      (dir / "ts-emulator-state.json").string()},
               {}, 0, rec.base_profile};
+  if (settings.ts_replace_new_order_id) ts.argv.push_back("--replace-new-order-id");
   Emulator ib{"ib", {bs, "emulate", "ibkr", "--no-tls", "--tick-ms", "0", "--faults", rec.base_profile, "--seed",
                      std::to_string(settings.seed + 1000), "--state", (dir / "ib-emulator-state.json").string()},
               {}, 0, rec.base_profile};

@@ -92,6 +92,9 @@ struct RunSettings {
   int chaos_seconds = 30;
   std::filesystem::path backstop;
   std::filesystem::path dir;  // the run's own temp dir
+  // The TradeStation emulator places each replace as a new order (`--replace-new-order-id`):
+  // exploratory, off in CI (whether TradeStation does that is undocumented).
+  bool ts_replace_new_order_id = false;
 };
 
 struct RunRecord {

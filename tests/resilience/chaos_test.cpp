@@ -21,6 +21,8 @@
 //   BACKSTOP_CHAOS_PROGRAM  the `backstop` program the runs start (router and emulators);
 //                           default: the one built beside this test. A copy lets a long soak
 //                           run on while the tree is rebuilt (a relink mid-run breaks the run)
+//   BACKSTOP_CHAOS_TS_REPLACE_NEW_ID  the TradeStation emulator places every replace as a new
+//                           order (`--replace-new-order-id`); exploratory, off by default
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -73,6 +75,7 @@ TEST(Chaos, SeededRunsKeepEveryInvariant) {
     const char* program = std::getenv("BACKSTOP_CHAOS_PROGRAM");
     s.backstop = program && *program ? program : BACKSTOP_PATH;
     s.dir = root / ("seed-" + std::to_string(s.seed));
+    s.ts_replace_new_order_id = std::getenv("BACKSTOP_CHAOS_TS_REPLACE_NEW_ID") != nullptr;
     const RunRecord run = run_chaos(s);
     std::ostringstream report;
     bool ok = false;
