@@ -40,6 +40,14 @@ std::vector<std::string> flat_then_down_to_99() {
   return path;
 }
 
+// 30 ticks at 100.00, then down a cent a tick to 99.30 (about 5 s in), held there.
+std::vector<std::string> flat_then_down_to_99_30() {
+  std::vector<std::string> path(30, "100.00");
+  const auto down = prices(99.99, 99.30, -0.01);
+  path.insert(path.end(), down.begin(), down.end());
+  return path;
+}
+
 StopGuardSettings settings(ProtectionPolicy policy) {
   StopGuardSettings s;
   s.policy = policy;
@@ -163,10 +171,7 @@ TEST(StopGuard, EachStopIsUnderItsOwnStrategysPolicy) {
 // alone is no ghost (else `guard` would cancel a working stop and flatten the position), and a
 // crossing of the new one is. Every stop here is a ghost (the venue never triggers it).
 TEST(StopGuard, AReplacedStopIsWatchedAtItsNewPriceNotItsOld) {
-  std::vector<std::string> path(30, "100.00");  // then down to 99.30 (about 5 s in) and held there
-  const auto down = prices(99.99, 99.30, -0.01);
-  path.insert(path.end(), down.begin(), down.end());
-  SimSession s(ghosts_only(), path);
+  SimSession s(ghosts_only(), flat_then_down_to_99_30());
   StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::guard), {{"AAPL", s.instrument}});
   s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
   s.sim.start();
@@ -202,10 +207,7 @@ TEST(StopGuard, AReplacedStopIsWatchedAtItsNewPriceNotItsOld) {
 // the record takes it, and the guard watches the price the broker holds. Left at the old price,
 // the guard would take the crossing of the old level for a ghost and flatten a protected position.
 TEST(StopGuard, AReplaceOfUnknownOutcomeIsReadBackAndTheStopWatchedWhereTheBrokerHasIt) {
-  std::vector<std::string> path(30, "100.00");  // then down to 99.30 (about 5 s in) and held there
-  const auto down = prices(99.99, 99.30, -0.01);
-  path.insert(path.end(), down.begin(), down.end());
-  SimSession s(ghosts_only(), path);
+  SimSession s(ghosts_only(), flat_then_down_to_99_30());
   StopGuard guard(s.loop, s.orders, s.journal, settings(ProtectionPolicy::guard), {{"AAPL", s.instrument}});
   s.sim.subscribe_quotes({"AAPL"}, [&](const Quote& q) { guard.on_quote(q); });
   s.sim.start();
